@@ -1,0 +1,219 @@
+//! Settings from flags and environment variables (API.md §1). `switchboard --help` lists them all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use clap::builder::BoolishValueParser;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of the server.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "switchboard", version, about = "Account, credit and realtime presence backend")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "SWITCHBOARD_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Directory of the embedded store, the generated JWT secret and the mail outbox.
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// MongoDB connection string; when set, MongoDB replaces the embedded store.
+    #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<String>,
+
+    /// MongoDB database name.
+    #[arg(long, env = "MONGODB_DB", default_value = "switchboard")]
+    pub mongodb_db: String,
+
+    /// HS256 signing secret (at least 32 bytes); generated once and kept in the data dir when unset.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Email of the first admin, created or promoted at start.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+
+    /// Password of the first admin when it has to be created.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// Browser origins allowed for cookie-authenticated WebSockets and CORS (comma list).
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub allowed_origins: Vec<String>,
+
+    /// Reverse proxies (CIDR list) whose X-Forwarded-For is believed.
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Base URL for links in mail; defaults to http://<bind address>.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL", value_parser = parse_origin)]
+    pub public_url: Option<String>,
+
+    /// SMTP server for password-reset mail, e.g. smtp://127.0.0.1:2525; unset: write to <data-dir>/outbox/.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender address of mail.
+    #[arg(long, env = "SMTP_FROM", default_value = "Switchboard <no-reply@switchboard.local>")]
+    pub smtp_from: String,
+
+    /// OpenAI-compatible chat completions base URL; unset: the built-in echo assistant.
+    #[arg(long, env = "ASSISTANT_URL")]
+    pub assistant_url: Option<String>,
+
+    /// Model name sent to the assistant.
+    #[arg(long, env = "ASSISTANT_MODEL", default_value = "gpt-4o-mini")]
+    pub assistant_model: String,
+
+    /// API key sent to the assistant.
+    #[arg(long, env = "ASSISTANT_API_KEY", hide_env_values = true)]
+    pub assistant_api_key: Option<String>,
+
+    /// OpenAI-compatible image generation base URL; unset: the built-in generator.
+    #[arg(long, env = "IMAGE_URL")]
+    pub image_url: Option<String>,
+
+    /// Model name sent to the image generator.
+    #[arg(long, env = "IMAGE_MODEL", default_value = "gpt-image-1")]
+    pub image_model: String,
+
+    /// API key sent to the image generator.
+    #[arg(long, env = "IMAGE_API_KEY", hide_env_values = true)]
+    pub image_api_key: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Mark cookies Secure (set when TLS ends at a proxy).
+    #[arg(long, env = "SWITCHBOARD_SECURE_COOKIES", value_parser = BoolishValueParser::new(), default_value = "false")]
+    pub secure_cookies: bool,
+
+    /// Bearer token required to read /metrics; unset: open.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Credits charged per chat message.
+    #[arg(long, env = "PRICE_CHAT_MESSAGE", default_value_t = 1, value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
+    pub price_chat_message: i64,
+
+    /// Credits charged per image.
+    #[arg(long, env = "PRICE_IMAGE", default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
+    pub price_image: i64,
+
+    /// Credits of a new account.
+    #[arg(long, env = "STARTING_CREDITS", default_value_t = 100, value_parser = clap::value_parser!(i64).range(0..=1_000_000_000))]
+    pub starting_credits: i64,
+
+    /// REST requests per minute per user (or per client IP when anonymous).
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_per_minute: u32,
+
+    /// Paid WebSocket messages (chat.send, image.generate) per minute per user.
+    #[arg(long, env = "WS_RATE_LIMIT_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_rate_limit_per_minute: u32,
+
+    /// Password hashes computed at once (default: the number of CPUs).
+    #[arg(long, env = "SWITCHBOARD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
+    pub hash_concurrency: Option<u16>,
+}
+
+impl Config {
+    /// Parses flags and environment; on a bad setting prints one line naming it and exits with 2.
+    pub fn from_env_and_args() -> Config {
+        match Config::try_parse() {
+            Ok(config) => match config.check() {
+                Ok(()) => config,
+                Err(line) => {
+                    eprintln!("error: {line}");
+                    std::process::exit(2);
+                }
+            },
+            Err(e) if !e.use_stderr() => e.exit(),
+            Err(e) => {
+                let rendered = e.to_string();
+                let line = rendered.lines().next().unwrap_or("invalid configuration");
+                eprintln!("{line}");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    /// Checks that settings agree with each other; the error names the setting.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(secret) = &self.jwt_secret
+            && secret.len() < 32
+        {
+            return Err("JWT_SECRET must be at least 32 bytes".into());
+        }
+        if self.admin_email.is_some() != self.admin_password.is_some() {
+            return Err("SWITCHBOARD_ADMIN_EMAIL and SWITCHBOARD_ADMIN_PASSWORD must be set together".into());
+        }
+        if let Some(uri) = &self.mongodb_uri
+            && !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://"))
+        {
+            return Err("MONGODB_URI must start with mongodb:// or mongodb+srv://".into());
+        }
+        if let Some(url) = &self.smtp_url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            return Err("SMTP_URL must start with smtp:// or smtps://".into());
+        }
+        for (name, url) in [("ASSISTANT_URL", &self.assistant_url), ("IMAGE_URL", &self.image_url)] {
+            if let Some(url) = url
+                && parse_origin(url).is_err()
+            {
+                return Err(format!("{name} must be an http:// or https:// URL"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The base URL for links in mail.
+    pub fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.bind))
+    }
+}
+
+/// Accepts an http(s) URL without a trailing slash.
+fn parse_origin(value: &str) -> Result<String, String> {
+    let value = value.trim().trim_end_matches('/');
+    let rest = value.strip_prefix("http://").or_else(|| value.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(value.to_owned()),
+        _ => Err(format!("'{value}' is not an http:// or https:// URL")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::try_parse_from(["switchboard"]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!((c.price_chat_message, c.price_image, c.starting_credits), (1, 10, 100));
+        assert_eq!((c.rate_limit_per_minute, c.ws_rate_limit_per_minute), (60, 60));
+        assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_their_name() {
+        let err = Config::try_parse_from(["switchboard", "--bind", "nowhere"]).unwrap_err().to_string();
+        assert!(err.contains("--bind"), "{err}");
+        let c = Config::try_parse_from(["switchboard", "--jwt-secret", "short"]).unwrap();
+        assert!(c.check().unwrap_err().contains("JWT_SECRET"));
+        assert!(Config::try_parse_from(["switchboard", "--allowed-origins", "ftp://x"]).is_err());
+    }
+}

@@ -1,0 +1,406 @@
+//! Accounts and sessions: register, login, refresh, logout, password reset, ws tickets.
+
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use time::Duration;
+use utoipa::ToSchema;
+use validator::Validate;
+
+use super::json::{self, ValidJson};
+use super::validate;
+use super::views::UserView;
+use crate::auth::extract::{CurrentUser, csrf_token};
+use crate::auth::jwt::{ACCESS_TOKEN_SECONDS, WS_TICKET_SECONDS};
+use crate::auth::{ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE, REFRESH_PATH, tokens};
+use crate::error::{ApiError, ErrorBody};
+use crate::startup::AppState;
+use crate::store::{RefreshToken, RefreshUse, ResetToken, Role, Session, StoreError, User};
+
+/// Refresh tokens live 30 days.
+const REFRESH_DAYS: i64 = 30;
+/// Reset tokens live 30 minutes.
+const RESET_MINUTES: i64 = 30;
+
+/// Body of `POST /api/register`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// Email address (unique, case-insensitive).
+    #[validate(custom(function = "validate::email"))]
+    pub email: String,
+    /// 8 to 128 characters, not a common password.
+    #[validate(custom(function = "validate::new_password"))]
+    pub password: String,
+    /// Given name, 1 to 100 characters.
+    #[validate(custom(function = "validate::name"))]
+    pub first_name: String,
+    /// Family name, 1 to 100 characters.
+    #[validate(custom(function = "validate::name"))]
+    pub last_name: String,
+}
+
+/// Answer of `POST /api/register`: the API key is shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisterResponse {
+    /// The new account.
+    pub user: UserView,
+    /// The full API key; afterwards only its prefix is shown.
+    pub api_key: String,
+}
+
+/// Body of `POST /api/login`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Email address.
+    #[validate(length(min = 1, max = 254))]
+    pub email: String,
+    /// Password.
+    #[validate(custom(function = "validate::login_password"))]
+    pub password: String,
+}
+
+/// Tokens of a session, from login and refresh.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Opaque, single-use refresh token (30 days).
+    pub refresh_token: String,
+    /// The user.
+    pub user: UserView,
+}
+
+/// Body of `POST /api/token/refresh` (or none, with the `sb_refresh` cookie).
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token from login or the previous refresh.
+    #[validate(length(min = 1, max = 256))]
+    pub refresh_token: String,
+}
+
+/// Body of `POST /api/password/forgot`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotRequest {
+    /// The account's email.
+    #[validate(custom(function = "validate::email"))]
+    pub email: String,
+}
+
+/// Body of `POST /api/password/reset`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// The token from the mailed link.
+    #[validate(length(min = 1, max = 256))]
+    pub token: String,
+    /// The new password.
+    #[validate(custom(function = "validate::new_password"))]
+    pub new_password: String,
+}
+
+/// Answer of `POST /api/password/forgot`: the same whether or not the account exists.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedResponse {
+    /// What happens next.
+    pub message: &'static str,
+}
+
+/// Answer of `POST /api/ws-ticket`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WsTicketResponse {
+    /// Pass as `/ws?ticket=`; works once, within `expires_in` seconds.
+    pub ticket: String,
+    /// Seconds of validity.
+    pub expires_in: i64,
+}
+
+/// Creates an account with the starting credits and a first API key.
+#[utoipa::path(post, path = "/api/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = RegisterResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn register(
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (user, api_key) = create_user(&state, &body, Role::User).await?;
+    tracing::info!(user_id = %user.id, "user registered");
+    Ok(HttpResponse::Created().json(RegisterResponse { user: UserView::from(&user), api_key }))
+}
+
+/// Inserts a new user; shared by registration and the admin bootstrap.
+pub async fn create_user(
+    state: &AppState,
+    body: &RegisterRequest,
+    role: Role,
+) -> Result<(User, String), ApiError> {
+    let email = validate::normalise_email(&body.email);
+    if state.store.user_by_email(&email).await?.is_some() {
+        return Err(ApiError::EmailTaken);
+    }
+    let password_hash = state.hasher.hash(&body.password).await?;
+    let api_key = tokens::new_api_key();
+    let now = crate::store::now();
+    let user = User {
+        id: uuid::Uuid::now_v7().to_string(),
+        email,
+        password_hash,
+        first_name: body.first_name.trim().to_owned(),
+        last_name: body.last_name.trim().to_owned(),
+        role,
+        api_key_hash: tokens::sha256_hex(&api_key),
+        api_key_prefix: tokens::api_key_prefix(&api_key),
+        credits: state.config.starting_credits,
+        credits_seq: 0,
+        initial_credits: state.config.starting_credits,
+        last_login: None,
+        active: true,
+        created_at: now,
+        updated_at: now,
+    };
+    match state.store.insert_user(&user).await {
+        Ok(()) => Ok((user, api_key)),
+        // The unique index decides races between concurrent registrations of one email.
+        Err(StoreError::Duplicate) => Err(ApiError::EmailTaken),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Checks email and password and opens a session (tokens in the body and as cookies).
+#[utoipa::path(post, path = "/api/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let email = validate::normalise_email(&body.email);
+    let user = state.store.user_by_email(&email).await?;
+    // An unknown email still costs one hash, so the answer time does not reveal accounts.
+    let matches = state.hasher.verify(&body.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+    let user = match user {
+        Some(user) if matches => user,
+        _ => {
+            tracing::info!(event = "login_failed", "login failed");
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
+    if !user.active {
+        return Err(ApiError::AccountDisabled);
+    }
+    let now = crate::store::now();
+    let session = Session { id: uuid::Uuid::now_v7().to_string(), user_id: user.id.clone(), created_at: now, revoked_at: None };
+    state.store.insert_session(&session).await?;
+    let update = crate::store::UserUpdate { last_login: Some(now), ..Default::default() };
+    let user = state.store.update_user(&user.id, &update, now).await?.unwrap_or(user);
+    tracing::info!(event = "login_succeeded", user_id = %user.id, "login succeeded");
+    issue_tokens(&req, &state, &user, &session.id).await
+}
+
+/// Exchanges a refresh token for new tokens; a reused token revokes its whole session.
+#[utoipa::path(post, path = "/api/token/refresh", tag = "auth", request_body(content = RefreshRequest, description = "or the sb_refresh cookie with X-CSRF-Token"),
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody)))]
+pub async fn refresh(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let (token, from_cookie) = if body.iter().all(u8::is_ascii_whitespace) {
+        let cookie = req.cookie(REFRESH_COOKIE).ok_or(ApiError::Unauthorized)?;
+        (cookie.value().to_owned(), true)
+    } else {
+        let parsed: RefreshRequest = json::parse(&body)?;
+        (parsed.refresh_token, false)
+    };
+    if from_cookie {
+        // Cross-site pages cannot read sb_csrf, so cannot repeat it in the header.
+        let header = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        let cookie = req.cookie(CSRF_COOKIE);
+        if header.is_none() || header != cookie.as_ref().map(|c| c.value()) {
+            return Err(ApiError::CsrfFailed);
+        }
+    }
+    let now = crate::store::now();
+    let found = match state.store.use_refresh_token(&tokens::sha256_hex(&token), now).await? {
+        RefreshUse::Fresh(found) => found,
+        RefreshUse::Reused(found) => {
+            state.store.revoke_session(&found.session_id, now).await?;
+            tracing::warn!(event = "refresh_token_reused", user_id = %found.user_id, "refresh token reused: session revoked");
+            return Err(ApiError::Unauthorized);
+        }
+        RefreshUse::Unknown => return Err(ApiError::Unauthorized),
+    };
+    if from_cookie {
+        super::super::auth::extract::check_csrf(&state, &req, &found.session_id)?;
+    }
+    let session = state.store.session(&found.session_id).await?;
+    if found.expires_at <= now || session.is_none_or(|s| s.revoked_at.is_some()) {
+        return Err(ApiError::Unauthorized);
+    }
+    let user = state.store.user_by_id(&found.user_id).await?.ok_or(ApiError::Unauthorized)?;
+    if !user.active {
+        return Err(ApiError::AccountDisabled);
+    }
+    issue_tokens(&req, &state, &user, &found.session_id).await
+}
+
+/// Ends the current session: its access and refresh tokens stop working at once.
+#[utoipa::path(post, path = "/api/logout", tag = "auth", responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn logout(req: HttpRequest, state: web::Data<AppState>, current: CurrentUser) -> Result<HttpResponse, ApiError> {
+    if let Some(sid) = &current.session_id {
+        state.store.revoke_session(sid, crate::store::now()).await?;
+    }
+    let mut response = HttpResponse::NoContent();
+    for cookie in cleared_cookies(&req, &state) {
+        response.cookie(cookie);
+    }
+    Ok(response.finish())
+}
+
+/// Mails a reset link when the account exists; always 202 with the same body.
+#[utoipa::path(post, path = "/api/password/forgot", tag = "auth", request_body = ForgotRequest,
+    responses((status = 202, body = AcceptedResponse), (status = 422, body = ErrorBody)))]
+pub async fn forgot_password(
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<ForgotRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let email = validate::normalise_email(&body.email);
+    // The work happens after the answer, so neither body nor timing tells whether the account exists.
+    let state = state.into_inner();
+    actix_web::rt::spawn(async move {
+        if let Err(e) = send_reset_mail(&state, &email).await {
+            tracing::error!(error = %e, "password reset mail failed");
+        }
+    });
+    Ok(HttpResponse::Accepted()
+        .json(AcceptedResponse { message: "If the account exists, a reset link is on its way" }))
+}
+
+async fn send_reset_mail(state: &AppState, email: &str) -> Result<(), ApiError> {
+    let Some(user) = state.store.user_by_email(email).await? else { return Ok(()) };
+    if !user.active {
+        return Ok(());
+    }
+    let token = tokens::random_secret();
+    let now = crate::store::now();
+    let record = ResetToken {
+        token_hash: tokens::sha256_hex(&token),
+        user_id: user.id.clone(),
+        expires_at: now + Duration::minutes(RESET_MINUTES),
+        created_at: now,
+    };
+    state.store.replace_reset_token(&record).await?;
+    let link = format!("{}/reset-password?token={token}", state.config.public_url());
+    let text = format!(
+        "Hello {},\n\nsomeone asked to reset the password of your Switchboard account.\n\
+         Open this link within {RESET_MINUTES} minutes to choose a new one:\n\n{link}\n\n\
+         If it was not you, ignore this mail; your password stays as it is.\n",
+        user.first_name
+    );
+    state.mailer.send(&user.email, "Reset your Switchboard password", &text).await;
+    tracing::info!(event = "password_reset_requested", user_id = %user.id, "password reset requested");
+    Ok(())
+}
+
+/// Sets a new password with a reset token (single use, 30 minutes, newest only) and ends every session.
+#[utoipa::path(post, path = "/api/password/reset", tag = "auth", request_body = ResetRequest,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn reset_password(
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<ResetRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let now = crate::store::now();
+    let user_id = state
+        .store
+        .consume_reset_token(&tokens::sha256_hex(&body.token), now)
+        .await?
+        .ok_or(ApiError::InvalidToken("The reset link is invalid, used or expired"))?;
+    set_password(&state, &user_id, &body.new_password).await?;
+    tracing::info!(event = "password_reset_used", user_id = %user_id, "password reset used");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Stores a new password hash and revokes every session of the user.
+pub async fn set_password(state: &AppState, user_id: &str, password: &str) -> Result<(), ApiError> {
+    let hash = state.hasher.hash(password).await?;
+    let now = crate::store::now();
+    let update = crate::store::UserUpdate { password_hash: Some(hash), ..Default::default() };
+    state.store.update_user(user_id, &update, now).await?.ok_or(ApiError::NotFound)?;
+    state.store.revoke_user_sessions(user_id, now).await?;
+    Ok(())
+}
+
+/// A single-use ticket (30 s) for browsers opening `/ws`, where headers cannot be set.
+#[utoipa::path(post, path = "/api/ws-ticket", tag = "auth", responses((status = 200, body = WsTicketResponse), (status = 401, body = ErrorBody)))]
+pub async fn ws_ticket(state: web::Data<AppState>, current: CurrentUser) -> HttpResponse {
+    let sid = current.session_id.as_deref().unwrap_or_default();
+    let ticket = state.jwt.issue_ws_ticket(&current.user.id, sid);
+    HttpResponse::Ok().json(WsTicketResponse { ticket, expires_in: WS_TICKET_SECONDS })
+}
+
+async fn issue_tokens(req: &HttpRequest, state: &AppState, user: &User, sid: &str) -> Result<HttpResponse, ApiError> {
+    let refresh_token = tokens::random_secret();
+    let now = crate::store::now();
+    state
+        .store
+        .insert_refresh_token(&RefreshToken {
+            token_hash: tokens::sha256_hex(&refresh_token),
+            session_id: sid.to_owned(),
+            user_id: user.id.clone(),
+            expires_at: now + Duration::days(REFRESH_DAYS),
+            used_at: None,
+        })
+        .await?;
+    let access_token = state.jwt.issue_access(&user.id, user.role, sid);
+    let secure = secure_cookies(req, state);
+    let cookies = [
+        cookie(ACCESS_COOKIE, access_token.clone(), "/", true, SameSite::Lax, ACCESS_TOKEN_SECONDS, secure),
+        cookie(REFRESH_COOKIE, refresh_token.clone(), REFRESH_PATH, true, SameSite::Strict, REFRESH_DAYS * 86_400, secure),
+        cookie(CSRF_COOKIE, csrf_token(state, sid), "/", false, SameSite::Lax, REFRESH_DAYS * 86_400, secure),
+    ];
+    let mut response = HttpResponse::Ok();
+    response.insert_header(("Cache-Control", "no-store"));
+    for c in cookies {
+        response.cookie(c);
+    }
+    Ok(response.json(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_SECONDS,
+        refresh_token,
+        user: UserView::from(user),
+    }))
+}
+
+fn secure_cookies(req: &HttpRequest, state: &AppState) -> bool {
+    state.config.secure_cookies || req.app_config().secure()
+}
+
+fn cookie(
+    name: &'static str,
+    value: String,
+    path: &'static str,
+    http_only: bool,
+    same_site: SameSite,
+    max_age_secs: i64,
+    secure: bool,
+) -> Cookie<'static> {
+    Cookie::build(name, value)
+        .path(path)
+        .http_only(http_only)
+        .same_site(same_site)
+        .secure(secure)
+        .max_age(CookieDuration::seconds(max_age_secs))
+        .finish()
+}
+
+/// Cookies that overwrite and expire the session cookies.
+pub fn cleared_cookies(req: &HttpRequest, state: &AppState) -> Vec<Cookie<'static>> {
+    let secure = secure_cookies(req, state);
+    [(ACCESS_COOKIE, "/", true, SameSite::Lax), (REFRESH_COOKIE, REFRESH_PATH, true, SameSite::Strict), (CSRF_COOKIE, "/", false, SameSite::Lax)]
+        .into_iter()
+        .map(|(name, path, http_only, same_site)| cookie(name, String::new(), path, http_only, same_site, 0, secure))
+        .collect()
+}

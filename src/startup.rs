@@ -1,0 +1,203 @@
+//! Building and running the server: storage, secrets, the first admin, routes, shutdown.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{Compress, Logger};
+use actix_web::{App, HttpServer, web};
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::password::PasswordHasher;
+use crate::auth::tokens;
+use crate::config::Config;
+use crate::http;
+use crate::mail::Mailer;
+use crate::store::mongo::MongoStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{DynStore, Role, UserUpdate};
+
+/// Everything handlers share.
+pub struct AppState {
+    /// Settings.
+    pub config: Arc<Config>,
+    /// Storage.
+    pub store: DynStore,
+    /// JWT keys.
+    pub jwt: JwtKeys,
+    /// Key that binds CSRF tokens to sessions.
+    pub csrf_key: Vec<u8>,
+    /// Bounded password hashing.
+    pub hasher: PasswordHasher,
+    /// Outgoing mail.
+    pub mailer: Mailer,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A file or socket problem.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Storage could not be opened.
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// A setting is unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Opens storage, loads secrets, ensures the first admin and binds the listener.
+    pub async fn build(mut config: Config) -> Result<Application, StartError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let listener = TcpListener::bind(config.bind)?;
+        let local = listener.local_addr()?;
+        // Mailed links use the address actually bound (port 0 becomes the real port).
+        config.public_url.get_or_insert_with(|| format!("http://{local}"));
+        let store = open_store(&config).await?;
+        let secret = match &config.jwt_secret {
+            Some(secret) => secret.clone().into_bytes(),
+            None => load_or_create_secret(&config.data_dir)?,
+        };
+        let concurrency = config
+            .hash_concurrency
+            .map(usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let state = web::Data::new(AppState {
+            jwt: JwtKeys::new(&secret),
+            csrf_key: tokens::hmac_token(&secret, "csrf").into_bytes(),
+            hasher: PasswordHasher::new(concurrency).map_err(|e| StartError::Config(e.to_string()))?,
+            mailer: Mailer::new(config.data_dir.join("outbox"), config.smtp_from.clone()),
+            store,
+            config: Arc::new(config),
+        });
+        ensure_admin(&state).await?;
+
+        let port = local.port();
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(Compress::default())
+                .wrap(request_logger())
+                .configure(http::routes)
+                .default_service(web::to(http::not_found))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(10)
+        .run();
+        Ok(Application { port, server, state })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops gracefully.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            handle.stop(true).await;
+        });
+        self.server.await?;
+        drop(self.state);
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// Serves until the future is dropped or the server is stopped (for tests: no signal handling).
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn open_store(config: &Config) -> Result<DynStore, StartError> {
+    Ok(match &config.mongodb_uri {
+        Some(uri) => Arc::new(MongoStore::connect(uri, &config.mongodb_db).await?),
+        None => Arc::new(SqliteStore::open(&config.data_dir)?),
+    })
+}
+
+/// Access log without query strings, which can carry tokens (`/ws?token=`, reset links).
+fn request_logger() -> Logger {
+    Logger::new("%{method}xi %U %s %b %Dms").custom_request_replace("method", |req| req.method().to_string())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler cannot fail on unix");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The generated JWT secret, created once with mode 0600 so tokens survive restarts.
+fn load_or_create_secret(dir: &Path) -> Result<Vec<u8>, StartError> {
+    let path = dir.join("jwt_secret");
+    match std::fs::read_to_string(&path) {
+        Ok(secret) if secret.trim().len() >= 32 => return Ok(secret.trim().as_bytes().to_vec()),
+        Ok(_) => return Err(StartError::Config(format!("{} is shorter than 32 bytes", path.display()))),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        Err(_) => {}
+    }
+    let secret = format!("{}{}", tokens::random_secret(), tokens::random_secret());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    use std::io::Write;
+    options.open(&path)?.write_all(secret.as_bytes())?;
+    tracing::info!(path = %path.display(), "generated a JWT secret");
+    Ok(secret.into_bytes())
+}
+
+/// Creates the admin from `SWITCHBOARD_ADMIN_EMAIL`/`_PASSWORD`, or promotes that account.
+async fn ensure_admin(state: &AppState) -> Result<(), StartError> {
+    let (Some(email), Some(password)) = (&state.config.admin_email, &state.config.admin_password) else {
+        return Ok(());
+    };
+    let email = http::validate::normalise_email(email);
+    if let Some(user) = state.store.user_by_email(&email).await? {
+        if user.role != Role::Admin || !user.active {
+            let update = UserUpdate { role: Some(Role::Admin), active: Some(true), ..Default::default() };
+            state.store.update_user(&user.id, &update, crate::store::now()).await?;
+            tracing::info!(event = "admin_promoted", user_id = %user.id, "promoted the configured admin");
+        }
+        return Ok(());
+    }
+    let request = http::auth::RegisterRequest {
+        email: email.clone(),
+        password: password.clone(),
+        first_name: "Switchboard".into(),
+        last_name: "Admin".into(),
+    };
+    validator::Validate::validate(&request)
+        .map_err(|e| StartError::Config(format!("SWITCHBOARD_ADMIN_EMAIL/SWITCHBOARD_ADMIN_PASSWORD: {e}")))?;
+    match http::auth::create_user(state, &request, Role::Admin).await {
+        Ok((user, _)) => tracing::info!(event = "admin_created", user_id = %user.id, "created the configured admin"),
+        // Another process created it at the same moment.
+        Err(crate::error::ApiError::EmailTaken) => {}
+        Err(e) => return Err(StartError::Config(format!("could not create the admin: {e}"))),
+    }
+    Ok(())
+}

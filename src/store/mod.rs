@@ -1,0 +1,121 @@
+//! The storage interface. Everything above this module sees only the [`Store`] trait and the
+//! domain types of [`model`]; only `sqlite.rs` knows SQL and only `mongo.rs` knows BSON.
+
+pub mod ledger;
+pub mod model;
+pub mod mongo;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+pub use model::*;
+
+/// Errors of the storage layer. Driver errors are kept for the log, never shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique index refused the write (MongoDB code 11000, SQLite `UNIQUE` constraint).
+    #[error("duplicate key")]
+    Duplicate,
+    /// The database could not be reached or did not answer in time.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else the driver reported: a bug or corrupt data.
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+/// Shorthand for storage results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The shared handle the application holds.
+pub type DynStore = Arc<dyn Store>;
+
+/// Everything the server keeps. Both implementations pass the same contract tests
+/// (`tests/api/store_contract.rs`), so callers never care which one runs.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip used by `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Inserts a new user; [`StoreError::Duplicate`] when the email (or key hash) exists.
+    async fn insert_user(&self, user: &User) -> StoreResult<()>;
+    /// The user with this id.
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
+    /// The user with this (already normalised) email.
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// The user whose API key hashes to `key_hash`.
+    async fn user_by_api_key_hash(&self, key_hash: &str) -> StoreResult<Option<User>>;
+    /// Applies `update` (and sets `updated_at`); `None` when there is no such user.
+    async fn update_user(
+        &self,
+        id: &str,
+        update: &UserUpdate,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<User>>;
+    /// Users whose email or names contain `query` (case-insensitive), by creation time,
+    /// with the total number of matches.
+    async fn list_users(
+        &self,
+        query: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<(Vec<User>, i64)>;
+
+    /// Records a new login session.
+    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    /// The session with this id.
+    async fn session(&self, id: &str) -> StoreResult<Option<Session>>;
+    /// Revokes one session; false when it did not exist or was already revoked.
+    async fn revoke_session(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool>;
+    /// Revokes every open session of a user and returns their ids.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<String>>;
+
+    /// Stores a refresh token.
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// Marks the token used, atomically, and says whether this was its first use.
+    async fn use_refresh_token(&self, token_hash: &str, now: OffsetDateTime)
+    -> StoreResult<RefreshUse>;
+
+    /// Stores a reset token and voids every older one of the same user.
+    async fn replace_reset_token(&self, token: &ResetToken) -> StoreResult<()>;
+    /// Uses a reset token once: the owner's id when it existed, was unused and unexpired.
+    async fn consume_reset_token(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<String>>;
+
+    /// Records a single-use credential id (a ws ticket's `jti`); false when it was seen before.
+    async fn consume_once(&self, key: &str, expires_at: OffsetDateTime) -> StoreResult<bool>;
+
+    /// The newest ledger entry of a user.
+    async fn last_ledger_entry(&self, user_id: &str) -> StoreResult<Option<LedgerEntry>>;
+    /// Inserts an entry; [`StoreError::Duplicate`] when `(user_id, seq)` is taken, which
+    /// means another writer changed the balance first.
+    async fn insert_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()>;
+    /// Refreshes the cached balance on the user unless a newer entry already did.
+    async fn cache_balance(&self, user_id: &str, seq: i64, balance: i64) -> StoreResult<()>;
+    /// A user's entries, newest first, with `seq < before` when given.
+    async fn ledger_page(
+        &self,
+        user_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<LedgerEntry>>;
+    /// Chats, images and credits spent by a user.
+    async fn user_stats(&self, user_id: &str) -> StoreResult<UserStats>;
+}
+
+/// The current time at the millisecond precision both stores keep, so a record reads back
+/// exactly as it was written.
+pub fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(t)
+}

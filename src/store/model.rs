@@ -1,0 +1,218 @@
+//! Domain records as storage keeps them: plain Rust types, free of SQL, BSON and HTTP.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// What a user may do: everything is `User` unless an admin says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// An ordinary account.
+    User,
+    /// May manage users and watch presence.
+    Admin,
+}
+
+impl Role {
+    /// The stored and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses the stored spelling; anything unknown is the least privileged role.
+    pub fn parse(s: &str) -> Role {
+        if s == "admin" { Role::Admin } else { Role::User }
+    }
+}
+
+/// An account, with its secrets in hashed form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    /// Opaque id (a UUIDv7 string).
+    pub id: String,
+    /// Normalised to lower case; unique.
+    pub email: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// Privileges.
+    pub role: Role,
+    /// SHA-256 of the API key, hex; unique.
+    pub api_key_hash: String,
+    /// The first 10 characters of the API key, safe to show.
+    pub api_key_prefix: String,
+    /// Cached balance: the `balance_after` of the ledger entry numbered `credits_seq`.
+    pub credits: i64,
+    /// Sequence number of the ledger entry `credits` was read from (0: no entry yet).
+    pub credits_seq: i64,
+    /// Balance before the first ledger entry.
+    pub initial_credits: i64,
+    /// Last successful login.
+    pub last_login: Option<OffsetDateTime>,
+    /// Deactivated users cannot log in or use any credential.
+    pub active: bool,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Last change to the record.
+    pub updated_at: OffsetDateTime,
+}
+
+/// A partial update of a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    /// New given name.
+    pub first_name: Option<String>,
+    /// New family name.
+    pub last_name: Option<String>,
+    /// New argon2id hash.
+    pub password_hash: Option<String>,
+    /// New API key hash and prefix.
+    pub api_key: Option<(String, String)>,
+    /// New role.
+    pub role: Option<Role>,
+    /// Activate or deactivate.
+    pub active: Option<bool>,
+    /// Record a login.
+    pub last_login: Option<OffsetDateTime>,
+}
+
+/// A login session: what refresh tokens and access tokens hang off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    /// Opaque id, carried in access tokens as `sid`.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Start of the session.
+    pub created_at: OffsetDateTime,
+    /// Set once the session is revoked; its tokens then fail.
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// One refresh token of a session (stored as a hash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshToken {
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// Session it belongs to.
+    pub session_id: String,
+    /// Owner of the session.
+    pub user_id: String,
+    /// After this the token is refused.
+    pub expires_at: OffsetDateTime,
+    /// Set when the token was exchanged; a second use is theft.
+    pub used_at: Option<OffsetDateTime>,
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefreshUse {
+    /// No such token.
+    Unknown,
+    /// The token was unused and is now marked used.
+    Fresh(RefreshToken),
+    /// The token had been used before: the session must be revoked.
+    Reused(RefreshToken),
+}
+
+/// A password-reset token (stored as a hash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResetToken {
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// Whose password it resets.
+    pub user_id: String,
+    /// After this the token is refused.
+    pub expires_at: OffsetDateTime,
+    /// Issue time.
+    pub created_at: OffsetDateTime,
+}
+
+/// What a ledger entry is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceType {
+    /// A chat message.
+    Chat,
+    /// A generated image.
+    Image,
+    /// Credits given by an admin.
+    Grant,
+    /// A charge given back because the work failed.
+    Refund,
+}
+
+impl ServiceType {
+    /// The stored and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::Chat => "chat",
+            ServiceType::Image => "image",
+            ServiceType::Grant => "grant",
+            ServiceType::Refund => "refund",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<ServiceType> {
+        Some(match s {
+            "chat" => ServiceType::Chat,
+            "image" => ServiceType::Image,
+            "grant" => ServiceType::Grant,
+            "refund" => ServiceType::Refund,
+            _ => return None,
+        })
+    }
+}
+
+/// One change of a user's balance. Entries of a user are numbered 1, 2, 3… without gaps;
+/// the unique `(user_id, seq)` index makes each insert the atomic step of a balance change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEntry {
+    /// Opaque id.
+    pub id: String,
+    /// Whose balance.
+    pub user_id: String,
+    /// Position in the user's ledger, from 1.
+    pub seq: i64,
+    /// What it was for.
+    pub service_type: ServiceType,
+    /// Negative for use, positive for grants and refunds.
+    pub amount: i64,
+    /// Balance after this entry.
+    pub balance_after: i64,
+    /// What it refers to (a message or image id, a refunded entry, a grant reason).
+    pub reference: Option<String>,
+    /// The admin who made a grant.
+    pub actor_id: Option<String>,
+    /// For a refund: the service whose charge it gives back.
+    pub refund_of: Option<ServiceType>,
+    /// When it happened.
+    pub created_at: OffsetDateTime,
+}
+
+/// Credits a user has spent, per paid service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CreditsUsed {
+    /// Spent on chat messages, net of refunds.
+    pub chat: i64,
+    /// Spent on images, net of refunds.
+    pub image: i64,
+}
+
+/// Counts shown on a profile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserStats {
+    /// Chats the user created.
+    pub total_chats: i64,
+    /// Images the user generated.
+    pub total_images: i64,
+    /// Credits spent.
+    pub credits_used: CreditsUsed,
+}
