@@ -113,7 +113,7 @@ impl Application {
             handle.stop(true).await;
         });
         self.server.await?;
-        drop(self.state);
+        self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -40,6 +40,9 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip used by `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Flushes and closes connections at shutdown.
+    async fn close(&self) {}
+
     /// Inserts a new user; [`StoreError::Duplicate`] when the email (or key hash) exists.
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     /// The user with this id.

@@ -79,11 +79,6 @@ impl MongoStore {
         Ok(store)
     }
 
-    /// Stops the client gracefully, closing its connections and background tasks.
-    pub async fn close(&self) {
-        self.client.clone().shutdown().await;
-    }
-
     async fn create_indexes(&self) -> StoreResult<()> {
         for (collection, fields, unique) in INDEXES {
             let keys: Document = fields.iter().map(|f| ((*f).to_owned(), Bson::Int32(1))).collect();
@@ -207,6 +202,11 @@ impl Store for MongoStore {
     async fn ping(&self) -> StoreResult<()> {
         self.db.run_command(doc! { "ping": 1 }).await.map_err(map_err)?;
         Ok(())
+    }
+
+    async fn close(&self) {
+        // Ends server sessions and closes pooled connections.
+        self.client.clone().shutdown().await;
     }
 
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
@@ -652,9 +652,9 @@ fn doc_to_ledger(d: &Document) -> StoreResult<LedgerEntry> {
     })
 }
 
-/// A timestamp as a BSON date, truncated (floored) to milliseconds.
+/// A timestamp as a BSON date, truncated to milliseconds exactly as the SQLite store does.
 fn bson_date(t: OffsetDateTime) -> DateTime {
-    let millis = t.unix_timestamp_nanos().div_euclid(1_000_000);
+    let millis = t.unix_timestamp_nanos() / 1_000_000;
     DateTime::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
 }
 

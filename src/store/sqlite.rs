@@ -273,6 +273,14 @@ impl Store for SqliteStore {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
 
+    async fn close(&self) {
+        // Folds the write-ahead log into the database file so a stopped server leaves one file.
+        let checkpoint = self.write(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))).await;
+        if let Err(e) = checkpoint {
+            tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
+        }
+    }
+
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         let u = user.clone();
         self.write(move |c| {
