@@ -1,0 +1,466 @@
+//! Presence: every WebSocket session of this node, by user. Keeps the `active_users` and
+//! `ws_sessions` gauges, tells subscribed admins who joins (a user's first session) and leaves
+//! (their last), and routes pushes to every session of a user.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use actix::prelude::*;
+
+/// Gauge: distinct users with at least one open WebSocket.
+pub const ACTIVE_USERS: &str = "active_users";
+/// Gauge: open WebSocket sessions.
+pub const WS_SESSIONS: &str = "ws_sessions";
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// The client closed it.
+    Closed,
+    /// Heartbeats went unanswered.
+    Timeout,
+    /// Logout, password change, deactivation or role change.
+    Revoked,
+    /// The client did not read its socket.
+    Slow,
+    /// The server is stopping.
+    Shutdown,
+}
+
+impl LeaveReason {
+    /// Wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Closed => "closed",
+            LeaveReason::Timeout => "timeout",
+            LeaveReason::Revoked => "revoked",
+            LeaveReason::Slow => "slow",
+            LeaveReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A presence change, as admins see it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PresenceEvent {
+    /// A user opened their first session.
+    Joined(UserPresence),
+    /// A user closed their last session.
+    Left {
+        /// Who.
+        user_id: Arc<str>,
+        /// Their email.
+        email: Arc<str>,
+        /// Why the last session ended.
+        reason: LeaveReason,
+    },
+    /// A user's number of sessions changed (and is still above zero).
+    Sessions {
+        /// Who.
+        user_id: Arc<str>,
+        /// Open sessions now.
+        sessions: usize,
+    },
+}
+
+/// What a session actor is told.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub enum SessionEvent {
+    /// A frame the gateway already encoded (`credits.updated`, `chat.delta`…), sent as is.
+    Frame(Arc<str>),
+    /// A presence change (for admin subscribers).
+    Presence(PresenceEvent),
+    /// The session's credential was revoked: say why and close (4001).
+    Revoked {
+        /// Short reason for the client (`logout`, `password_changed`…).
+        reason: &'static str,
+    },
+    /// The server is stopping: close with 1001.
+    Shutdown,
+}
+
+/// One user's presence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserPresence {
+    /// User id.
+    pub user_id: Arc<str>,
+    /// Email.
+    pub email: Arc<str>,
+    /// Open sessions.
+    pub sessions: usize,
+    /// Start of the oldest open session.
+    pub connected_since: SystemTime,
+}
+
+/// Everyone online on this node.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Snapshot {
+    /// Users online, oldest connection first.
+    pub users: Vec<UserPresence>,
+    /// Distinct users.
+    pub active_users: usize,
+    /// Sessions.
+    pub sessions: usize,
+}
+
+/// A session opened.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Join {
+    /// The WebSocket session id.
+    pub session_id: Arc<str>,
+    /// Its user.
+    pub user_id: Arc<str>,
+    /// The user's email.
+    pub email: Arc<str>,
+    /// The login session its credential belongs to (none for API keys).
+    pub auth_session: Option<Arc<str>>,
+    /// Where to deliver events.
+    pub recipient: Recipient<SessionEvent>,
+}
+
+/// A session closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    /// The WebSocket session id.
+    pub session_id: Arc<str>,
+    /// Why.
+    pub reason: LeaveReason,
+}
+
+/// Subscribe an admin session to presence events; answers the snapshot to start from.
+#[derive(Message)]
+#[rtype(result = "Snapshot")]
+pub struct Subscribe {
+    /// The subscribing WebSocket session (must have joined).
+    pub session_id: Arc<str>,
+}
+
+/// Stop presence events for a session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    /// The WebSocket session.
+    pub session_id: Arc<str>,
+}
+
+/// Who is online now.
+#[derive(Message)]
+#[rtype(result = "Snapshot")]
+pub struct GetSnapshot;
+
+/// How many sessions a user has open (for the per-user cap).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountSessions {
+    /// Whose.
+    pub user_id: Arc<str>,
+}
+
+/// Deliver an event to every session of a user.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToUser {
+    /// Whose sessions.
+    pub user_id: Arc<str>,
+    /// What.
+    pub event: SessionEvent,
+}
+
+/// Revoke the sockets of a user (all of them, or those of one login session).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Revoke {
+    /// Whose sockets.
+    pub user_id: Arc<str>,
+    /// Only sockets opened with a credential of this login session; `None`: all.
+    pub auth_session: Option<Arc<str>>,
+    /// Reason told to the client.
+    pub reason: &'static str,
+}
+
+/// Tell every session the server is stopping.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ShutdownAll;
+
+struct SessionEntry {
+    user_id: Arc<str>,
+    auth_session: Option<Arc<str>>,
+    recipient: Recipient<SessionEvent>,
+}
+
+struct UserEntry {
+    email: Arc<str>,
+    sessions: HashMap<Arc<str>, SystemTime>,
+}
+
+/// The node's presence registry.
+#[derive(Default)]
+pub struct PresenceActor {
+    sessions: HashMap<Arc<str>, SessionEntry>,
+    users: HashMap<Arc<str>, UserEntry>,
+    subscribers: HashSet<Arc<str>>,
+}
+
+impl PresenceActor {
+    fn deliver(&self, session_id: &str, event: SessionEvent) {
+        if let Some(session) = self.sessions.get(session_id) {
+            // A session whose mailbox is full is stuck; its own outbound check closes it.
+            if let Err(e) = session.recipient.try_send(event) {
+                tracing::debug!(session_id, error = %e, "event not delivered");
+            }
+        }
+    }
+
+    fn broadcast(&self, event: PresenceEvent) {
+        for subscriber in &self.subscribers {
+            self.deliver(subscriber, SessionEvent::Presence(event.clone()));
+        }
+    }
+
+    fn user_presence(user_id: &Arc<str>, user: &UserEntry) -> UserPresence {
+        UserPresence {
+            user_id: user_id.clone(),
+            email: user.email.clone(),
+            sessions: user.sessions.len(),
+            connected_since: user.sessions.values().min().copied().unwrap_or_else(SystemTime::now),
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut users: Vec<_> = self.users.iter().map(|(id, u)| Self::user_presence(id, u)).collect();
+        users.sort_by_key(|u| u.connected_since);
+        Snapshot { active_users: users.len(), sessions: self.sessions.len(), users }
+    }
+
+    fn update_gauges(&self) {
+        metrics::gauge!(ACTIVE_USERS).set(self.users.len() as f64);
+        metrics::gauge!(WS_SESSIONS).set(self.sessions.len() as f64);
+    }
+}
+
+impl Actor for PresenceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(16_384);
+        self.update_gauges();
+    }
+}
+
+impl Handler<Join> for PresenceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Join, _: &mut Context<Self>) {
+        let now = SystemTime::now();
+        let user = self
+            .users
+            .entry(msg.user_id.clone())
+            .or_insert_with(|| UserEntry { email: msg.email.clone(), sessions: HashMap::new() });
+        user.sessions.insert(msg.session_id.clone(), now);
+        let event = if user.sessions.len() == 1 {
+            PresenceEvent::Joined(Self::user_presence(&msg.user_id, user))
+        } else {
+            PresenceEvent::Sessions { user_id: msg.user_id.clone(), sessions: user.sessions.len() }
+        };
+        self.sessions.insert(
+            msg.session_id,
+            SessionEntry { user_id: msg.user_id, auth_session: msg.auth_session, recipient: msg.recipient },
+        );
+        self.update_gauges();
+        self.broadcast(event);
+    }
+}
+
+impl Handler<Leave> for PresenceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
+        self.subscribers.remove(&msg.session_id);
+        let Some(session) = self.sessions.remove(&msg.session_id) else { return };
+        let Some(user) = self.users.get_mut(&session.user_id) else { return };
+        user.sessions.remove(&msg.session_id);
+        let event = if user.sessions.is_empty() {
+            let email = user.email.clone();
+            self.users.remove(&session.user_id);
+            PresenceEvent::Left { user_id: session.user_id, email, reason: msg.reason }
+        } else {
+            PresenceEvent::Sessions { user_id: session.user_id, sessions: user.sessions.len() }
+        };
+        self.update_gauges();
+        self.broadcast(event);
+    }
+}
+
+impl Handler<Subscribe> for PresenceActor {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        if self.sessions.contains_key(&msg.session_id) {
+            self.subscribers.insert(msg.session_id);
+        }
+        MessageResult(self.snapshot())
+    }
+}
+
+impl Handler<Unsubscribe> for PresenceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
+        self.subscribers.remove(&msg.session_id);
+    }
+}
+
+impl Handler<GetSnapshot> for PresenceActor {
+    type Result = MessageResult<GetSnapshot>;
+
+    fn handle(&mut self, _: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.snapshot())
+    }
+}
+
+impl Handler<CountSessions> for PresenceActor {
+    type Result = usize;
+
+    fn handle(&mut self, msg: CountSessions, _: &mut Context<Self>) -> usize {
+        self.users.get(&msg.user_id).map_or(0, |u| u.sessions.len())
+    }
+}
+
+impl Handler<ToUser> for PresenceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToUser, _: &mut Context<Self>) {
+        if let Some(user) = self.users.get(&msg.user_id) {
+            for session_id in user.sessions.keys() {
+                self.deliver(session_id, msg.event.clone());
+            }
+        }
+    }
+}
+
+impl Handler<Revoke> for PresenceActor {
+    type Result = usize;
+
+    fn handle(&mut self, msg: Revoke, _: &mut Context<Self>) -> usize {
+        let targets: Vec<Arc<str>> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.user_id == msg.user_id)
+            .filter(|(_, s)| msg.auth_session.is_none() || s.auth_session == msg.auth_session)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for session_id in &targets {
+            self.deliver(session_id, SessionEvent::Revoked { reason: msg.reason });
+        }
+        targets.len()
+    }
+}
+
+impl Handler<ShutdownAll> for PresenceActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: ShutdownAll, _: &mut Context<Self>) -> usize {
+        for session_id in self.sessions.keys() {
+            self.deliver(session_id, SessionEvent::Shutdown);
+        }
+        self.sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records every event it gets.
+    #[derive(Default)]
+    struct Probe {
+        events: Arc<Mutex<Vec<SessionEvent>>>,
+    }
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<SessionEvent> for Probe {
+        type Result = ();
+        fn handle(&mut self, msg: SessionEvent, _: &mut Context<Self>) {
+            self.events.lock().unwrap().push(msg);
+        }
+    }
+
+    fn probe() -> (Recipient<SessionEvent>, Arc<Mutex<Vec<SessionEvent>>>) {
+        let probe = Probe::default();
+        let events = probe.events.clone();
+        (probe.start().recipient(), events)
+    }
+
+    fn join(session: &str, user: &str, recipient: Recipient<SessionEvent>) -> Join {
+        Join {
+            session_id: session.into(),
+            user_id: user.into(),
+            email: format!("{user}@example.com").into(),
+            auth_session: Some(format!("login-{session}").into()),
+            recipient,
+        }
+    }
+
+    async fn settle() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    #[actix::test]
+    async fn presence_lists_a_user_until_their_last_socket_closes() {
+        let presence = PresenceActor::default().start();
+        let (admin, admin_events) = probe();
+        presence.send(join("admin-ws", "admin", admin)).await.unwrap();
+        let snapshot = presence.send(Subscribe { session_id: "admin-ws".into() }).await.unwrap();
+        assert_eq!((snapshot.active_users, snapshot.sessions), (1, 1));
+
+        let (tab1, _) = probe();
+        let (tab2, _) = probe();
+        presence.send(join("ws1", "ada", tab1)).await.unwrap();
+        presence.send(join("ws2", "ada", tab2)).await.unwrap();
+        assert_eq!(presence.send(CountSessions { user_id: "ada".into() }).await.unwrap(), 2);
+        presence.send(Leave { session_id: "ws1".into(), reason: LeaveReason::Closed }).await.unwrap();
+        assert_eq!(presence.send(GetSnapshot).await.unwrap().active_users, 2, "ada still has a tab");
+        presence.send(Leave { session_id: "ws2".into(), reason: LeaveReason::Timeout }).await.unwrap();
+        assert_eq!(presence.send(GetSnapshot).await.unwrap().active_users, 1);
+        settle().await;
+
+        let events = admin_events.lock().unwrap();
+        let kinds: Vec<String> = events
+            .iter()
+            .map(|e| match e {
+                SessionEvent::Presence(PresenceEvent::Joined(u)) => format!("joined {}", u.user_id),
+                SessionEvent::Presence(PresenceEvent::Sessions { user_id, sessions }) => format!("sessions {user_id} {sessions}"),
+                SessionEvent::Presence(PresenceEvent::Left { user_id, reason, .. }) => format!("left {user_id} {}", reason.as_str()),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, ["joined ada", "sessions ada 2", "sessions ada 1", "left ada timeout"]);
+    }
+
+    #[actix::test]
+    async fn revoking_one_login_session_closes_only_its_sockets() {
+        let presence = PresenceActor::default().start();
+        let (a, a_events) = probe();
+        let (b, b_events) = probe();
+        presence.send(join("ws-a", "ada", a)).await.unwrap();
+        presence.send(join("ws-b", "ada", b)).await.unwrap();
+        let revoked = presence
+            .send(Revoke { user_id: "ada".into(), auth_session: Some("login-ws-a".into()), reason: "logout" })
+            .await
+            .unwrap();
+        assert_eq!(revoked, 1);
+        presence.send(ToUser { user_id: "ada".into(), event: SessionEvent::Frame("{}".into()) }).await.unwrap();
+        settle().await;
+        assert!(matches!(a_events.lock().unwrap()[0], SessionEvent::Revoked { reason: "logout" }));
+        assert_eq!(b_events.lock().unwrap().len(), 1, "b only got the frame");
+    }
+}
