@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use dashmap::DashMap;
 
+/// The future a [`Ledger`] returns.
+pub type LedgerFuture<A, E> = Pin<Box<dyn Future<Output = Result<A, E>> + Send>>;
+
 /// Where balance changes are made durable. The server implements it over its store.
 pub trait Ledger: Send + Sync + 'static {
     /// A requested change (amount, reason…).
@@ -21,11 +24,7 @@ pub trait Ledger: Send + Sync + 'static {
     type Error: Send + 'static;
 
     /// Applies one change of `user_id`'s balance atomically.
-    fn apply(
-        &self,
-        user_id: &str,
-        change: Self::Change,
-    ) -> Pin<Box<dyn Future<Output = Result<Self::Applied, Self::Error>> + Send>>;
+    fn apply(&self, user_id: &str, change: Self::Change) -> LedgerFuture<Self::Applied, Self::Error>;
 }
 
 /// Apply one change to the actor's user.
@@ -166,7 +165,7 @@ mod tests {
         type Applied = i64;
         type Error = i64;
 
-        fn apply(&self, _: &str, amount: i64) -> Pin<Box<dyn Future<Output = Result<i64, i64>> + Send>> {
+        fn apply(&self, _: &str, amount: i64) -> LedgerFuture<i64, i64> {
             let state = self.state.clone();
             Box::pin(async move {
                 let current = state.lock().unwrap().0;

@@ -236,3 +236,29 @@ pub fn set_cookie(response: &Response, name: &str) -> Option<String> {
 pub fn cookie_value(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_owned()
 }
+
+/// Starts a second server on `app`'s data dir and, under MongoDB, on its database too, so start-up
+/// work on existing data (restarts, the admin bootstrap) can be tested with either store.
+pub async fn spawn_app_sharing_store(app: &TestApp, extra: &[&str]) -> TestApp {
+    let data_dir = app.data_dir.path().to_str().unwrap();
+    let mut args: Vec<String> = ["switchboard", "--bind", "127.0.0.1:0", "--data-dir", data_dir, "--hash-concurrency", "2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(uri) = &app.config.mongodb_uri {
+        args.extend(["--mongodb-uri".into(), uri.clone(), "--mongodb-db".into(), app.config.mongodb_db.clone()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let config = Config::try_parse_from(args).expect("test config");
+    config.check().expect("test config is consistent");
+    let server = Application::build(config.clone()).await.expect("server builds");
+    let port = server.port();
+    actix_web::rt::spawn(server.run());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        data_dir: app.data_dir.clone(),
+        config,
+    }
+}
