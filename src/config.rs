@@ -96,7 +96,8 @@ pub struct Config {
     pub log_format: LogFormat,
 
     /// Mark cookies Secure (set when TLS ends at a proxy).
-    #[arg(long, env = "SWITCHBOARD_SECURE_COOKIES", value_parser = BoolishValueParser::new(), default_value = "false")]
+    #[arg(long, env = "SWITCHBOARD_SECURE_COOKIES", value_parser = BoolishValueParser::new(), default_value = "false",
+        num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub secure_cookies: bool,
 
     /// Bearer token required to read /metrics; unset: open.
@@ -122,6 +123,18 @@ pub struct Config {
     /// Paid WebSocket messages (chat.send, image.generate) per minute per user.
     #[arg(long, env = "WS_RATE_LIMIT_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_rate_limit_per_minute: u32,
+
+    /// Server WebSocket ping interval, milliseconds; three silent intervals close a connection.
+    #[arg(long, env = "SWITCHBOARD_WS_HEARTBEAT_MS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub ws_heartbeat_ms: u64,
+
+    /// Open WebSocket sessions allowed per user; the next upgrade gets 429.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_SESSIONS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub ws_max_sessions_per_user: u32,
+
+    /// Frames queued for a WebSocket client before it counts as slow and is closed.
+    #[arg(long, env = "SWITCHBOARD_WS_OUTBOUND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub ws_outbound_queue: u32,
 
     /// Password hashes computed at once (default: the number of CPUs).
     #[arg(long, env = "SWITCHBOARD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]

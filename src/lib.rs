@@ -7,13 +7,21 @@
 //! - [`store`]: the storage interface with its SQLite and MongoDB implementations and the credit ledger.
 //! - [`error`]: `ApiError`, the one place that maps failures to HTTP answers.
 //! - [`mail`]: outgoing mail (outbox files for now).
-//! - [`telemetry`]: logging.
+//! - [`assistant`]: the chat assistant interface: built-in echo and an OpenAI-compatible streaming client.
+//! - [`images`]: the image generator interface: the built-in PNG drawer and an OpenAI-compatible client.
+//! - [`metrics`]: Prometheus metric names, recording helpers, request middleware and `/metrics`.
+//! - [`telemetry`]: logging setup.
+//! - [`ws`]: the realtime gateway: `/ws` upgrade, session actors, the JSON protocol.
 
+pub mod assistant;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod images;
 pub mod mail;
+pub mod metrics;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod ws;

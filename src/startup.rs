@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{Compress, Logger};
+use actix_web::middleware::{Compress, Logger, from_fn};
 use actix_web::{App, HttpServer, web};
 
 use crate::auth::jwt::JwtKeys;
@@ -14,9 +14,11 @@ use crate::auth::tokens;
 use crate::config::Config;
 use crate::http;
 use crate::mail::Mailer;
+use crate::metrics;
 use crate::store::mongo::MongoStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{DynStore, Role, UserUpdate};
+use crate::ws::hub::Realtime;
 
 /// Everything handlers share.
 pub struct AppState {
@@ -32,6 +34,8 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     /// Outgoing mail.
     pub mailer: Mailer,
+    /// The WebSocket side: presence, credit and rate-limit actors, assistant, images.
+    pub realtime: Realtime,
 }
 
 /// Why the server could not start.
@@ -77,11 +81,13 @@ impl Application {
             csrf_key: tokens::hmac_token(&secret, "csrf").into_bytes(),
             hasher: PasswordHasher::new(concurrency).map_err(|e| StartError::Config(e.to_string()))?,
             mailer: Mailer::new(config.data_dir.join("outbox"), config.smtp_from.clone()),
+            realtime: Realtime::start(&config, store.clone()),
             store,
             config: Arc::new(config),
         });
         ensure_admin(&state).await?;
 
+        metrics::install();
         let port = local.port();
         let app_state = state.clone();
         let server = HttpServer::new(move || {
@@ -89,6 +95,9 @@ impl Application {
                 .app_data(app_state.clone())
                 .wrap(Compress::default())
                 .wrap(request_logger())
+                // Outermost, so it sees every status and the whole time.
+                .wrap(from_fn(metrics::track_requests))
+                .route(metrics::METRICS_PATH, web::get().to(metrics::metrics_endpoint))
                 .configure(http::routes)
                 .default_service(web::to(http::not_found))
         })
@@ -107,9 +116,11 @@ impl Application {
     /// Serves until SIGINT or SIGTERM, then stops gracefully.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
+        let state = self.state.clone();
         actix_web::rt::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
+            close_sockets(&state).await;
             handle.stop(true).await;
         });
         self.server.await?;
@@ -121,6 +132,16 @@ impl Application {
     /// Serves until the future is dropped or the server is stopped (for tests: no signal handling).
     pub async fn run(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// Closes every WebSocket with 1001 and gives the writers a moment to send the close frames,
+/// since a graceful HTTP stop would otherwise wait for the sockets to end by themselves.
+async fn close_sockets(state: &AppState) {
+    let sessions = state.realtime.presence.send(switchboard_actors::presence::ShutdownAll).await.unwrap_or(0);
+    if sessions > 0 {
+        tracing::info!(sessions, "closing WebSocket sessions");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 
@@ -191,10 +212,13 @@ async fn ensure_admin(state: &AppState) -> Result<(), StartError> {
         first_name: "Switchboard".into(),
         last_name: "Admin".into(),
     };
-    validator::Validate::validate(&request)
-        .map_err(|e| StartError::Config(format!("SWITCHBOARD_ADMIN_EMAIL/SWITCHBOARD_ADMIN_PASSWORD: {e}")))?;
+    validator::Validate::validate(&request).map_err(|e| {
+        StartError::Config(format!("SWITCHBOARD_ADMIN_EMAIL/SWITCHBOARD_ADMIN_PASSWORD: {e}"))
+    })?;
     match http::auth::create_user(state, &request, Role::Admin).await {
-        Ok((user, _)) => tracing::info!(event = "admin_created", user_id = %user.id, "created the configured admin"),
+        Ok((user, _)) => {
+            tracing::info!(event = "admin_created", user_id = %user.id, "created the configured admin")
+        }
         // Another process created it at the same moment.
         Err(crate::error::ApiError::EmailTaken) => {}
         Err(e) => return Err(StartError::Config(format!("could not create the admin: {e}"))),

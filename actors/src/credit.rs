@@ -63,7 +63,11 @@ impl<L: Ledger> Actor for CreditActor<L> {
 impl<L: Ledger> Handler<ApplyChange<L::Change, L::Applied, L::Error>> for CreditActor<L> {
     type Result = AtomicResponse<Self, Result<L::Applied, L::Error>>;
 
-    fn handle(&mut self, msg: ApplyChange<L::Change, L::Applied, L::Error>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        msg: ApplyChange<L::Change, L::Applied, L::Error>,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
         self.last_used = Instant::now();
         // AtomicResponse: no other change of this user starts until this one is stored.
         let work = self.ledger.apply(&self.user_id, msg.change);
@@ -139,7 +143,12 @@ impl<L: Ledger> CreditRegistry<L> {
     }
 
     fn start(self: &Arc<Self>, user_id: Arc<str>) -> Addr<CreditActor<L>> {
-        let actor = CreditActor { user_id, ledger: self.ledger.clone(), registry: self.clone(), last_used: Instant::now() };
+        let actor = CreditActor {
+            user_id,
+            ledger: self.ledger.clone(),
+            registry: self.clone(),
+            last_used: Instant::now(),
+        };
         actor.start()
     }
 

@@ -438,8 +438,12 @@ mod tests {
             .iter()
             .map(|e| match e {
                 SessionEvent::Presence(PresenceEvent::Joined(u)) => format!("joined {}", u.user_id),
-                SessionEvent::Presence(PresenceEvent::Sessions { user_id, sessions }) => format!("sessions {user_id} {sessions}"),
-                SessionEvent::Presence(PresenceEvent::Left { user_id, reason, .. }) => format!("left {user_id} {}", reason.as_str()),
+                SessionEvent::Presence(PresenceEvent::Sessions { user_id, sessions }) => {
+                    format!("sessions {user_id} {sessions}")
+                }
+                SessionEvent::Presence(PresenceEvent::Left { user_id, reason, .. }) => {
+                    format!("left {user_id} {}", reason.as_str())
+                }
                 other => format!("{other:?}"),
             })
             .collect();
@@ -458,7 +462,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(revoked, 1);
-        presence.send(ToUser { user_id: "ada".into(), event: SessionEvent::Frame("{}".into()) }).await.unwrap();
+        presence
+            .send(ToUser { user_id: "ada".into(), event: SessionEvent::Frame("{}".into()) })
+            .await
+            .unwrap();
         settle().await;
         assert!(matches!(a_events.lock().unwrap()[0], SessionEvent::Revoked { reason: "logout" }));
         assert_eq!(b_events.lock().unwrap().len(), 1, "b only got the frame");

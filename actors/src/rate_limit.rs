@@ -11,7 +11,8 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-type KeyedLimiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type KeyedLimiter =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
 /// How often buckets that are full again are dropped, bounding memory.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -118,7 +119,10 @@ mod tests {
         assert!(check("alice").await.unwrap().allowed);
         let refused = check("alice").await.unwrap();
         assert!(!refused.allowed, "the 4th request in a minute is refused");
-        assert!(refused.retry_after > Duration::from_secs(15) && refused.retry_after <= Duration::from_secs(20), "{refused:?}");
+        assert!(
+            refused.retry_after > Duration::from_secs(15) && refused.retry_after <= Duration::from_secs(20),
+            "{refused:?}"
+        );
         assert!(check("bob").await.unwrap().allowed, "another key has its own bucket");
     }
 }

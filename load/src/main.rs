@@ -6,9 +6,12 @@
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use hdrhistogram::Histogram;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
+use tally::Tally;
+
+mod tally;
+mod ws;
 
 #[derive(Parser)]
 #[command(about = "Switchboard load generator")]
@@ -34,62 +37,73 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Server memory per idle WebSocket session (reads the server's RSS from /proc).
+    WsIdle {
+        /// Base URL of a running server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Sessions to open.
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        /// Users to spread them over (each needs --ws-max-sessions-per-user >= sessions/users).
+        #[arg(long, default_value_t = 20)]
+        users: usize,
+        /// PID of the server process.
+        #[arg(long)]
+        server_pid: u32,
+    },
+    /// Ping round trips over many sessions.
+    WsPing {
+        /// Base URL of a running server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Sessions, each doing ping round trips in a loop.
+        #[arg(long, default_value_t = 1_000)]
+        sessions: usize,
+        /// Users to spread them over.
+        #[arg(long, default_value_t = 20)]
+        users: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Charged chat round trips (chat.send until chat.done) over many sessions.
+    WsChat {
+        /// Base URL of a running server (start it with a high STARTING_CREDITS and WS rate limit).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Sessions, each sending chat messages in a loop.
+        #[arg(long, default_value_t = 1_000)]
+        sessions: usize,
+        /// Users to spread them over.
+        #[arg(long, default_value_t = 1_000)]
+        users: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
-const PASSWORD: &str = "violet-harbour-lantern-42";
-
-/// Requests done, failures and latencies of one kind of request in one phase.
-struct Tally {
-    ok: u64,
-    failed: u64,
-    latency_us: Histogram<u64>,
-}
-
-impl Tally {
-    fn new() -> Tally {
-        Tally { ok: 0, failed: 0, latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds") }
-    }
-
-    fn merge(&mut self, other: &Tally) {
-        self.ok += other.ok;
-        self.failed += other.failed;
-        self.latency_us.add(&other.latency_us).expect("same bounds");
-    }
-
-    fn line(&self, label: &str, seconds: f64) -> String {
-        let q = |p: f64| self.latency_us.value_at_quantile(p) as f64 / 1000.0;
-        format!(
-            "{label:<34} {:>9.0}/s  p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  ok {} failed {}",
-            self.ok as f64 / seconds,
-            q(0.5),
-            q(0.99),
-            self.latency_us.max() as f64 / 1000.0,
-            self.ok,
-            self.failed
-        )
-    }
-}
+/// Password of every load user.
+pub const PASSWORD: &str = "violet-harbour-lantern-42";
 
 #[tokio::main]
 async fn main() {
     match Args::parse().command {
-        Command::RestAuth { url, logins, readers, seconds } => rest_auth(&url, logins, readers, seconds).await,
+        Command::RestAuth { url, logins, readers, seconds } => {
+            rest_auth(&url, logins, readers, seconds).await
+        }
+        Command::WsIdle { url, sessions, users, server_pid } => {
+            ws::idle(&url, sessions, users, server_pid).await
+        }
+        Command::WsPing { url, sessions, users, seconds } => ws::ping(&url, sessions, users, seconds).await,
+        Command::WsChat { url, sessions, users, seconds } => ws::chat(&url, sessions, users, seconds).await,
     }
 }
 
 async fn rest_auth(url: &str, logins: usize, readers: usize, seconds: u64) {
     let client = Client::builder().pool_max_idle_per_host(256).build().expect("client");
-    let email = format!("load-{}@example.com", uuid::Uuid::new_v4().simple());
-    let registered = client
-        .post(format!("{url}/api/register"))
-        .json(&json!({"email": email, "password": PASSWORD, "first_name": "Load", "last_name": "Test"}))
-        .send()
-        .await
-        .expect("server reachable");
-    assert_eq!(registered.status(), StatusCode::CREATED, "registration");
-    let login: Value =
-        client.post(format!("{url}/api/login")).json(&json!({"email": email, "password": PASSWORD})).send().await.unwrap().json().await.unwrap();
-    let token = login["access_token"].as_str().expect("token").to_owned();
+    let (email, token) = register_and_login(&client, url).await;
     let duration = Duration::from_secs(seconds);
     println!("rest-auth against {url}: {logins} login loops, {readers} reader loops, {seconds} s per phase");
 
@@ -103,12 +117,38 @@ async fn rest_auth(url: &str, logins: usize, readers: usize, seconds: u64) {
     );
     println!("{}", me_storm.line("GET /api/me during login storm", seconds as f64));
     println!("{}", logins_storm.line("POST /api/login during the storm", seconds as f64));
-    let ratio = |a: &Tally, b: &Tally| a.latency_us.value_at_quantile(0.99) as f64 / b.latency_us.value_at_quantile(0.99).max(1) as f64;
+    let ratio = |a: &Tally, b: &Tally| {
+        a.latency_us.value_at_quantile(0.99) as f64 / b.latency_us.value_at_quantile(0.99).max(1) as f64
+    };
     println!("GET /api/me p99 during storm / alone: {:.2}x", ratio(&me_storm, &me_alone));
 }
 
+/// Registers a fresh user and returns its email and an access token.
+pub async fn register_and_login(client: &Client, url: &str) -> (String, String) {
+    let email = format!("load-{}@example.com", uuid::Uuid::new_v4().simple());
+    let registered = client
+        .post(format!("{url}/api/register"))
+        .json(&json!({"email": email, "password": PASSWORD, "first_name": "Load", "last_name": "Test"}))
+        .send()
+        .await
+        .expect("server reachable");
+    assert_eq!(registered.status(), StatusCode::CREATED, "registration");
+    let login: Value = client
+        .post(format!("{url}/api/login"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login body");
+    (email, login["access_token"].as_str().expect("token").to_owned())
+}
+
 /// A request factory: each call makes one request and says whether it succeeded.
-type Step = std::sync::Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + Sync>;
+type Step = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + Sync,
+>;
 
 fn me_loop(client: &Client, url: &str, token: &str) -> Step {
     let (client, target, token) = (client.clone(), format!("{url}/api/me"), token.to_owned());

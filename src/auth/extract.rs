@@ -47,7 +47,8 @@ impl FromRequest for CurrentUser {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req.app_data::<web::Data<AppState>>().ok_or(ApiError::Internal("no app state".into()))?;
+            let state =
+                req.app_data::<web::Data<AppState>>().ok_or(ApiError::Internal("no app state".into()))?;
             authenticate(state, &req).await
         })
     }
@@ -71,6 +72,21 @@ impl FromRequest for Admin {
 
 /// Finds and checks the credential of a request.
 pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<CurrentUser, ApiError> {
+    if req.headers().contains_key("authorization") || req.headers().contains_key("x-api-key") {
+        return authenticate_bearer(state, req).await;
+    }
+    if let Some(cookie) = req.cookie(ACCESS_COOKIE) {
+        let current = by_access_token(state, cookie.value(), Credential::Cookie).await?;
+        if !req.method().is_safe() {
+            check_csrf(state, req, current.session_id.as_deref().unwrap_or_default())?;
+        }
+        return Ok(current);
+    }
+    Err(ApiError::Unauthorized)
+}
+
+/// Checks an `Authorization: Bearer` (JWT or API key) or `X-API-Key` credential.
+pub async fn authenticate_bearer(state: &AppState, req: &HttpRequest) -> Result<CurrentUser, ApiError> {
     if let Some(value) = req.headers().get("authorization") {
         let value = value.to_str().map_err(|_| ApiError::Unauthorized)?;
         let token = value
@@ -86,13 +102,6 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Current
     }
     if let Some(key) = req.headers().get("x-api-key") {
         return by_api_key(state, key.to_str().map_err(|_| ApiError::Unauthorized)?).await;
-    }
-    if let Some(cookie) = req.cookie(ACCESS_COOKIE) {
-        let current = by_access_token(state, cookie.value(), Credential::Cookie).await?;
-        if !req.method().is_safe() {
-            check_csrf(state, req, current.session_id.as_deref().unwrap_or_default())?;
-        }
-        return Ok(current);
     }
     Err(ApiError::Unauthorized)
 }
@@ -115,11 +124,17 @@ pub fn check_csrf(state: &AppState, req: &HttpRequest, session_id: &str) -> Resu
 }
 
 async fn by_api_key(state: &AppState, key: &str) -> Result<CurrentUser, ApiError> {
-    let user = state.store.user_by_api_key_hash(&tokens::sha256_hex(key)).await?.ok_or(ApiError::Unauthorized)?;
+    let user =
+        state.store.user_by_api_key_hash(&tokens::sha256_hex(key)).await?.ok_or(ApiError::Unauthorized)?;
     active(CurrentUser { user, session_id: None, credential: Credential::ApiKey })
 }
 
-async fn by_access_token(state: &AppState, token: &str, credential: Credential) -> Result<CurrentUser, ApiError> {
+/// Checks an access token: signature, expiry, session not revoked, user active.
+pub async fn by_access_token(
+    state: &AppState,
+    token: &str,
+    credential: Credential,
+) -> Result<CurrentUser, ApiError> {
     let claims = state.jwt.verify_access(token).ok_or(ApiError::Unauthorized)?;
     let session = state.store.session(&claims.sid).await?.ok_or(ApiError::Unauthorized)?;
     if session.revoked_at.is_some() || session.user_id != claims.sub {

@@ -2,8 +2,8 @@
 //! ws ticket can never pass as an access token (refresh tokens are opaque, not JWTs).
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::store::Role;
 

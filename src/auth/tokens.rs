@@ -64,6 +64,8 @@ mod tests {
         assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(hmac_token(b"k", "s"), hmac_token(b"k", "s"));
         assert_ne!(hmac_token(b"k", "s"), hmac_token(b"other", "s"));
-        assert!(constant_time_eq("abc", "abc") && !constant_time_eq("abc", "abd") && !constant_time_eq("a", "ab"));
+        assert!(
+            constant_time_eq("abc", "abc") && !constant_time_eq("abc", "abd") && !constant_time_eq("a", "ab")
+        );
     }
 }

@@ -7,12 +7,12 @@ use time::Duration;
 use utoipa::ToSchema;
 use validator::Validate;
 
-use super::json::{self, ValidJson};
+use super::json::{OptionalJson, ValidJson};
 use super::validate;
 use super::views::UserView;
 use crate::auth::extract::{CurrentUser, csrf_token};
 use crate::auth::jwt::{ACCESS_TOKEN_SECONDS, WS_TICKET_SECONDS};
-use crate::auth::{ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE, REFRESH_PATH, tokens};
+use crate::auth::{ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE, REFRESH_PATH, tokens};
 use crate::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
 use crate::store::{RefreshToken, RefreshUse, ResetToken, Role, Session, StoreError, User};
@@ -131,7 +131,9 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let (user, api_key) = create_user(&state, &body, Role::User).await?;
     tracing::info!(user_id = %user.id, "user registered");
-    Ok(HttpResponse::Created().json(RegisterResponse { user: UserView::from(&user), api_key }))
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(RegisterResponse { user: UserView::from(&user), api_key }))
 }
 
 /// Inserts a new user; shared by registration and the admin bootstrap.
@@ -183,22 +185,31 @@ pub async fn login(
     let email = validate::normalise_email(&body.email);
     let user = state.store.user_by_email(&email).await?;
     // An unknown email still costs one hash, so the answer time does not reveal accounts.
-    let matches = state.hasher.verify(&body.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+    let matches =
+        state.hasher.verify(&body.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
     let user = match user {
         Some(user) if matches => user,
         _ => {
+            crate::metrics::record_login("failure");
             tracing::info!(event = "login_failed", "login failed");
             return Err(ApiError::InvalidCredentials);
         }
     };
     if !user.active {
+        crate::metrics::record_login("disabled");
         return Err(ApiError::AccountDisabled);
     }
     let now = crate::store::now();
-    let session = Session { id: uuid::Uuid::now_v7().to_string(), user_id: user.id.clone(), created_at: now, revoked_at: None };
+    let session = Session {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: user.id.clone(),
+        created_at: now,
+        revoked_at: None,
+    };
     state.store.insert_session(&session).await?;
     let update = crate::store::UserUpdate { last_login: Some(now), ..Default::default() };
     let user = state.store.update_user(&user.id, &update, now).await?.unwrap_or(user);
+    crate::metrics::record_login("success");
     tracing::info!(event = "login_succeeded", user_id = %user.id, "login succeeded");
     issue_tokens(&req, &state, &user, &session.id).await
 }
@@ -206,37 +217,34 @@ pub async fn login(
 /// Exchanges a refresh token for new tokens; a reused token revokes its whole session.
 #[utoipa::path(post, path = "/api/token/refresh", tag = "auth", request_body(content = RefreshRequest, description = "or the sb_refresh cookie with X-CSRF-Token"),
     responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody)))]
-pub async fn refresh(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let (token, from_cookie) = if body.iter().all(u8::is_ascii_whitespace) {
-        let cookie = req.cookie(REFRESH_COOKIE).ok_or(ApiError::Unauthorized)?;
-        (cookie.value().to_owned(), true)
-    } else {
-        let parsed: RefreshRequest = json::parse(&body)?;
-        (parsed.refresh_token, false)
+pub async fn refresh(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    OptionalJson(body): OptionalJson<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (token, from_cookie) = match body {
+        Some(body) => (body.refresh_token, false),
+        None => (req.cookie(REFRESH_COOKIE).ok_or(ApiError::Unauthorized)?.value().to_owned(), true),
     };
+    // Refresh tokens start with their session id, so the CSRF token of a cookie request is
+    // checked before the refresh token is used: a refused request must not spend it.
+    let sid = token.split_once('.').map(|(sid, _)| sid.to_owned()).ok_or(ApiError::Unauthorized)?;
     if from_cookie {
-        // Cross-site pages cannot read sb_csrf, so cannot repeat it in the header.
-        let header = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-        let cookie = req.cookie(CSRF_COOKIE);
-        if header.is_none() || header != cookie.as_ref().map(|c| c.value()) {
-            return Err(ApiError::CsrfFailed);
-        }
+        super::super::auth::extract::check_csrf(&state, &req, &sid)?;
     }
     let now = crate::store::now();
     let found = match state.store.use_refresh_token(&tokens::sha256_hex(&token), now).await? {
         RefreshUse::Fresh(found) => found,
         RefreshUse::Reused(found) => {
             state.store.revoke_session(&found.session_id, now).await?;
+            state.realtime.revoke_sockets(&found.user_id, Some(&found.session_id), "refresh_token_reused");
             tracing::warn!(event = "refresh_token_reused", user_id = %found.user_id, "refresh token reused: session revoked");
             return Err(ApiError::Unauthorized);
         }
         RefreshUse::Unknown => return Err(ApiError::Unauthorized),
     };
-    if from_cookie {
-        super::super::auth::extract::check_csrf(&state, &req, &found.session_id)?;
-    }
     let session = state.store.session(&found.session_id).await?;
-    if found.expires_at <= now || session.is_none_or(|s| s.revoked_at.is_some()) {
+    if found.session_id != sid || found.expires_at <= now || session.is_none_or(|s| s.revoked_at.is_some()) {
         return Err(ApiError::Unauthorized);
     }
     let user = state.store.user_by_id(&found.user_id).await?.ok_or(ApiError::Unauthorized)?;
@@ -248,9 +256,14 @@ pub async fn refresh(req: HttpRequest, state: web::Data<AppState>, body: web::By
 
 /// Ends the current session: its access and refresh tokens stop working at once.
 #[utoipa::path(post, path = "/api/logout", tag = "auth", responses((status = 204), (status = 401, body = ErrorBody)))]
-pub async fn logout(req: HttpRequest, state: web::Data<AppState>, current: CurrentUser) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    current: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
     if let Some(sid) = &current.session_id {
         state.store.revoke_session(sid, crate::store::now()).await?;
+        state.realtime.revoke_sockets(&current.user.id, Some(sid), "logout");
     }
     let mut response = HttpResponse::NoContent();
     for cookie in cleared_cookies(&req, &state) {
@@ -329,6 +342,7 @@ pub async fn set_password(state: &AppState, user_id: &str, password: &str) -> Re
     let update = crate::store::UserUpdate { password_hash: Some(hash), ..Default::default() };
     state.store.update_user(user_id, &update, now).await?.ok_or(ApiError::NotFound)?;
     state.store.revoke_user_sessions(user_id, now).await?;
+    state.realtime.revoke_sockets(user_id, None, "password_changed");
     Ok(())
 }
 
@@ -337,11 +351,18 @@ pub async fn set_password(state: &AppState, user_id: &str, password: &str) -> Re
 pub async fn ws_ticket(state: web::Data<AppState>, current: CurrentUser) -> HttpResponse {
     let sid = current.session_id.as_deref().unwrap_or_default();
     let ticket = state.jwt.issue_ws_ticket(&current.user.id, sid);
-    HttpResponse::Ok().json(WsTicketResponse { ticket, expires_in: WS_TICKET_SECONDS })
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(WsTicketResponse { ticket, expires_in: WS_TICKET_SECONDS })
 }
 
-async fn issue_tokens(req: &HttpRequest, state: &AppState, user: &User, sid: &str) -> Result<HttpResponse, ApiError> {
-    let refresh_token = tokens::random_secret();
+async fn issue_tokens(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &User,
+    sid: &str,
+) -> Result<HttpResponse, ApiError> {
+    let refresh_token = format!("{sid}.{}", tokens::random_secret());
     let now = crate::store::now();
     state
         .store
@@ -357,7 +378,15 @@ async fn issue_tokens(req: &HttpRequest, state: &AppState, user: &User, sid: &st
     let secure = secure_cookies(req, state);
     let cookies = [
         cookie(ACCESS_COOKIE, access_token.clone(), "/", true, SameSite::Lax, ACCESS_TOKEN_SECONDS, secure),
-        cookie(REFRESH_COOKIE, refresh_token.clone(), REFRESH_PATH, true, SameSite::Strict, REFRESH_DAYS * 86_400, secure),
+        cookie(
+            REFRESH_COOKIE,
+            refresh_token.clone(),
+            REFRESH_PATH,
+            true,
+            SameSite::Strict,
+            REFRESH_DAYS * 86_400,
+            secure,
+        ),
         cookie(CSRF_COOKIE, csrf_token(state, sid), "/", false, SameSite::Lax, REFRESH_DAYS * 86_400, secure),
     ];
     let mut response = HttpResponse::Ok();
@@ -399,8 +428,14 @@ fn cookie(
 /// Cookies that overwrite and expire the session cookies.
 pub fn cleared_cookies(req: &HttpRequest, state: &AppState) -> Vec<Cookie<'static>> {
     let secure = secure_cookies(req, state);
-    [(ACCESS_COOKIE, "/", true, SameSite::Lax), (REFRESH_COOKIE, REFRESH_PATH, true, SameSite::Strict), (CSRF_COOKIE, "/", false, SameSite::Lax)]
-        .into_iter()
-        .map(|(name, path, http_only, same_site)| cookie(name, String::new(), path, http_only, same_site, 0, secure))
-        .collect()
+    [
+        (ACCESS_COOKIE, "/", true, SameSite::Lax),
+        (REFRESH_COOKIE, REFRESH_PATH, true, SameSite::Strict),
+        (CSRF_COOKIE, "/", false, SameSite::Lax),
+    ]
+    .into_iter()
+    .map(|(name, path, http_only, same_site)| {
+        cookie(name, String::new(), path, http_only, same_site, 0, secure)
+    })
+    .collect()
 }

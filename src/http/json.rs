@@ -25,37 +25,65 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let content_type_ok = is_json(req);
-        let declared_too_large = req
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-            .is_some_and(|len| len > MAX_BODY_BYTES);
-        let mut payload = payload.take();
+        let body = read_json::<T>(req, payload, true);
         Box::pin(async move {
-            if declared_too_large {
-                return Err(ApiError::PayloadTooLarge);
+            match body.await?.0 {
+                Some(value) => Ok(ValidJson(value)),
+                None => Err(ApiError::UnsupportedMediaType),
             }
-            if !content_type_ok {
-                return Err(ApiError::UnsupportedMediaType);
-            }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| ApiError::MalformedJson)?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ApiError::PayloadTooLarge);
-                }
-                body.extend_from_slice(&chunk);
-            }
-            parse(&body).map(ValidJson)
         })
     }
 }
 
-fn is_json(req: &HttpRequest) -> bool {
-    let Some(value) = req.headers().get("content-type").and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
+/// Like [`ValidJson`], but an empty body is `None` (for routes that also accept a cookie
+/// instead of a body).
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + Validate + 'static> FromRequest for OptionalJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        Box::pin(read_json(req, payload, false))
+    }
+}
+
+/// Reads a JSON body; without `requires_body`, an empty body is `None` whatever its type.
+fn read_json<T: DeserializeOwned + Validate + 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    requires_body: bool,
+) -> impl Future<Output = Result<OptionalJson<T>, ApiError>> + 'static {
+    let content_type =
+        req.headers().get("content-type").map(|v| v.to_str().map(is_json_type).unwrap_or(false));
+    let declared_too_large = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|len| len > MAX_BODY_BYTES);
+    let mut payload = payload.take();
+    async move {
+        if declared_too_large {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| ApiError::MalformedJson)?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        match content_type {
+            _ if body.iter().all(u8::is_ascii_whitespace) && !requires_body => Ok(OptionalJson(None)),
+            Some(true) => parse(&body).map(|v| OptionalJson(Some(v))),
+            Some(false) | None => Err(ApiError::UnsupportedMediaType),
+        }
+    }
+}
+
+fn is_json_type(value: &str) -> bool {
     let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
@@ -79,7 +107,12 @@ fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> (String, Strin
     let message = e.inner().to_string();
     let path = e.path().to_string();
     if let Some(name) = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next()) {
-        let field = if path == "." { name.to_owned() } else { format!("{path}.{name}") };
+        // serde_path_to_error already ends the path with the unknown key.
+        let field = if path == "." || path == name || path.ends_with(&format!(".{name}")) {
+            if path == "." { name.to_owned() } else { path }
+        } else {
+            format!("{path}.{name}")
+        };
         return (field, "is not an accepted field".into());
     }
     if let Some(name) = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {

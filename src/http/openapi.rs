@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, health, profile, views};
+use super::{admin, auth, chats, health, images, profile, views};
 use crate::error::ErrorBody;
 
 /// Every route of the REST API.
@@ -14,7 +14,9 @@ use crate::error::ErrorBody;
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::forgot_password, auth::reset_password,
         auth::ws_ticket, profile::get_me, profile::update_me, profile::stats, profile::usage,
-        profile::regenerate_api_key, profile::change_password, health::healthz, health::readyz, openapi_json,
+        profile::regenerate_api_key, profile::change_password, chats::list_chats, chats::chat_messages,
+        images::list_images, images::get_image, images::image_content, admin::presence,
+        crate::ws::upgrade::upgrade, health::healthz, health::readyz, openapi_json,
     ),
     components(schemas(ErrorBody, views::UserView, views::LedgerEntryView, views::UsagePage)),
     modifiers(&SecuritySchemes),
@@ -29,10 +31,18 @@ impl Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT or sk_ API key").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT or sk_ API key").build(),
+            ),
         );
-        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
-        components.add_security_scheme("cookie", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("sb_access"))));
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("sb_access"))),
+        );
     }
 }
 

@@ -6,6 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 use validator::{Validate, ValidationError};
 
 use super::json::ValidJson;
+use super::query::Query;
 use super::validate;
 use super::views::{LedgerEntryView, UsagePage, UserView};
 use crate::auth::extract::CurrentUser;
@@ -128,19 +129,25 @@ pub async fn stats(state: web::Data<AppState>, current: CurrentUser) -> Result<H
 pub async fn usage(
     state: web::Data<AppState>,
     current: CurrentUser,
-    query: web::Query<UsageQuery>,
+    query: Query<UsageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     usage_page(&state, &current.user.id, &query).await
 }
 
 /// A page of any user's ledger (also used by the admin routes).
-pub async fn usage_page(state: &AppState, user_id: &str, query: &UsageQuery) -> Result<HttpResponse, ApiError> {
+pub async fn usage_page(
+    state: &AppState,
+    user_id: &str,
+    query: &UsageQuery,
+) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::field("limit", "must be 1 to 100"));
     }
     let before = match &query.before {
-        Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| ApiError::field("before", "is not a valid cursor"))?),
+        Some(cursor) => {
+            Some(cursor.parse::<i64>().map_err(|_| ApiError::field("before", "is not a valid cursor"))?)
+        }
         None => None,
     };
     let entries = state.store.ledger_page(user_id, before, limit).await?;
@@ -149,12 +156,17 @@ pub async fn usage_page(state: &AppState, user_id: &str, query: &UsageQuery) -> 
         _ => None,
     };
     let entries = entries.iter().map(LedgerEntryView::from).collect();
-    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(UsagePage { entries, next_before }))
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(UsagePage { entries, next_before }))
 }
 
 /// Replaces the API key; the old key fails at once.
 #[utoipa::path(post, path = "/api/me/api-key", tag = "profile", responses((status = 200, body = ApiKeyResponse)))]
-pub async fn regenerate_api_key(state: web::Data<AppState>, current: CurrentUser) -> Result<HttpResponse, ApiError> {
+pub async fn regenerate_api_key(
+    state: web::Data<AppState>,
+    current: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
     let api_key = tokens::new_api_key();
     let update = UserUpdate {
         api_key: Some((tokens::sha256_hex(&api_key), tokens::api_key_prefix(&api_key))),

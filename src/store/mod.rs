@@ -60,12 +60,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<User>>;
     /// Users whose email or names contain `query` (case-insensitive), by creation time,
     /// with the total number of matches.
-    async fn list_users(
-        &self,
-        query: Option<&str>,
-        limit: i64,
-        offset: i64,
-    ) -> StoreResult<(Vec<User>, i64)>;
+    async fn list_users(&self, query: Option<&str>, limit: i64, offset: i64)
+    -> StoreResult<(Vec<User>, i64)>;
 
     /// Records a new login session.
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
@@ -74,26 +70,18 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes one session; false when it did not exist or was already revoked.
     async fn revoke_session(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool>;
     /// Revokes every open session of a user and returns their ids.
-    async fn revoke_user_sessions(
-        &self,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<String>>;
+    async fn revoke_user_sessions(&self, user_id: &str, now: OffsetDateTime) -> StoreResult<Vec<String>>;
 
     /// Stores a refresh token.
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
     /// Marks the token used, atomically, and says whether this was its first use.
-    async fn use_refresh_token(&self, token_hash: &str, now: OffsetDateTime)
-    -> StoreResult<RefreshUse>;
+    async fn use_refresh_token(&self, token_hash: &str, now: OffsetDateTime) -> StoreResult<RefreshUse>;
 
     /// Stores a reset token and voids every older one of the same user.
     async fn replace_reset_token(&self, token: &ResetToken) -> StoreResult<()>;
     /// Uses a reset token once: the owner's id when it existed, was unused and unexpired.
-    async fn consume_reset_token(
-        &self,
-        token_hash: &str,
-        now: OffsetDateTime,
-    ) -> StoreResult<Option<String>>;
+    async fn consume_reset_token(&self, token_hash: &str, now: OffsetDateTime)
+    -> StoreResult<Option<String>>;
 
     /// Records a single-use credential id (a ws ticket's `jti`); false when it was seen before.
     async fn consume_once(&self, key: &str, expires_at: OffsetDateTime) -> StoreResult<bool>;
@@ -114,6 +102,37 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<LedgerEntry>>;
     /// Chats, images and credits spent by a user.
     async fn user_stats(&self, user_id: &str) -> StoreResult<UserStats>;
+
+    // Chats, messages and images (contract: `tests/api/store_chat_contract.rs`).
+
+    /// Stores a new chat; [`StoreError::Duplicate`] when the id exists.
+    async fn insert_chat(&self, chat: &Chat) -> StoreResult<()>;
+    /// The chat with this id, whoever owns it (callers check the owner).
+    async fn chat(&self, id: &str) -> StoreResult<Option<Chat>>;
+    /// A user's `limit` most recently updated chats, newest `updated_at` first (ties: id descending).
+    async fn chats_of(&self, user_id: &str, limit: i64) -> StoreResult<Vec<Chat>>;
+    /// Sets a chat's `updated_at` (a new message arrived); nothing happens for an unknown id.
+    async fn touch_chat(&self, id: &str, now: OffsetDateTime) -> StoreResult<()>;
+
+    /// Stores a new message; [`StoreError::Duplicate`] when the id exists.
+    async fn insert_message(&self, message: &ChatMessage) -> StoreResult<()>;
+    /// The `limit` newest messages of a chat with `id < before` when given, returned oldest first
+    /// (the order a history is shown in). Ids are UUIDv7 strings, so id order is creation order.
+    async fn messages_page(
+        &self,
+        chat_id: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<ChatMessage>>;
+
+    /// Stores a new image with its PNG bytes; [`StoreError::Duplicate`] when the id exists.
+    async fn insert_image(&self, image: &Image, png: &[u8]) -> StoreResult<()>;
+    /// The image record with this id, without its bytes.
+    async fn image(&self, id: &str) -> StoreResult<Option<Image>>;
+    /// The PNG bytes of the image with this id.
+    async fn image_png(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// A user's images (records only), newest first (id descending), with `id < before` when given.
+    async fn images_of(&self, user_id: &str, before: Option<&str>, limit: i64) -> StoreResult<Vec<Image>>;
 }
 
 /// The current time at the millisecond precision both stores keep, so a record reads back

@@ -216,3 +216,82 @@ pub struct UserStats {
     /// Credits spent.
     pub credits_used: CreditsUsed,
 }
+
+/// A conversation with the assistant, owned by one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chat {
+    /// Opaque id (a UUIDv7 string).
+    pub id: String,
+    /// Owner; nobody else may read it.
+    pub user_id: String,
+    /// Shown in the chat list.
+    pub title: String,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Time of the last message, so the busiest chats list first.
+    pub updated_at: OffsetDateTime,
+}
+
+/// Who wrote a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageRole {
+    /// The human.
+    User,
+    /// The assistant's reply.
+    Assistant,
+}
+
+impl MessageRole {
+    /// The stored and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageRole::User => "user",
+            MessageRole::Assistant => "assistant",
+        }
+    }
+
+    /// Parses the stored spelling; `None` for anything else, which only corrupt data holds.
+    pub fn parse(s: &str) -> Option<MessageRole> {
+        match s {
+            "user" => Some(MessageRole::User),
+            "assistant" => Some(MessageRole::Assistant),
+            _ => None,
+        }
+    }
+}
+
+/// One message of a chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// Opaque id (a UUIDv7 string): ids sort in creation order, which paging relies on.
+    pub id: String,
+    /// The chat it belongs to.
+    pub chat_id: String,
+    /// Owner of the chat.
+    pub user_id: String,
+    /// Who wrote it.
+    pub role: MessageRole,
+    /// The text.
+    pub content: String,
+    /// When it was written.
+    pub created_at: OffsetDateTime,
+}
+
+/// A generated image's record. The PNG bytes are stored with it but read separately
+/// ([`Store::image_png`](super::Store::image_png)), so listing images never loads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// Opaque id (a UUIDv7 string): ids sort in creation order, which paging relies on.
+    pub id: String,
+    /// Who generated it.
+    pub user_id: String,
+    /// The prompt it was drawn from.
+    pub prompt: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// When it was generated.
+    pub created_at: OffsetDateTime,
+}

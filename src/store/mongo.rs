@@ -1,19 +1,23 @@
 //! The MongoDB implementation of [`Store`]: explicit BSON documents, no transactions, TTL
 //! indexes, `$lookup` or change streams, so that it also runs on FerretDB.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{Binary, Bson, DateTime, Document, doc};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Cursor, Database, IndexModel};
 use time::OffsetDateTime;
 
 use super::{
-    CreditsUsed, LedgerEntry, RefreshToken, RefreshUse, ResetToken, Role, ServiceType, Session, Store,
-    StoreError, StoreResult, User, UserStats, UserUpdate,
+    Chat, ChatMessage, CreditsUsed, Image, LedgerEntry, MessageRole, RefreshToken, RefreshUse, ResetToken,
+    Role, ServiceType, Session, Store, StoreError, StoreResult, User, UserStats, UserUpdate,
 };
 
 /// How long to wait for a server (selection and TCP connect) before reporting it unavailable.
@@ -32,12 +36,16 @@ const USERS: &str = "users";
 const SESSIONS: &str = "sessions";
 const REFRESH_TOKENS: &str = "refresh_tokens";
 const RESET_TOKENS: &str = "reset_tokens";
+/// The one usable reset token of each user, `{_id: <user id>, token_hash}`; see
+/// `replace_reset_token`.
+const RESET_CURRENT: &str = "reset_current";
 const ONCE_KEYS: &str = "once_keys";
 const LEDGER: &str = "ledger";
 const CHATS: &str = "chats";
 const MESSAGES: &str = "messages";
 const IMAGES: &str = "images";
-/// Single-use markers (`_id` = "refresh:<token _id>" or "reset:<token _id>").
+/// Single-use markers (`_id` = "refresh:<token _id>", "reset:<token _id>" or
+/// "revoke:<session id>").
 const CLAIMS: &str = "claims";
 
 /// How often `cache_balance` re-checks the cached balance against the ledger.
@@ -54,9 +62,11 @@ const INDEXES: &[(&str, &[&str], bool)] = &[
     (RESET_TOKENS, &["user_id"], false),
     (ONCE_KEYS, &["key"], true),
     (LEDGER, &["user_id", "seq"], true),
-    (CHATS, &["user_id", "created_at"], false),
-    (MESSAGES, &["chat_id", "created_at"], false),
-    (IMAGES, &["user_id", "created_at"], false),
+    // The paging queries: `chats_of`, `messages_page` and `images_of` (and `user_stats`'s
+    // counts, by their first field).
+    (CHATS, &["user_id", "updated_at", "_id"], false),
+    (MESSAGES, &["chat_id", "_id"], false),
+    (IMAGES, &["user_id", "_id"], false),
 ];
 
 /// A [`Store`] backed by a MongoDB-compatible server.
@@ -64,6 +74,67 @@ const INDEXES: &[(&str, &[&str], bool)] = &[
 pub struct MongoStore {
     db: Database,
     client: Client,
+    /// Serialises this process's writes to each user document; see [`UserLocks`].
+    user_locks: Arc<UserLocks>,
+}
+
+/// One async lock per user id with a write in flight, so that this process never runs two
+/// writes to the same user document at once.
+///
+/// FerretDB 1.x applies an update by reading the whole document, changing it and writing the
+/// whole document back, so two concurrent `$set`s of different fields of one user (a password
+/// change and a login's `last_login`, or `cache_balance`) can undo each other. Every write to
+/// a user document (`update_user`, `cache_balance` with its repair loop) runs under this lock.
+///
+/// Across several server processes on FerretDB the race remains: the lock is per process, and
+/// FerretDB offers no atomic partial update to build on. That is accepted; real MongoDB applies
+/// `$set` atomically per document, so there it cannot happen at all.
+///
+/// Entries exist only while a write of that user is running or waiting: the last one out
+/// removes it, so the map does not grow with the number of users.
+#[derive(Debug, Default)]
+struct UserLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl UserLocks {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        // The map is consistent after every statement, so a panic elsewhere cannot corrupt it.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `write` while holding the lock of `user_id`.
+    async fn serialise<T>(&self, user_id: &str, write: impl Future<Output = T>) -> T {
+        let entry = UserLockEntry::new(self, user_id);
+        let _held = entry.mutex.lock().await;
+        write.await
+    }
+}
+
+/// A caller's share of a user's lock: holding or waiting for it. Dropping it (also when the
+/// caller is cancelled) removes the map entry if no other caller shares it.
+struct UserLockEntry<'a> {
+    locks: &'a UserLocks,
+    user_id: &'a str,
+    mutex: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> UserLockEntry<'a> {
+    fn new(locks: &'a UserLocks, user_id: &'a str) -> Self {
+        let mutex = locks.map().entry(user_id.to_owned()).or_default().clone();
+        UserLockEntry { locks, user_id, mutex }
+    }
+}
+
+impl Drop for UserLockEntry<'_> {
+    fn drop(&mut self) {
+        let mut map = self.locks.map();
+        // Shares are only handed out under the map's lock, so with just the map's and ours
+        // left nobody holds or awaits this mutex, and nobody can pick it up meanwhile.
+        if Arc::strong_count(&self.mutex) == 2
+            && map.get(self.user_id).is_some_and(|m| Arc::ptr_eq(m, &self.mutex))
+        {
+            map.remove(self.user_id);
+        }
+    }
 }
 
 impl MongoStore {
@@ -74,7 +145,7 @@ impl MongoStore {
         options.server_selection_timeout = Some(CONNECT_TIMEOUT);
         options.connect_timeout = Some(CONNECT_TIMEOUT);
         let client = Client::with_options(options).map_err(map_err)?;
-        let store = MongoStore { db: client.database(db_name), client };
+        let store = MongoStore { db: client.database(db_name), client, user_locks: Arc::default() };
         store.create_indexes().await?;
         Ok(store)
     }
@@ -163,6 +234,42 @@ impl MongoStore {
         Ok(())
     }
 
+    /// `update_user` without the user's write lock.
+    async fn update_user_unlocked(
+        &self,
+        id: &str,
+        update: &UserUpdate,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<User>> {
+        if let Some((key_hash, _)) = &update.api_key
+            && self.api_key_taken(id, key_hash).await?
+        {
+            // Like SQL: updating a missing row violates nothing.
+            let exists = self.count(USERS, doc! { "_id": id }).await? > 0;
+            return if exists { Err(StoreError::Duplicate) } else { Ok(None) };
+        }
+        let updated = self
+            .coll(USERS)
+            .find_one_and_update(doc! { "_id": id }, doc! { "$set": update_to_set(update, now) })
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(map_err)?;
+        updated.as_ref().map(doc_to_user).transpose()
+    }
+
+    /// `cache_balance` without the user's write lock.
+    async fn cache_balance_unlocked(&self, user_id: &str, seq: i64, balance: i64) -> StoreResult<()> {
+        let (mut seq, mut balance) = (seq, balance);
+        for _ in 0..CACHE_ATTEMPTS {
+            self.set_balance_if_newer(user_id, seq, balance).await?;
+            match self.stale_cache(user_id).await? {
+                Some(last) => (seq, balance) = (last.seq, last.balance_after),
+                None => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
     async fn set_balance_if_newer(&self, user_id: &str, seq: i64, balance: i64) -> StoreResult<()> {
         self.coll(USERS)
             .update_one(
@@ -231,20 +338,7 @@ impl Store for MongoStore {
         update: &UserUpdate,
         now: OffsetDateTime,
     ) -> StoreResult<Option<User>> {
-        if let Some((key_hash, _)) = &update.api_key
-            && self.api_key_taken(id, key_hash).await?
-        {
-            // Like SQL: updating a missing row violates nothing.
-            let exists = self.count(USERS, doc! { "_id": id }).await? > 0;
-            return if exists { Err(StoreError::Duplicate) } else { Ok(None) };
-        }
-        let updated = self
-            .coll(USERS)
-            .find_one_and_update(doc! { "_id": id }, doc! { "$set": update_to_set(update, now) })
-            .return_document(ReturnDocument::After)
-            .await
-            .map_err(map_err)?;
-        updated.as_ref().map(doc_to_user).transpose()
+        self.user_locks.serialise(id, self.update_user_unlocked(id, update, now)).await
     }
 
     async fn list_users(
@@ -280,15 +374,31 @@ impl Store for MongoStore {
     }
 
     async fn revoke_session(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
-        let result = self
-            .coll(SESSIONS)
-            .update_one(
-                doc! { "_id": id, "revoked_at": Bson::Null },
-                doc! { "$set": { "revoked_at": bson_date(now) } },
-            )
+        // A filtered `{revoked_at: null}` update is no test-and-set on FerretDB 1.x (see
+        // `claim`), so the "revoke:<id>" claim picks the one caller that revokes.
+        let sessions = self.coll(SESSIONS);
+        let found = sessions
+            .find_one(doc! { "_id": id, "revoked_at": Bson::Null })
+            .projection(doc! { "_id": 1 })
             .await
             .map_err(map_err)?;
-        Ok(result.modified_count == 1)
+        let Some(found) = found else {
+            return Ok(false);
+        };
+        if !self.claim("revoke", &found).await? {
+            return Ok(false);
+        }
+        let set = sessions
+            .update_one(doc! { "_id": id }, doc! { "$set": { "revoked_at": bson_date(now) } })
+            .await
+            .map_err(map_err);
+        if let Err(e) = set {
+            // Give the claim back, so a retry can still revoke the session. If even that fails
+            // the session stays open to `revoke_session` (not to `revoke_user_sessions`).
+            let _ = self.coll(CLAIMS).delete_one(doc! { "_id": format!("revoke:{id}") }).await;
+            return Err(e);
+        }
+        Ok(true)
     }
 
     async fn revoke_user_sessions(&self, user_id: &str, now: OffsetDateTime) -> StoreResult<Vec<String>> {
@@ -332,8 +442,37 @@ impl Store for MongoStore {
     }
 
     async fn replace_reset_token(&self, token: &ResetToken) -> StoreResult<()> {
-        self.coll(RESET_TOKENS).delete_many(doc! { "user_id": &token.user_id }).await.map_err(map_err)?;
-        self.insert(RESET_TOKENS, reset_to_doc(token)).await
+        // Deleting the older tokens and inserting the new one are two writes, so concurrent
+        // replacements could all leave their token behind. Instead the user's `reset_current`
+        // document names the one usable token: written after the token exists, by a plain
+        // replacement, so the last writer wins on MongoDB and FerretDB alike, and
+        // `consume_reset_token` accepts no other token.
+        self.insert(RESET_TOKENS, reset_to_doc(token)).await?;
+        let current = self.coll(RESET_CURRENT);
+        let pointer = doc! { "_id": &token.user_id, "token_hash": &token.token_hash };
+        // Create the pointer first if missing, so that the replacement needs no upsert (whose
+        // concurrent inserts may fail with a duplicate key, reported as code 1 by FerretDB).
+        inserted(self.insert(RESET_CURRENT, doc! { "_id": &token.user_id, "token_hash": Bson::Null }).await)?;
+        let previous = current
+            .find_one_and_replace(doc! { "_id": &token.user_id }, pointer)
+            .return_document(ReturnDocument::Before)
+            .await
+            .map_err(map_err)?;
+        // Clean-up only: the token this one displaced is void for good (each token is made
+        // current once), as are expired ones. Other tokens may still be about to become current,
+        // so they stay; a racing replacement on FerretDB may thus leave a void token behind
+        // until it expires.
+        let mut stale = vec![doc! { "expires_at": { "$lte": bson_date(crate::store::now()) } }];
+        if let Some(Ok(hash)) = previous.as_ref().map(|p| p.get_str("token_hash")) {
+            stale.push(doc! { "token_hash": hash });
+        }
+        let filter = doc! {
+            "user_id": &token.user_id,
+            "token_hash": { "$ne": &token.token_hash },
+            "$or": stale,
+        };
+        self.coll(RESET_TOKENS).delete_many(filter).await.map_err(map_err)?;
+        Ok(())
     }
 
     async fn consume_reset_token(
@@ -350,11 +489,17 @@ impl Store for MongoStore {
         let Some(found) = found else {
             return Ok(None);
         };
+        let user_id = str_field(&found, "user_id")?;
+        // Only the user's current token is usable (see `replace_reset_token`).
+        let current = doc! { "_id": &user_id, "token_hash": token_hash };
+        if self.count(RESET_CURRENT, current).await? == 0 {
+            return Ok(None);
+        }
         if !self.claim("reset", &found).await? {
             return Ok(None);
         }
         self.mark_used(RESET_TOKENS, &found, now).await?;
-        str_field(&found, "user_id").map(Some)
+        Ok(Some(user_id))
     }
 
     async fn consume_once(&self, key: &str, expires_at: OffsetDateTime) -> StoreResult<bool> {
@@ -379,15 +524,9 @@ impl Store for MongoStore {
     }
 
     async fn cache_balance(&self, user_id: &str, seq: i64, balance: i64) -> StoreResult<()> {
-        let (mut seq, mut balance) = (seq, balance);
-        for _ in 0..CACHE_ATTEMPTS {
-            self.set_balance_if_newer(user_id, seq, balance).await?;
-            match self.stale_cache(user_id).await? {
-                Some(last) => (seq, balance) = (last.seq, last.balance_after),
-                None => return Ok(()),
-            }
-        }
-        Ok(())
+        // Under the user's lock, so that no `update_user` of this process writes back an older
+        // balance meanwhile (the repair loop still fixes one written by another process).
+        self.user_locks.serialise(user_id, self.cache_balance_unlocked(user_id, seq, balance)).await
     }
 
     async fn ledger_page(
@@ -419,6 +558,109 @@ impl Store for MongoStore {
             total_images: self.count(IMAGES, doc! { "user_id": user_id }).await?,
             credits_used: self.credits_used(user_id).await?,
         })
+    }
+
+    async fn insert_chat(&self, chat: &Chat) -> StoreResult<()> {
+        self.insert(CHATS, chat_to_doc(chat)).await
+    }
+
+    async fn chat(&self, id: &str) -> StoreResult<Option<Chat>> {
+        let found = self.coll(CHATS).find_one(doc! { "_id": id }).await.map_err(map_err)?;
+        found.as_ref().map(doc_to_chat).transpose()
+    }
+
+    async fn chats_of(&self, user_id: &str, limit: i64) -> StoreResult<Vec<Chat>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let cursor = self
+            .coll(CHATS)
+            .find(doc! { "user_id": user_id })
+            .sort(doc! { "updated_at": -1, "_id": -1 })
+            .limit(mongo_limit(limit))
+            .await
+            .map_err(map_err)?;
+        collect(cursor).await?.iter().map(doc_to_chat).collect()
+    }
+
+    async fn touch_chat(&self, id: &str, now: OffsetDateTime) -> StoreResult<()> {
+        // Filtered by `_id` alone, so FerretDB's read-modify-write cannot lose a condition;
+        // two racing touches leave the later write, as SQLite does.
+        self.coll(CHATS)
+            .update_one(doc! { "_id": id }, doc! { "$set": { "updated_at": bson_date(now) } })
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn insert_message(&self, message: &ChatMessage) -> StoreResult<()> {
+        self.insert(MESSAGES, message_to_doc(message)).await
+    }
+
+    async fn messages_page(
+        &self,
+        chat_id: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<ChatMessage>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let cursor = self
+            .coll(MESSAGES)
+            .find(before_filter("chat_id", chat_id, before))
+            .sort(doc! { "_id": -1 })
+            .limit(mongo_limit(limit))
+            .await
+            .map_err(map_err)?;
+        let mut newest_first =
+            collect(cursor).await?.iter().map(doc_to_message).collect::<StoreResult<Vec<_>>>()?;
+        newest_first.reverse();
+        Ok(newest_first)
+    }
+
+    async fn insert_image(&self, image: &Image, png: &[u8]) -> StoreResult<()> {
+        // Bytes first: a record is never visible without its bytes. Without transactions a failed
+        // record insert can leave bytes behind; they are unreachable, so they are only removed
+        // best-effort here.
+        let bytes = Binary { subtype: BinarySubtype::Generic, bytes: png.to_vec() };
+        let bytes = doc! { "_id": &image.id, PNG: bytes };
+        self.insert(IMAGE_BYTES, bytes).await?;
+        let result = self.insert(IMAGES, image_to_doc(image)).await;
+        if result.is_err() {
+            let _ = self.coll(IMAGE_BYTES).delete_one(doc! { "_id": &image.id }).await;
+        }
+        result
+    }
+
+    async fn image(&self, id: &str) -> StoreResult<Option<Image>> {
+        let found = self.coll(IMAGES).find_one(doc! { "_id": id }).await.map_err(map_err)?;
+        found.as_ref().map(doc_to_image).transpose()
+    }
+
+    async fn image_png(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        let found = self.coll(IMAGE_BYTES).find_one(doc! { "_id": id }).await.map_err(map_err)?;
+        let Some(mut found) = found else {
+            return Ok(None);
+        };
+        match found.remove(PNG) {
+            Some(Bson::Binary(b)) => Ok(Some(b.bytes)),
+            _ => Err(malformed(PNG)),
+        }
+    }
+
+    async fn images_of(&self, user_id: &str, before: Option<&str>, limit: i64) -> StoreResult<Vec<Image>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let cursor = self
+            .coll(IMAGES)
+            .find(before_filter("user_id", user_id, before))
+            .sort(doc! { "_id": -1 })
+            .limit(mongo_limit(limit))
+            .await
+            .map_err(map_err)?;
+        collect(cursor).await?.iter().map(doc_to_image).collect()
     }
 }
 
@@ -704,4 +946,86 @@ fn opt_date_field(d: &Document, key: &str) -> StoreResult<Option<OffsetDateTime>
         Some(Bson::DateTime(dt)) => from_bson_date(*dt, key).map(Some),
         Some(_) => Err(malformed(key)),
     }
+}
+
+/// PNG bytes of images, `{_id: <image id>, png: <binary>}`, apart from the records: FerretDB
+/// 1.x decodes every document of a collection to filter or count it, so megabytes of PNG in
+/// `images` would make every listing and `user_stats` read all images of all users.
+const IMAGE_BYTES: &str = "image_png";
+
+/// The field of an `image_png` document holding the bytes.
+const PNG: &str = "png";
+
+/// `{key: value}`, plus `_id < before` when given: one page of a collection keyed by UUIDv7 ids.
+fn before_filter(key: &str, value: &str, before: Option<&str>) -> Document {
+    let mut filter = doc! { key: value };
+    if let Some(before) = before {
+        filter.insert("_id", doc! { "$lt": before });
+    }
+    filter
+}
+
+fn chat_to_doc(c: &Chat) -> Document {
+    doc! {
+        "_id": &c.id,
+        "user_id": &c.user_id,
+        "title": &c.title,
+        "created_at": bson_date(c.created_at),
+        "updated_at": bson_date(c.updated_at),
+    }
+}
+
+fn doc_to_chat(d: &Document) -> StoreResult<Chat> {
+    Ok(Chat {
+        id: str_field(d, "_id")?,
+        user_id: str_field(d, "user_id")?,
+        title: str_field(d, "title")?,
+        created_at: date_field(d, "created_at")?,
+        updated_at: date_field(d, "updated_at")?,
+    })
+}
+
+fn message_to_doc(m: &ChatMessage) -> Document {
+    doc! {
+        "_id": &m.id,
+        "chat_id": &m.chat_id,
+        "user_id": &m.user_id,
+        "role": m.role.as_str(),
+        "content": &m.content,
+        "created_at": bson_date(m.created_at),
+    }
+}
+
+fn doc_to_message(d: &Document) -> StoreResult<ChatMessage> {
+    Ok(ChatMessage {
+        id: str_field(d, "_id")?,
+        chat_id: str_field(d, "chat_id")?,
+        user_id: str_field(d, "user_id")?,
+        role: MessageRole::parse(&str_field(d, "role")?).ok_or_else(|| malformed("role"))?,
+        content: str_field(d, "content")?,
+        created_at: date_field(d, "created_at")?,
+    })
+}
+
+fn image_to_doc(i: &Image) -> Document {
+    doc! {
+        "_id": &i.id,
+        "user_id": &i.user_id,
+        "prompt": &i.prompt,
+        "width": i64::from(i.width),
+        "height": i64::from(i.height),
+        "created_at": bson_date(i.created_at),
+    }
+}
+
+fn doc_to_image(d: &Document) -> StoreResult<Image> {
+    let pixels = |key: &str| u32::try_from(int_field(d, key)?).map_err(|_| malformed(key));
+    Ok(Image {
+        id: str_field(d, "_id")?,
+        user_id: str_field(d, "user_id")?,
+        prompt: str_field(d, "prompt")?,
+        width: pixels("width")?,
+        height: pixels("height")?,
+        created_at: date_field(d, "created_at")?,
+    })
 }

@@ -32,7 +32,9 @@ CREATE TABLE users (
     last_login INTEGER,
     active INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    -- Email and names lower-cased by Rust (full Unicode, unlike SQLite's lower()), for search.
+    search_text TEXT NOT NULL
 );
 CREATE INDEX users_created ON users (created_at, id);
 CREATE TABLE sessions (
@@ -191,7 +193,10 @@ fn map_err(e: rusqlite::Error) -> StoreError {
             StoreError::Duplicate
         }
         rusqlite::Error::SqliteFailure(err, _)
-            if matches!(err.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+            if matches!(
+                err.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
         {
             StoreError::Unavailable(e.to_string())
         }
@@ -253,18 +258,9 @@ fn user_where(conn: &Connection, column: &str, value: &str) -> rusqlite::Result<
         .optional()
 }
 
-/// Escapes `%`, `_` and `\` so a search string matches literally inside `LIKE … ESCAPE '\'`.
-fn like_pattern(query: &str) -> String {
-    let mut out = String::with_capacity(query.len() + 2);
-    out.push('%');
-    for c in query.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
+/// What user search matches against: email and names, lower-cased.
+fn search_text(user: &User) -> String {
+    format!("{}\n{}\n{}", user.email, user.first_name, user.last_name).to_lowercase()
 }
 
 #[async_trait]
@@ -285,7 +281,7 @@ impl Store for SqliteStore {
         let u = user.clone();
         self.write(move |c| {
             c.prepare_cached(&format!(
-                "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                "INSERT INTO users ({USER_COLUMNS}, search_text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
             ))?
             .execute(params![
                 u.id,
@@ -303,6 +299,7 @@ impl Store for SqliteStore {
                 u.active,
                 millis(u.created_at),
                 millis(u.updated_at),
+                search_text(&u),
             ])
             .map(drop)
         })
@@ -324,7 +321,12 @@ impl Store for SqliteStore {
         self.read(move |c| user_where(c, "api_key_hash", &key_hash)).await
     }
 
-    async fn update_user(&self, id: &str, update: &UserUpdate, now: OffsetDateTime) -> StoreResult<Option<User>> {
+    async fn update_user(
+        &self,
+        id: &str,
+        update: &UserUpdate,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<User>> {
         let (id, u) = (id.to_owned(), update.clone());
         self.write(move |c| {
             let (key_hash, key_prefix) = u.api_key.clone().unzip();
@@ -357,22 +359,34 @@ impl Store for SqliteStore {
             if changed == 0 {
                 return Ok(None);
             }
-            user_where(c, "id", &id)
+            let user = user_where(c, "id", &id)?;
+            if let Some(user) = &user
+                && (u.first_name.is_some() || u.last_name.is_some())
+            {
+                c.prepare_cached("UPDATE users SET search_text = ?2 WHERE id = ?1")?
+                    .execute(params![id, search_text(user)])?;
+            }
+            Ok(user)
         })
         .await
     }
 
-    async fn list_users(&self, query: Option<&str>, limit: i64, offset: i64) -> StoreResult<(Vec<User>, i64)> {
-        let pattern = query.map(like_pattern).unwrap_or_else(|| "%".to_owned());
+    async fn list_users(
+        &self,
+        query: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<(Vec<User>, i64)> {
+        let needle = query.map(str::to_lowercase).unwrap_or_default();
         self.read(move |c| {
-            let filter = "lower(email) LIKE ?1 ESCAPE '\\' OR lower(first_name) LIKE ?1 ESCAPE '\\' \
-                          OR lower(last_name) LIKE ?1 ESCAPE '\\'";
-            let total = c.query_row(&format!("SELECT COUNT(*) FROM users WHERE {filter}"), [&pattern], |r| r.get(0))?;
+            // instr() matches the needle literally: no LIKE wildcards to escape.
+            let filter = "instr(search_text, ?1) > 0";
+            let total = c.query_row(&format!("SELECT COUNT(*) FROM users WHERE {filter}"), [&needle], |r| r.get(0))?;
             let users = c
                 .prepare_cached(&format!(
                     "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY created_at, id LIMIT ?2 OFFSET ?3"
                 ))?
-                .query_map(params![pattern, limit, offset], user_from_row)?
+                .query_map(params![needle, limit, offset], user_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok((users, total))
         })
@@ -382,9 +396,11 @@ impl Store for SqliteStore {
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         let s = session.clone();
         self.write(move |c| {
-            c.prepare_cached("INSERT INTO sessions (id, user_id, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![s.id, s.user_id, millis(s.created_at), s.revoked_at.map(millis)])
-                .map(drop)
+            c.prepare_cached(
+                "INSERT INTO sessions (id, user_id, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![s.id, s.user_id, millis(s.created_at), s.revoked_at.map(millis)])
+            .map(drop)
         })
         .await
     }
@@ -419,9 +435,11 @@ impl Store for SqliteStore {
     async fn revoke_user_sessions(&self, user_id: &str, now: OffsetDateTime) -> StoreResult<Vec<String>> {
         let user_id = user_id.to_owned();
         self.write(move |c| {
-            c.prepare_cached("UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL RETURNING id")?
-                .query_map(params![user_id, millis(now)], |r| r.get(0))?
-                .collect()
+            c.prepare_cached(
+                "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL RETURNING id",
+            )?
+            .query_map(params![user_id, millis(now)], |r| r.get(0))?
+            .collect()
         })
         .await
     }
@@ -433,7 +451,13 @@ impl Store for SqliteStore {
                 "INSERT INTO refresh_tokens (token_hash, session_id, user_id, expires_at, used_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![t.token_hash, t.session_id, t.user_id, millis(t.expires_at), t.used_at.map(millis)])
+            .execute(params![
+                t.token_hash,
+                t.session_id,
+                t.user_id,
+                millis(t.expires_at),
+                t.used_at.map(millis)
+            ])
             .map(drop)
         })
         .await
@@ -478,7 +502,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn consume_reset_token(&self, token_hash: &str, now: OffsetDateTime) -> StoreResult<Option<String>> {
+    async fn consume_reset_token(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<String>> {
         let token_hash = token_hash.to_owned();
         self.write(move |c| {
             c.prepare_cached(
@@ -547,14 +575,21 @@ impl Store for SqliteStore {
     async fn cache_balance(&self, user_id: &str, seq: i64, balance: i64) -> StoreResult<()> {
         let user_id = user_id.to_owned();
         self.write(move |c| {
-            c.prepare_cached("UPDATE users SET credits = ?3, credits_seq = ?2 WHERE id = ?1 AND credits_seq < ?2")?
-                .execute(params![user_id, seq, balance])
-                .map(drop)
+            c.prepare_cached(
+                "UPDATE users SET credits = ?3, credits_seq = ?2 WHERE id = ?1 AND credits_seq < ?2",
+            )?
+            .execute(params![user_id, seq, balance])
+            .map(drop)
         })
         .await
     }
 
-    async fn ledger_page(&self, user_id: &str, before: Option<i64>, limit: i64) -> StoreResult<Vec<LedgerEntry>> {
+    async fn ledger_page(
+        &self,
+        user_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<LedgerEntry>> {
         let user_id = user_id.to_owned();
         self.read(move |c| {
             c.prepare_cached(&format!(
@@ -588,4 +623,170 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn insert_chat(&self, chat: &Chat) -> StoreResult<()> {
+        let ch = chat.clone();
+        self.write(move |c| {
+            c.prepare_cached(&format!("INSERT INTO chats ({CHAT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"))?
+                .execute(params![ch.id, ch.user_id, ch.title, millis(ch.created_at), millis(ch.updated_at)])
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn chat(&self, id: &str) -> StoreResult<Option<Chat>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {CHAT_COLUMNS} FROM chats WHERE id = ?1"))?
+                .query_row([id], chat_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn chats_of(&self, user_id: &str, limit: i64) -> StoreResult<Vec<Chat>> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {CHAT_COLUMNS} FROM chats WHERE user_id = ?1
+                 ORDER BY updated_at DESC, id DESC LIMIT ?2"
+            ))?
+            .query_map(params![user_id, limit], chat_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn touch_chat(&self, id: &str, now: OffsetDateTime) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            c.prepare_cached("UPDATE chats SET updated_at = ?2 WHERE id = ?1")?
+                .execute(params![id, millis(now)])
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn insert_message(&self, message: &ChatMessage) -> StoreResult<()> {
+        let m = message.clone();
+        self.write(move |c| {
+            c.prepare_cached(&format!(
+                "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?
+            .execute(params![m.id, m.chat_id, m.user_id, m.role.as_str(), m.content, millis(m.created_at)])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn messages_page(
+        &self,
+        chat_id: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<ChatMessage>> {
+        let (chat_id, before) = (chat_id.to_owned(), before.map(str::to_owned));
+        self.read(move |c| {
+            let mut newest_first = c
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = ?1 AND (?2 IS NULL OR id < ?2)
+                     ORDER BY id DESC LIMIT ?3"
+                ))?
+                .query_map(params![chat_id, before, limit], message_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            newest_first.reverse();
+            Ok(newest_first)
+        })
+        .await
+    }
+
+    async fn insert_image(&self, image: &Image, png: &[u8]) -> StoreResult<()> {
+        let (i, png) = (image.clone(), png.to_vec());
+        self.write(move |c| {
+            c.prepare_cached(&format!(
+                "INSERT INTO images ({IMAGE_COLUMNS}, png) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))?
+            .execute(params![i.id, i.user_id, i.prompt, i.width, i.height, millis(i.created_at), png])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn image(&self, id: &str) -> StoreResult<Option<Image>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1"))?
+                .query_row([id], image_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn image_png(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached("SELECT png FROM images WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()
+        })
+        .await
+    }
+
+    async fn images_of(&self, user_id: &str, before: Option<&str>, limit: i64) -> StoreResult<Vec<Image>> {
+        let (user_id, before) = (user_id.to_owned(), before.map(str::to_owned));
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND (?2 IS NULL OR id < ?2)
+                 ORDER BY id DESC LIMIT ?3"
+            ))?
+            .query_map(params![user_id, before, limit], image_from_row)?
+            .collect()
+        })
+        .await
+    }
+}
+
+const CHAT_COLUMNS: &str = "id, user_id, title, created_at, updated_at";
+
+const MESSAGE_COLUMNS: &str = "id, chat_id, user_id, role, content, created_at";
+
+/// Every column but `png`, which only `image_png` reads.
+const IMAGE_COLUMNS: &str = "id, user_id, prompt, width, height, created_at";
+
+fn chat_from_row(r: &Row<'_>) -> rusqlite::Result<Chat> {
+    Ok(Chat {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        title: r.get(2)?,
+        created_at: from_millis(r.get(3)?),
+        updated_at: from_millis(r.get(4)?),
+    })
+}
+
+fn message_from_row(r: &Row<'_>) -> rusqlite::Result<ChatMessage> {
+    let role: String = r.get(3)?;
+    let role = MessageRole::parse(&role).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            3,
+            rusqlite::types::Type::Text,
+            format!("unknown role {role:?}").into(),
+        )
+    })?;
+    Ok(ChatMessage {
+        id: r.get(0)?,
+        chat_id: r.get(1)?,
+        user_id: r.get(2)?,
+        role,
+        content: r.get(4)?,
+        created_at: from_millis(r.get(5)?),
+    })
+}
+
+fn image_from_row(r: &Row<'_>) -> rusqlite::Result<Image> {
+    Ok(Image {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        prompt: r.get(2)?,
+        width: r.get(3)?,
+        height: r.get(4)?,
+        created_at: from_millis(r.get(5)?),
+    })
 }

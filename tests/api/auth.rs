@@ -69,7 +69,8 @@ fn cookie_attributes(line: &str) -> Vec<String> {
 /// An RFC 3339 UTC timestamp within a minute of now.
 fn assert_recent_utc(value: &Value, what: &str) {
     let text = value.as_str().unwrap_or_else(|| panic!("{what}: a timestamp string, got {value}"));
-    let at = OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{what}: RFC 3339 {text:?}: {e}"));
+    let at =
+        OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{what}: RFC 3339 {text:?}: {e}"));
     assert!(at.offset().is_utc(), "{what}: UTC, got {text}");
     let age = (OffsetDateTime::now_utc() - at).whole_seconds().abs();
     assert!(age < 60, "{what}: {text} is {age} s away from now");
@@ -152,7 +153,11 @@ async fn register_returns_201_with_the_user_and_a_one_time_api_key() {
 
     let api_key = body["api_key"].as_str().expect("api_key is a string");
     assert!(api_key.starts_with("sk_"), "api key prefix: {api_key}");
-    assert!(api_key.len() >= 46, "sk_ and at least 32 random bytes encoded: {api_key} ({} chars)", api_key.len());
+    assert!(
+        api_key.len() >= 46,
+        "sk_ and at least 32 random bytes encoded: {api_key} ({} chars)",
+        api_key.len()
+    );
     assert_eq!(user["api_key_prefix"], api_key[..10], "the prefix is the key's first 10 characters");
 
     let me = app.request(Method::GET, "/api/me").header("X-API-Key", api_key).send().await.unwrap();
@@ -172,7 +177,11 @@ async fn register_returns_409_email_taken_for_an_email_registered_in_another_cas
     let response = app.post_register(&shouted, "another-fine-passphrase-7").await;
 
     assert_error(response, StatusCode::CONFLICT, "email_taken", "same email in upper case").await;
-    assert_eq!(app.post_login(&email, PASSWORD).await.status(), StatusCode::OK, "the first account keeps its password");
+    assert_eq!(
+        app.post_login(&email, PASSWORD).await.status(),
+        StatusCode::OK,
+        "the first account keeps its password"
+    );
     assert_eq!(
         app.post_login(&email, "another-fine-passphrase-7").await.status(),
         StatusCode::UNAUTHORIZED,
@@ -191,12 +200,20 @@ async fn register_returns_422_with_fields_for_invalid_input() {
         ("an operator object as email", |b| b["email"] = json!({"$gt": ""}), "email"),
         ("a number as email", |b| b["email"] = json!(42), "email"),
         ("a password of 7 characters", |b| b["password"] = json!("Vx9#kq2"), "password"),
-        ("a password of 129 characters", |b| b["password"] = json!("correct-horse-".repeat(10)[..129]), "password"),
+        (
+            "a password of 129 characters",
+            |b| b["password"] = json!("correct-horse-".repeat(10)[..129]),
+            "password",
+        ),
         ("a common password", |b| b["password"] = json!("password1"), "password"),
         ("a common password in other case", |b| b["password"] = json!("Password123"), "password"),
-        ("a missing password", |b| {
-            b.as_object_mut().unwrap().remove("password");
-        }, "password"),
+        (
+            "a missing password",
+            |b| {
+                b.as_object_mut().unwrap().remove("password");
+            },
+            "password",
+        ),
         ("an empty first name", |b| b["first_name"] = json!(""), "first_name"),
         ("a first name of only spaces", |b| b["first_name"] = json!("   "), "first_name"),
         ("a first name of 101 characters", |b| b["first_name"] = json!("a".repeat(101)), "first_name"),
@@ -212,18 +229,26 @@ async fn register_returns_422_with_fields_for_invalid_input() {
         let mut body = registration(&email);
         edit(&mut body);
         let response = app.post_json("/api/register", &body).await;
-        let error = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", description).await;
+        let error =
+            assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", description).await;
         let problems = &error["fields"][field];
         assert!(
             problems.as_array().is_some_and(|p| !p.is_empty() && p.iter().all(|s| s.as_str().is_some_and(|s| !s.is_empty()))),
             "{description}: fields.{field} lists problems in {error}"
         );
         for value in body.as_object().unwrap().values().filter_map(Value::as_str).filter(|s| s.len() > 3) {
-            assert!(!error.to_string().contains(value), "{description}: the error echoes the input {value:?}: {error}");
+            assert!(
+                !error.to_string().contains(value),
+                "{description}: the error echoes the input {value:?}: {error}"
+            );
         }
         // Nothing was created: the base email is still free.
         let again = app.post_json("/api/register", &registration(&email)).await;
-        assert_eq!(again.status(), StatusCode::CREATED, "{description}: the refused request created no account");
+        assert_eq!(
+            again.status(),
+            StatusCode::CREATED,
+            "{description}: the refused request created no account"
+        );
     }
 }
 
@@ -232,20 +257,38 @@ async fn a_128_character_password_is_accepted_and_never_truncated() {
     let app = spawn_app().await;
     let ascii = "correct-horse-battery-".repeat(6)[..128].to_owned();
     let accented = "ünïcødé-pässwörd-".repeat(8).chars().take(128).collect::<String>();
-    for (description, password) in [("128 ASCII characters", ascii), ("128 characters of 2-byte UTF-8", accented)] {
+    for (description, password) in
+        [("128 ASCII characters", ascii), ("128 characters of 2-byte UTF-8", accented)]
+    {
         assert_eq!(password.chars().count(), 128, "{description}: test setup");
         let email = unique_email();
 
         let response = app.post_register(&email, &password).await;
 
         assert_eq!(response.status(), StatusCode::CREATED, "{description}: accepted");
-        assert_eq!(app.post_login(&email, &password).await.status(), StatusCode::OK, "{description}: logs in");
+        assert_eq!(
+            app.post_login(&email, &password).await.status(),
+            StatusCode::OK,
+            "{description}: logs in"
+        );
         let first_127: String = password.chars().take(127).collect();
         let login = app.post_login(&email, &first_127).await;
-        assert_error(login, StatusCode::UNAUTHORIZED, "invalid_credentials", &format!("{description}: first 127")).await;
+        assert_error(
+            login,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            &format!("{description}: first 127"),
+        )
+        .await;
         let longer = format!("{password}x");
         let login = app.post_login(&email, &longer).await;
-        assert_error(login, StatusCode::UNAUTHORIZED, "invalid_credentials", &format!("{description}: 129 chars")).await;
+        assert_error(
+            login,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            &format!("{description}: 129 chars"),
+        )
+        .await;
     }
 }
 
@@ -315,7 +358,10 @@ async fn login_returns_tokens_the_user_and_session_cookies() {
     let access = body["access_token"].as_str().unwrap();
     let refresh = body["refresh_token"].as_str().unwrap();
     assert_eq!(access.split('.').count(), 3, "the access token is a JWT: {access}");
-    assert!(refresh.len() >= 32 && !refresh.contains('.'), "the refresh token is opaque: {refresh}");
+    assert!(
+        refresh.len() >= 32 && refresh.split('.').count() < 3,
+        "the refresh token is opaque, not a JWT: {refresh}"
+    );
     let claims = jwt_payload(access);
     for claim in ["sub", "role", "iat", "exp", "jti", "sid"] {
         assert!(claims.get(claim).is_some(), "claim {claim} in {claims}");
@@ -328,8 +374,11 @@ async fn login_returns_tokens_the_user_and_session_cookies() {
 
     assert_eq!(cookie_value(&access_cookie), access, "sb_access holds the access token");
     assert_eq!(cookie_value(&refresh_cookie), refresh, "sb_refresh holds the refresh token");
-    let (access_attrs, refresh_attrs, csrf_attrs) =
-        (cookie_attributes(&access_cookie), cookie_attributes(&refresh_cookie), cookie_attributes(&csrf_cookie));
+    let (access_attrs, refresh_attrs, csrf_attrs) = (
+        cookie_attributes(&access_cookie),
+        cookie_attributes(&refresh_cookie),
+        cookie_attributes(&csrf_cookie),
+    );
     for (description, attrs, wanted) in [
         ("sb_access HttpOnly", &access_attrs, "httponly"),
         ("sb_access SameSite=Lax", &access_attrs, "samesite=lax"),
@@ -345,14 +394,19 @@ async fn login_returns_tokens_the_user_and_session_cookies() {
         "sb_refresh has SameSite: {refresh_attrs:?}"
     );
     assert!(!csrf_attrs.iter().any(|a| a == "httponly"), "scripts must read sb_csrf: {csrf_attrs:?}");
-    for (name, attrs) in [("sb_access", &access_attrs), ("sb_refresh", &refresh_attrs), ("sb_csrf", &csrf_attrs)] {
-        assert!(!attrs.iter().any(|a| a == "secure"), "{name}: not Secure over plain HTTP by default: {attrs:?}");
+    for (name, attrs) in
+        [("sb_access", &access_attrs), ("sb_refresh", &refresh_attrs), ("sb_csrf", &csrf_attrs)]
+    {
+        assert!(
+            !attrs.iter().any(|a| a == "secure"),
+            "{name}: not Secure over plain HTTP by default: {attrs:?}"
+        );
     }
 }
 
 #[actix_web::test]
 async fn login_cookies_are_secure_when_secure_cookies_is_set() {
-    let app = spawn_app_with(&["--secure-cookies", "true"]).await;
+    let app = spawn_app_with(&["--secure-cookies"]).await;
     let user = app.register_user().await;
 
     let response = app.post_login(&user.email, &user.password).await;
@@ -378,7 +432,13 @@ async fn login_returns_the_same_401_for_a_wrong_password_and_an_unknown_email() 
         assert!(set_cookie(response, "sb_access").is_none(), "{description}: no session cookie");
     }
     let (a, b) = (wrong_password.bytes().await.unwrap(), unknown_email.bytes().await.unwrap());
-    assert_eq!(a, b, "identical bodies: {:?} vs {:?}", String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+    assert_eq!(
+        a,
+        b,
+        "identical bodies: {:?} vs {:?}",
+        String::from_utf8_lossy(&a),
+        String::from_utf8_lossy(&b)
+    );
     let body: Value = serde_json::from_slice(&a).unwrap();
     assert_eq!(body["code"], "invalid_credentials", "{body}");
 }
@@ -401,14 +461,23 @@ async fn login_returns_422_for_operator_objects_and_unknown_fields() {
     let user = app.register_user().await;
     let cases = [
         ("an operator object as email", json!({"email": {"$gt": ""}, "password": PASSWORD}), "email"),
-        ("an operator object as password", json!({"email": user.email, "password": {"$ne": null}}), "password"),
-        ("an unknown field", json!({"email": user.email, "password": PASSWORD, "remember": true}), "remember"),
+        (
+            "an operator object as password",
+            json!({"email": user.email, "password": {"$ne": null}}),
+            "password",
+        ),
+        (
+            "an unknown field",
+            json!({"email": user.email, "password": PASSWORD, "remember": true}),
+            "remember",
+        ),
         ("a missing password", json!({"email": user.email}), "password"),
     ];
     for (description, body, field) in cases {
         let response = app.post_json("/api/login", &body).await;
         assert!(set_cookie(&response, "sb_access").is_none(), "{description}: no session");
-        let error = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", description).await;
+        let error =
+            assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", description).await;
         assert!(error["fields"][field].is_array(), "{description}: fields.{field} in {error}");
     }
 }
@@ -458,8 +527,13 @@ async fn forged_or_misused_access_tokens_are_refused() {
 
     // The control: a token the test signs with the server's secret works, so the cases below are
     // refused for what they change, not because the test signs wrongly.
-    let resigned = sign(&with(json!({"iat": now, "exp": now + 600, "jti": uuid::Uuid::new_v4().to_string()})), &secret);
-    assert_eq!(me_status(&app, &resigned).await, StatusCode::OK, "control: a well-formed token signed by the server");
+    let resigned =
+        sign(&with(json!({"iat": now, "exp": now + 600, "jti": uuid::Uuid::new_v4().to_string()})), &secret);
+    assert_eq!(
+        me_status(&app, &resigned).await,
+        StatusCode::OK,
+        "control: a well-formed token signed by the server"
+    );
 
     let parts: Vec<&str> = real.split('.').collect();
     let (head, payload, signature) = (parts[0], parts[1], parts[2]);
@@ -479,13 +553,29 @@ async fn forged_or_misused_access_tokens_are_refused() {
         ("garbage", "authorization", "Bearer not-a-jwt".into()),
         ("an empty bearer token", "authorization", "Bearer ".into()),
         ("a scheme other than Bearer", "authorization", format!("Basic {real}")),
-        ("one changed signature character", "authorization", format!("Bearer {head}.{payload}.{tampered_signature}")),
+        (
+            "one changed signature character",
+            "authorization",
+            format!("Bearer {head}.{payload}.{tampered_signature}"),
+        ),
         ("no signature", "authorization", format!("Bearer {head}.{payload}.")),
         ("alg none with an empty signature", "authorization", format!("Bearer {none_header}.{payload}.")),
         ("alg none without a signature part", "authorization", format!("Bearer {none_header}.{payload}")),
-        ("alg none with the real signature", "authorization", format!("Bearer {none_header}.{payload}.{signature}")),
-        ("alg HS512 with the real signature", "authorization", format!("Bearer {hs512_header}.{payload}.{signature}")),
-        ("a payload edited to another user", "authorization", format!("Bearer {head}.{other_sub}.{signature}")),
+        (
+            "alg none with the real signature",
+            "authorization",
+            format!("Bearer {none_header}.{payload}.{signature}"),
+        ),
+        (
+            "alg HS512 with the real signature",
+            "authorization",
+            format!("Bearer {hs512_header}.{payload}.{signature}"),
+        ),
+        (
+            "a payload edited to another user",
+            "authorization",
+            format!("Bearer {head}.{other_sub}.{signature}"),
+        ),
         (
             "the same claims signed with another secret",
             "authorization",
@@ -518,7 +608,11 @@ async fn forged_or_misused_access_tokens_are_refused() {
         ),
         ("a ws ticket", "authorization", format!("Bearer {ticket}")),
         ("a refresh token", "authorization", format!("Bearer {}", session.refresh_token)),
-        ("an API key never issued", "authorization", format!("Bearer sk_{}", URL_SAFE_NO_PAD.encode([7u8; 32]))),
+        (
+            "an API key never issued",
+            "authorization",
+            format!("Bearer sk_{}", URL_SAFE_NO_PAD.encode([7u8; 32])),
+        ),
         ("an access token as X-API-Key", "x-api-key", real.clone()),
         ("a garbage sb_access cookie", "cookie", "sb_access=not-a-jwt".into()),
         ("a ws ticket as sb_access cookie", "cookie", format!("sb_access={ticket}")),
@@ -578,10 +672,19 @@ async fn a_reused_refresh_token_revokes_the_whole_session() {
     let replay = refresh_by_body(&app, &session.refresh_token).await;
 
     assert_error(replay, StatusCode::UNAUTHORIZED, "unauthorized", "the used refresh token").await;
-    assert_eq!(me_status(&app, newest_access).await, StatusCode::UNAUTHORIZED, "the newest access token is revoked");
+    assert_eq!(
+        me_status(&app, newest_access).await,
+        StatusCode::UNAUTHORIZED,
+        "the newest access token is revoked"
+    );
     let newest = refresh_by_body(&app, newest_refresh).await;
-    assert_error(newest, StatusCode::UNAUTHORIZED, "unauthorized", "the newest refresh token is revoked").await;
-    assert_eq!(me_status(&app, &bystander.access_token).await, StatusCode::OK, "another session of the user lives");
+    assert_error(newest, StatusCode::UNAUTHORIZED, "unauthorized", "the newest refresh token is revoked")
+        .await;
+    assert_eq!(
+        me_status(&app, &bystander.access_token).await,
+        StatusCode::OK,
+        "another session of the user lives"
+    );
 }
 
 #[actix_web::test]
@@ -621,7 +724,8 @@ async fn a_refresh_refused_for_a_forged_csrf_token_leaves_the_session_usable() {
         .await
         .unwrap();
 
-    assert_error(forged, StatusCode::FORBIDDEN, "csrf_failed", "cookie refresh with a forged CSRF token").await;
+    assert_error(forged, StatusCode::FORBIDDEN, "csrf_failed", "cookie refresh with a forged CSRF token")
+        .await;
     let legitimate = refresh_by_body(&app, &session.refresh_token).await;
     assert_eq!(
         legitimate.status(),
@@ -641,7 +745,10 @@ async fn refresh_returns_401_for_an_unknown_or_missing_token() {
         ("an unknown token in the cookie", String::new(), Some(format!("sb_refresh={unknown}; sb_csrf=x"))),
     ];
     for (description, body, cookies) in cases {
-        let mut request = app.request(Method::POST, "/api/token/refresh").header("Content-Type", "application/json").body(body);
+        let mut request = app
+            .request(Method::POST, "/api/token/refresh")
+            .header("Content-Type", "application/json")
+            .body(body);
         if let Some(cookies) = cookies {
             request = request.header("Cookie", cookies).header("X-CSRF-Token", "x");
         }
@@ -661,7 +768,8 @@ async fn logout_clears_the_cookies_and_revokes_only_its_session() {
     let leaving = login_session(&app, &user).await;
     let staying = login_session(&app, &user).await;
 
-    let response = app.request(Method::POST, "/api/logout").bearer_auth(&leaving.access_token).send().await.unwrap();
+    let response =
+        app.request(Method::POST, "/api/logout").bearer_auth(&leaving.access_token).send().await.unwrap();
 
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     for name in ["sb_access", "sb_refresh", "sb_csrf"] {
@@ -678,7 +786,11 @@ async fn logout_clears_the_cookies_and_revokes_only_its_session() {
     let refresh = refresh_by_body(&app, &leaving.refresh_token).await;
     assert_error(refresh, StatusCode::UNAUTHORIZED, "unauthorized", "refresh after logout").await;
     assert_eq!(me_status(&app, &staying.access_token).await, StatusCode::OK, "the other session lives");
-    assert_eq!(refresh_by_body(&app, &staying.refresh_token).await.status(), StatusCode::OK, "and can refresh");
+    assert_eq!(
+        refresh_by_body(&app, &staying.refresh_token).await.status(),
+        StatusCode::OK,
+        "and can refresh"
+    );
     assert_eq!(me_status(&app, &user.api_key).await, StatusCode::OK, "the API key is not a session");
 }
 
@@ -691,7 +803,11 @@ async fn logout_by_cookie_needs_the_csrf_token() {
 
     let forged = with_cookies(&app, Method::POST, "/api/logout", &cookies).send().await.unwrap();
     assert_error(forged, StatusCode::FORBIDDEN, "csrf_failed", "cookie logout without X-CSRF-Token").await;
-    assert_eq!(me_status(&app, &session.access_token).await, StatusCode::OK, "the refused logout changed nothing");
+    assert_eq!(
+        me_status(&app, &session.access_token).await,
+        StatusCode::OK,
+        "the refused logout changed nothing"
+    );
 
     let response = with_cookies(&app, Method::POST, "/api/logout", &cookies)
         .header("X-CSRF-Token", &session.csrf)
@@ -714,7 +830,11 @@ async fn a_cookie_authenticated_update_needs_this_sessions_csrf_token() {
     let access = &session.access_token;
     let cases: Vec<(&str, String, Option<String>)> = vec![
         ("no X-CSRF-Token header", format!("sb_access={access}; sb_csrf={}", session.csrf), None),
-        ("a header equal to a forged cookie", format!("sb_access={access}; sb_csrf=forged"), Some("forged".into())),
+        (
+            "a header equal to a forged cookie",
+            format!("sb_access={access}; sb_csrf=forged"),
+            Some("forged".into()),
+        ),
         (
             "the CSRF token of another session",
             format!("sb_access={access}; sb_csrf={}", other_session.csrf),
@@ -739,12 +859,13 @@ async fn a_cookie_authenticated_update_needs_this_sessions_csrf_token() {
         assert_eq!(me["first_name"], "Ada", "{description}: the name did not change");
     }
 
-    let response = with_cookies(&app, Method::PUT, "/api/me", &format!("sb_access={access}; sb_csrf={}", session.csrf))
-        .header("X-CSRF-Token", &session.csrf)
-        .json(&json!({"first_name": "Augusta", "last_name": "King"}))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        with_cookies(&app, Method::PUT, "/api/me", &format!("sb_access={access}; sb_csrf={}", session.csrf))
+            .header("X-CSRF-Token", &session.csrf)
+            .json(&json!({"first_name": "Augusta", "last_name": "King"}))
+            .send()
+            .await
+            .unwrap();
     assert_eq!(response.status(), StatusCode::OK, "the session's own CSRF token");
     let me: Value = response.json().await.unwrap();
     assert_eq!((me["first_name"].as_str(), me["last_name"].as_str()), (Some("Augusta"), Some("King")));
@@ -760,7 +881,8 @@ async fn bearer_and_api_key_requests_need_no_csrf_token() {
         ("X-API-Key", app.request(Method::PUT, "/api/me").header("X-API-Key", &user.api_key), "Header"),
     ];
     for (description, request, name) in cases {
-        let response = request.json(&json!({"first_name": name, "last_name": "Lovelace"})).send().await.unwrap();
+        let response =
+            request.json(&json!({"first_name": name, "last_name": "Lovelace"})).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{description}");
         let me: Value = response.json().await.unwrap();
         assert_eq!(me["first_name"], name, "{description}: the update happened");
@@ -783,7 +905,8 @@ async fn the_configured_admin_is_created_at_start_and_can_log_in() {
         assert_eq!(body["user"]["active"], true);
     }
     let taken = app.post_register("boss@example.com", "some-other-passphrase-9").await;
-    assert_error(taken, StatusCode::CONFLICT, "email_taken", "the admin's email cannot be registered again").await;
+    assert_error(taken, StatusCode::CONFLICT, "email_taken", "the admin's email cannot be registered again")
+        .await;
 }
 
 #[actix_web::test]
@@ -796,7 +919,8 @@ async fn the_configured_admin_email_promotes_an_existing_user_at_start() {
     let api_key = registered.json::<Value>().await.unwrap()["api_key"].as_str().unwrap().to_owned();
 
     let shouted = email.to_uppercase();
-    let second = spawn_app_sharing_store(&first, &["--admin-email", &shouted, "--admin-password", PASSWORD]).await;
+    let second =
+        spawn_app_sharing_store(&first, &["--admin-email", &shouted, "--admin-password", PASSWORD]).await;
 
     let response = second.post_login(&email, own_password).await;
     assert_eq!(response.status(), StatusCode::OK, "the user keeps its own password");
@@ -845,7 +969,8 @@ async fn ws_ticket_needs_a_credential_and_csrf_on_cookies() {
         .await
         .unwrap();
     assert_eq!(browser.status(), StatusCode::OK, "a browser with its CSRF token");
-    let by_key = app.request(Method::POST, "/api/ws-ticket").header("X-API-Key", &user.api_key).send().await.unwrap();
+    let by_key =
+        app.request(Method::POST, "/api/ws-ticket").header("X-API-Key", &user.api_key).send().await.unwrap();
     assert_eq!(by_key.status(), StatusCode::OK, "an API key");
 }
 
@@ -861,7 +986,8 @@ async fn answers_that_carry_secrets_are_not_cacheable() {
     let cache_login = header(&login, "cache-control").map(str::to_owned);
     let body: Value = login.json().await.unwrap();
     let refresh = refresh_by_body(&app, body["refresh_token"].as_str().unwrap()).await;
-    let ticket = app.post_json_with("/api/ws-ticket", body["access_token"].as_str().unwrap(), &json!({})).await;
+    let ticket =
+        app.post_json_with("/api/ws-ticket", body["access_token"].as_str().unwrap(), &json!({})).await;
 
     let observed = [
         ("register (the API key)", register.status(), header(&register, "cache-control").map(str::to_owned)),
@@ -871,8 +997,12 @@ async fn answers_that_carry_secrets_are_not_cacheable() {
     ];
     let failures: Vec<String> = observed
         .iter()
-        .filter(|(_, status, cache)| !status.is_success() || !cache.as_deref().is_some_and(|c| c.contains("no-store")))
-        .map(|(description, status, cache)| format!("{description}: status {status}, Cache-Control {cache:?}"))
+        .filter(|(_, status, cache)| {
+            !status.is_success() || !cache.as_deref().is_some_and(|c| c.contains("no-store"))
+        })
+        .map(|(description, status, cache)| {
+            format!("{description}: status {status}, Cache-Control {cache:?}")
+        })
         .collect();
     assert!(failures.is_empty(), "answers without Cache-Control: no-store:\n{}", failures.join("\n"));
 }

@@ -39,11 +39,18 @@ pub fn test_store() -> TestStore {
 
 /// Flags for a fresh server: port 0, a new data dir, a new database.
 pub fn test_args(data_dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> =
-        ["switchboard", "--bind", "127.0.0.1:0", "--data-dir", data_dir.to_str().unwrap(), "--hash-concurrency", "2"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+    let mut args: Vec<String> = [
+        "switchboard",
+        "--bind",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--hash-concurrency",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     if let TestStore::Mongo(uri) = test_store() {
         args.extend(["--mongodb-uri".into(), uri, "--mongodb-db".into(), fresh_database_name()]);
     }
@@ -138,8 +145,11 @@ impl TestApp {
 
     /// POST /api/register.
     pub async fn post_register(&self, email: &str, password: &str) -> Response {
-        self.post_json("/api/register", &json!({"email": email, "password": password, "first_name": "Ada", "last_name": "Lovelace"}))
-            .await
+        self.post_json(
+            "/api/register",
+            &json!({"email": email, "password": password, "first_name": "Ada", "last_name": "Lovelace"}),
+        )
+        .await
     }
 
     /// POST /api/login.
@@ -179,7 +189,9 @@ impl TestApp {
     pub async fn open_store(&self) -> DynStore {
         match &self.config.mongodb_uri {
             Some(uri) => Arc::new(
-                switchboard::store::mongo::MongoStore::connect(uri, &self.config.mongodb_db).await.expect("mongo"),
+                switchboard::store::mongo::MongoStore::connect(uri, &self.config.mongodb_db)
+                    .await
+                    .expect("mongo"),
             ),
             None => panic!("the embedded store is owned by the server; use the API"),
         }
@@ -188,7 +200,8 @@ impl TestApp {
     /// Mail files in the outbox, oldest first.
     pub fn outbox(&self) -> Vec<String> {
         let dir = self.data_dir.path().join("outbox");
-        let mut files: Vec<_> = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        let mut files: Vec<_> =
+            std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         files.sort();
         files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
     }
@@ -241,12 +254,18 @@ pub fn cookie_value(set_cookie: &str) -> String {
 /// work on existing data (restarts, the admin bootstrap) can be tested with either store.
 pub async fn spawn_app_sharing_store(app: &TestApp, extra: &[&str]) -> TestApp {
     let data_dir = app.data_dir.path().to_str().unwrap();
-    let mut args: Vec<String> = ["switchboard", "--bind", "127.0.0.1:0", "--data-dir", data_dir, "--hash-concurrency", "2"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> =
+        ["switchboard", "--bind", "127.0.0.1:0", "--data-dir", data_dir, "--hash-concurrency", "2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     if let Some(uri) = &app.config.mongodb_uri {
-        args.extend(["--mongodb-uri".into(), uri.clone(), "--mongodb-db".into(), app.config.mongodb_db.clone()]);
+        args.extend([
+            "--mongodb-uri".into(),
+            uri.clone(),
+            "--mongodb-db".into(),
+            app.config.mongodb_db.clone(),
+        ]);
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     let config = Config::try_parse_from(args).expect("test config");

@@ -14,8 +14,8 @@ use crate::helpers::*;
 const LIMIT: usize = 64 * 1024;
 
 /// Text that must never show up in an error body.
-const INTERNALS: [&str; 9] =
-    ["sqlite", "mongo", "panicked", "at src/", "rusqlite", "serde", "backtrace", "RUST_", "Deserialize"];
+const INTERNALS: [&str; 8] =
+    ["sqlite", "mongo", "panicked", "at src/", ".rs:", "serde_json", "backtrace", "RUST_BACKTRACE"];
 
 /// A server whose REST rate limit cannot interfere with the long tables here.
 async fn spawn() -> TestApp {
@@ -34,11 +34,12 @@ struct Endpoint {
 const JSON_ENDPOINTS: [Endpoint; 7] = [
     Endpoint { method: "POST", path: "/api/register", auth: false },
     Endpoint { method: "POST", path: "/api/login", auth: false },
-    Endpoint { method: "POST", path: "/api/token/refresh", auth: false },
     Endpoint { method: "POST", path: "/api/password/forgot", auth: false },
     Endpoint { method: "POST", path: "/api/password/reset", auth: false },
     Endpoint { method: "PUT", path: "/api/me", auth: true },
     Endpoint { method: "POST", path: "/api/me/password", auth: true },
+    // Last: it reads its body by hand (an empty body means "use the cookie").
+    Endpoint { method: "POST", path: "/api/token/refresh", auth: false },
 ];
 
 impl Endpoint {
@@ -55,14 +56,16 @@ async fn send_bytes(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> (StatusCode, Vec<u8>) {
-    let mut request = app.request(Method::from_bytes(endpoint.method.as_bytes()).unwrap(), endpoint.path).body(body);
+    let mut request =
+        app.request(Method::from_bytes(endpoint.method.as_bytes()).unwrap(), endpoint.path).body(body);
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
     }
     if endpoint.auth {
         request = request.bearer_auth(key);
     }
-    let response = request.send().await.unwrap_or_else(|e| panic!("{}: request failed: {e}", endpoint.name()));
+    let response =
+        request.send().await.unwrap_or_else(|e| panic!("{}: request failed: {e}", endpoint.name()));
     let status = response.status();
     (status, response.bytes().await.unwrap().to_vec())
 }
@@ -79,15 +82,23 @@ fn assert_clean_error(
 ) -> Value {
     let text = String::from_utf8_lossy(body);
     assert_eq!(status, expected_status, "{case}: status (body {text})");
-    let value: Value = serde_json::from_slice(body).unwrap_or_else(|e| panic!("{case}: JSON error body ({e}): {text}"));
+    let value: Value =
+        serde_json::from_slice(body).unwrap_or_else(|e| panic!("{case}: JSON error body ({e}): {text}"));
     assert_eq!(value["code"], code, "{case}: code in {text}");
     assert!(value["error"].as_str().is_some_and(|s| !s.is_empty()), "{case}: error sentence in {text}");
     let mut keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
-    let expected: &[&str] = if status == StatusCode::UNPROCESSABLE_ENTITY { &["code", "error", "fields"] } else { &["code", "error"] };
+    let expected: &[&str] = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        &["code", "error", "fields"]
+    } else {
+        &["code", "error"]
+    };
     assert_eq!(keys, expected, "{case}: exactly these keys in {text}");
     if status == StatusCode::UNPROCESSABLE_ENTITY {
-        assert!(value["fields"].as_object().is_some_and(|f| !f.is_empty()), "{case}: non-empty fields in {text}");
+        assert!(
+            value["fields"].as_object().is_some_and(|f| !f.is_empty()),
+            "{case}: non-empty fields in {text}"
+        );
     }
     let lower = text.to_lowercase();
     for internal in INTERNALS {
@@ -101,7 +112,14 @@ fn assert_clean_error(
 
 /// Asserts a clean 422 whose `fields` has `field`.
 fn assert_field(status: StatusCode, body: &[u8], field: &str, never_echoed: &[&str], case: &str) {
-    let value = assert_clean_error(status, body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", never_echoed, case);
+    let value = assert_clean_error(
+        status,
+        body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        never_echoed,
+        case,
+    );
     assert!(value["fields"].get(field).is_some(), "{case}: fields names {field:?} in {value}");
 }
 
@@ -165,7 +183,8 @@ fn parse_raw_response(raw: &[u8]) -> Option<RawResponse> {
         let mut at = 0;
         loop {
             let line_end = rest[at..].windows(2).position(|w| w == b"\r\n")? + at;
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[at..line_end]).ok()?.trim(), 16).ok()?;
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[at..line_end]).ok()?.trim(), 16).ok()?;
             let start = line_end + 2;
             if size == 0 {
                 return Some(RawResponse { status, body });
@@ -222,12 +241,17 @@ async fn malformed_json_is_400_on_every_json_route() {
     ];
     for endpoint in JSON_ENDPOINTS {
         for (case, body) in &cases {
-            let (status, answer) = send_bytes(&app, endpoint, &user.api_key, Some("application/json"), body.clone()).await;
+            let (status, answer) =
+                send_bytes(&app, endpoint, &user.api_key, Some("application/json"), body.clone()).await;
             let case = format!("{}: {case}", endpoint.name());
             assert_clean_error(status, &answer, StatusCode::BAD_REQUEST, "malformed_json", &[], &case);
         }
     }
-    assert_eq!(app.request(Method::GET, "/healthz").send().await.unwrap().status(), StatusCode::OK, "still up");
+    assert_eq!(
+        app.request(Method::GET, "/healthz").send().await.unwrap().status(),
+        StatusCode::OK,
+        "still up"
+    );
 }
 
 #[actix_web::test]
@@ -237,7 +261,8 @@ async fn an_empty_json_body_is_400() {
 
     // The refresh route reads an empty body as "use the cookie", so it is not in this table.
     for endpoint in JSON_ENDPOINTS.into_iter().filter(|e| e.path != "/api/token/refresh") {
-        let (status, answer) = send_bytes(&app, endpoint, &user.api_key, Some("application/json"), Vec::new()).await;
+        let (status, answer) =
+            send_bytes(&app, endpoint, &user.api_key, Some("application/json"), Vec::new()).await;
         assert_clean_error(status, &answer, StatusCode::BAD_REQUEST, "malformed_json", &[], &endpoint.name());
     }
 }
@@ -257,9 +282,17 @@ async fn a_json_body_that_is_not_an_object_is_422() {
             ("null", "null"),
         ] {
             let (status, answer) =
-                send_bytes(&app, endpoint, &user.api_key, Some("application/json"), body.as_bytes().to_vec()).await;
+                send_bytes(&app, endpoint, &user.api_key, Some("application/json"), body.as_bytes().to_vec())
+                    .await;
             let case = format!("{}: {case}", endpoint.name());
-            assert_clean_error(status, &answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", &[], &case);
+            assert_clean_error(
+                status,
+                &answer,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                &[],
+                &case,
+            );
         }
     }
 }
@@ -283,7 +316,14 @@ async fn a_body_that_is_not_declared_json_is_415() {
             let (status, answer) =
                 send_bytes(&app, endpoint, &user.api_key, content_type, login.clone().into_bytes()).await;
             let case = format!("{}: {case}", endpoint.name());
-            assert_clean_error(status, &answer, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", &[], &case);
+            assert_clean_error(
+                status,
+                &answer,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                &[],
+                &case,
+            );
         }
     }
 }
@@ -295,8 +335,14 @@ async fn json_content_types_are_recognised_with_parameters_and_any_case() {
     let body = json!({"email": user.email, "password": user.password}).to_string();
     let login = JSON_ENDPOINTS[1];
 
-    for content_type in ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/vnd.api+json"] {
-        let (status, answer) = send_bytes(&app, login, "", Some(content_type), body.clone().into_bytes()).await;
+    for content_type in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/vnd.api+json",
+    ] {
+        let (status, answer) =
+            send_bytes(&app, login, "", Some(content_type), body.clone().into_bytes()).await;
         assert_eq!(status, StatusCode::OK, "{content_type}: {}", String::from_utf8_lossy(&answer));
     }
 }
@@ -311,9 +357,17 @@ async fn a_body_above_64_kib_is_413_with_a_content_length() {
     for endpoint in JSON_ENDPOINTS {
         for (case, len) in [("70 KiB", 70 * 1024), ("one byte over", LIMIT + 1), ("1 MiB", 1024 * 1024)] {
             let body = padded(r#"{"email": "a@example.com"}"#, len);
-            let (status, answer) = send_bytes(&app, endpoint, &user.api_key, Some("application/json"), body).await;
+            let (status, answer) =
+                send_bytes(&app, endpoint, &user.api_key, Some("application/json"), body).await;
             let case = format!("{}: {case}", endpoint.name());
-            assert_clean_error(status, &answer, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &[], &case);
+            assert_clean_error(
+                status,
+                &answer,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &[],
+                &case,
+            );
         }
     }
 }
@@ -326,10 +380,18 @@ async fn a_chunked_body_above_64_kib_is_413() {
     for endpoint in JSON_ENDPOINTS {
         for (case, len) in [("70 KiB", 70 * 1024), ("one byte over", LIMIT + 1)] {
             let body = padded(r#"{"email": "a@example.com"}"#, len);
-            let response = raw_http(app.port, chunked_request(app.port, endpoint, &user.api_key, &body)).await;
+            let response =
+                raw_http(app.port, chunked_request(app.port, endpoint, &user.api_key, &body)).await;
             let case = format!("{} chunked: {case}", endpoint.name());
             let status = StatusCode::from_u16(response.status).unwrap();
-            assert_clean_error(status, &response.body, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &[], &case);
+            assert_clean_error(
+                status,
+                &response.body,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &[],
+                &case,
+            );
         }
     }
 }
@@ -342,12 +404,14 @@ async fn bodies_of_64_kib_or_less_are_not_refused_for_size() {
     for endpoint in JSON_ENDPOINTS {
         for len in [LIMIT - 1, LIMIT] {
             let body = padded(r#"{"unknown": 1}"#, len);
-            let (status, answer) = send_bytes(&app, endpoint, &user.api_key, Some("application/json"), body.clone()).await;
+            let (status, answer) =
+                send_bytes(&app, endpoint, &user.api_key, Some("application/json"), body.clone()).await;
             let case = format!("{}: {len} bytes", endpoint.name());
             assert_ne!(status, StatusCode::PAYLOAD_TOO_LARGE, "{case}: {}", String::from_utf8_lossy(&answer));
             assert!(!status.is_server_error(), "{case}: {status}");
 
-            let response = raw_http(app.port, chunked_request(app.port, endpoint, &user.api_key, &body)).await;
+            let response =
+                raw_http(app.port, chunked_request(app.port, endpoint, &user.api_key, &body)).await;
             assert_ne!(response.status, 413, "{case} chunked: {}", String::from_utf8_lossy(&response.body));
             assert!(response.status < 500, "{case} chunked: {}", response.status);
         }
@@ -377,21 +441,46 @@ async fn values_of_the_wrong_type_on_login_are_422_naming_the_field() {
 
     let cases = [
         ("email as a number", json!({"email": 424242, "password": "x"}), "email", vec!["424242"]),
-        ("email as an array", json!({"email": ["marker@example.com"], "password": "x"}), "email", vec!["marker@example.com"]),
+        (
+            "email as an array",
+            json!({"email": ["marker@example.com"], "password": "x"}),
+            "email",
+            vec!["marker@example.com"],
+        ),
         (
             "operator objects",
             json!({"email": {"$gt": ""}, "password": {"$ne": null}}),
             "email",
             vec!["$gt", "$ne"],
         ),
-        ("password as an operator", json!({"email": user.email, "password": {"$ne": null}}), "password", vec!["$ne"]),
-        ("password as a regex operator", json!({"email": user.email, "password": {"$regex": ".*"}}), "password", vec!["$regex"]),
+        (
+            "password as an operator",
+            json!({"email": user.email, "password": {"$ne": null}}),
+            "password",
+            vec!["$ne"],
+        ),
+        (
+            "password as a regex operator",
+            json!({"email": user.email, "password": {"$regex": ".*"}}),
+            "password",
+            vec!["$regex"],
+        ),
         ("email null", json!({"email": null, "password": "x"}), "email", vec![]),
         ("password as a boolean", json!({"email": user.email, "password": true}), "password", vec![]),
-        ("password as a number", json!({"email": user.email, "password": 98765432}), "password", vec!["98765432"]),
+        (
+            "password as a number",
+            json!({"email": user.email, "password": 98765432}),
+            "password",
+            vec!["98765432"],
+        ),
         ("missing password", json!({"email": user.email}), "password", vec![]),
         ("empty password", json!({"email": user.email, "password": ""}), "password", vec![]),
-        ("password above 1024 bytes", json!({"email": user.email, "password": "p".repeat(60_000)}), "password", vec!["pppp"]),
+        (
+            "password above 1024 bytes",
+            json!({"email": user.email, "password": "p".repeat(60_000)}),
+            "password",
+            vec!["pppp"],
+        ),
         ("empty email", json!({"email": "", "password": "x"}), "email", vec![]),
     ];
     for (case, body, field, markers) in cases {
@@ -400,7 +489,11 @@ async fn values_of_the_wrong_type_on_login_are_422_naming_the_field() {
         let answer = response.bytes().await.unwrap();
         assert_field(status, &answer, field, &markers, case);
     }
-    assert_eq!(app.post_login(&user.email, &user.password).await.status(), StatusCode::OK, "login still works");
+    assert_eq!(
+        app.post_login(&user.email, &user.password).await.status(),
+        StatusCode::OK,
+        "login still works"
+    );
 }
 
 #[actix_web::test]
@@ -424,7 +517,8 @@ async fn a_duplicated_key_cannot_smuggle_an_operator() {
 #[actix_web::test]
 async fn values_of_the_wrong_type_on_register_are_422_naming_the_field() {
     let app = spawn().await;
-    let good = json!({"email": unique_email(), "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"});
+    let good =
+        json!({"email": unique_email(), "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"});
 
     for (case, field, value) in [
         ("email as an object", "email", json!({"$ne": "marker"})),
@@ -450,8 +544,18 @@ async fn unknown_fields_are_422_naming_the_field() {
     let refresh_token = login["refresh_token"].as_str().unwrap();
 
     let cases = [
-        ("login with role", "/api/login", json!({"email": user.email, "password": user.password, "role": "admin"}), "role"),
-        ("login with $where", "/api/login", json!({"email": user.email, "password": user.password, "$where": "1"}), "$where"),
+        (
+            "login with role",
+            "/api/login",
+            json!({"email": user.email, "password": user.password, "role": "admin"}),
+            "role",
+        ),
+        (
+            "login with $where",
+            "/api/login",
+            json!({"email": user.email, "password": user.password, "$where": "1"}),
+            "$where",
+        ),
         (
             "register with role",
             "/api/register",
@@ -464,7 +568,12 @@ async fn unknown_fields_are_422_naming_the_field() {
             json!({"email": unique_email(), "password": PASSWORD, "first_name": "A", "last_name": "B", "credits": 1_000_000}),
             "credits",
         ),
-        ("refresh with user_id", "/api/token/refresh", json!({"refresh_token": refresh_token, "user_id": "x"}), "user_id"),
+        (
+            "refresh with user_id",
+            "/api/token/refresh",
+            json!({"refresh_token": refresh_token, "user_id": "x"}),
+            "user_id",
+        ),
     ];
     for (case, path, body, field) in cases {
         let response = app.post_json(path, &body).await;
@@ -501,7 +610,14 @@ async fn a_wrong_method_is_405_in_json() {
         let response = app.request(method.clone(), path).send().await.unwrap();
         let status = response.status();
         let answer = response.bytes().await.unwrap();
-        assert_clean_error(status, &answer, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &[], &format!("{method} {path}"));
+        assert_clean_error(
+            status,
+            &answer,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            &[],
+            &format!("{method} {path}"),
+        );
     }
 }
 
@@ -517,7 +633,8 @@ async fn a_405_names_the_allowed_methods() {
     ] {
         let response = app.request(method.clone(), path).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
-        let allow = response.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let allow =
+            response.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let listed: Vec<String> = allow.split(',').map(|m| m.trim().to_uppercase()).collect();
         for m in allowed {
             assert!(listed.iter().any(|l| l == m), "{method} {path}: Allow lists {m}, got {allow:?}");
@@ -573,11 +690,35 @@ async fn bad_query_strings_are_422_in_json() {
         let response = app.get_with(&format!("/api/me/usage?{query}"), &user.api_key).await;
         let status = response.status();
         assert!(
-            response.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json")),
+            response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json")),
             "{query}: JSON content type"
         );
         let answer = response.bytes().await.unwrap();
-        assert_clean_error(status, &answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", &["OR 1=1"], query);
+        assert_clean_error(
+            status,
+            &answer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            &["OR 1=1"],
+            query,
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_query_value_of_the_wrong_type_names_its_parameter() {
+    let app = spawn().await;
+    let user = app.register_user().await;
+
+    for (query, field) in [("limit=abc", "limit"), ("limit=1.5", "limit"), ("unknown=1", "unknown")] {
+        let response = app.get_with(&format!("/api/me/usage?{query}"), &user.api_key).await;
+        let status = response.status();
+        let answer = response.bytes().await.unwrap();
+        assert_field(status, &answer, field, &[], query);
     }
 }
 
@@ -600,7 +741,8 @@ async fn the_openapi_document_lists_every_route() {
     let response = app.request(Method::GET, "/api/openapi.json").send().await.unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(content_type.starts_with("application/json"), "JSON, got {content_type:?}");
     let doc: Value = response.json().await.unwrap();
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "OpenAPI 3: {}", doc["openapi"]);

@@ -4,6 +4,11 @@
 mod auth;
 mod helpers;
 mod hostile;
+mod metrics;
 mod process;
 mod profile;
+mod store_chat_contract;
 mod store_contract;
+mod ws_helpers;
+mod ws_protocol;
+mod ws_realtime;

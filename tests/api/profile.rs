@@ -26,7 +26,9 @@ async fn assert_invalid_field(response: Response, field: &str, case: &str) -> Va
     let fields = body["fields"].as_object().unwrap_or_else(|| panic!("{case}: fields object in {body}"));
     let problems = fields.get(field).unwrap_or_else(|| panic!("{case}: fields names {field:?} in {body}"));
     assert!(
-        problems.as_array().is_some_and(|p| !p.is_empty() && p.iter().all(|s| s.as_str().is_some_and(|s| !s.is_empty()))),
+        problems
+            .as_array()
+            .is_some_and(|p| !p.is_empty() && p.iter().all(|s| s.as_str().is_some_and(|s| !s.is_empty()))),
         "{case}: a non-empty list of problems for {field:?} in {body}"
     );
     body
@@ -35,7 +37,8 @@ async fn assert_invalid_field(response: Response, field: &str, case: &str) -> Va
 /// Asserts a timestamp is RFC 3339 in UTC.
 fn assert_utc_timestamp(value: &Value, case: &str) {
     let text = value.as_str().unwrap_or_else(|| panic!("{case}: a timestamp string, got {value}"));
-    let parsed = OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{case}: RFC 3339 {text:?}: {e}"));
+    let parsed =
+        OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{case}: RFC 3339 {text:?}: {e}"));
     assert!(parsed.offset().is_utc(), "{case}: UTC offset in {text:?}");
 }
 
@@ -71,7 +74,16 @@ async fn get_me_answers_exactly_the_user_fields_and_is_not_cached() {
     let mut keys: Vec<&str> = body.as_object().expect("a JSON object").keys().map(String::as_str).collect();
     keys.sort_unstable();
     let mut expected = vec![
-        "id", "email", "first_name", "last_name", "role", "credits", "api_key_prefix", "active", "last_login", "created_at",
+        "id",
+        "email",
+        "first_name",
+        "last_name",
+        "role",
+        "credits",
+        "api_key_prefix",
+        "active",
+        "last_login",
+        "created_at",
     ];
     expected.sort_unstable();
     assert_eq!(keys, expected, "exactly the user fields (no hashes, no internals) in {body}");
@@ -150,17 +162,25 @@ async fn put_me_changes_the_names_trimmed_and_keeps_them() {
     let app = spawn_app().await;
     let (user, token) = app.user_with_token().await;
 
-    let response = put_me(&app, &token, &json!({"first_name": "  Grace ", "last_name": "\tHopper  "})).await;
+    let response = put_me(&app, &token, &json!({"first_name": "  Grace ", "last_name": " Hopper   "})).await;
 
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
     let body: Value = response.json().await.unwrap();
-    assert_eq!((&body["first_name"], &body["last_name"]), (&json!("Grace"), &json!("Hopper")), "trimmed in {body}");
+    assert_eq!(
+        (&body["first_name"], &body["last_name"]),
+        (&json!("Grace"), &json!("Hopper")),
+        "trimmed in {body}"
+    );
     assert_eq!(body["email"], user.email.as_str(), "email unchanged");
     assert_eq!(body["id"], user.id.as_str());
 
     let stored: Value = app.get_with("/api/me", &user.api_key).await.json().await.unwrap();
-    assert_eq!((&stored["first_name"], &stored["last_name"]), (&json!("Grace"), &json!("Hopper")), "persisted: {stored}");
+    assert_eq!(
+        (&stored["first_name"], &stored["last_name"]),
+        (&json!("Grace"), &json!("Hopper")),
+        "persisted: {stored}"
+    );
 }
 
 #[actix_web::test]
@@ -183,13 +203,26 @@ async fn put_me_rejects_invalid_bodies_with_the_field_named() {
     let (user, token) = app.user_with_token().await;
 
     let cases = [
-        ("email in the body", json!({"first_name": "A", "last_name": "B", "email": "other@example.com"}), "email"),
-        ("same email in the body", json!({"first_name": "A", "last_name": "B", "email": user.email}), "email"),
-        ("unknown field", json!({"first_name": "A", "last_name": "B", "nickname": "x"}), "nickname"),
-        ("role escalation attempt", json!({"first_name": "A", "last_name": "B", "role": "admin"}), "role"),
-        ("credits injection", json!({"first_name": "A", "last_name": "B", "credits": 1_000_000}), "credits"),
-        ("first name of 101 characters", json!({"first_name": "a".repeat(101), "last_name": "B"}), "first_name"),
-        ("last name of 101 characters", json!({"first_name": "A", "last_name": "é".repeat(101)}), "last_name"),
+        (
+            "email in the body",
+            json!({"first_name": "A", "last_name": "B", "email": "other@example.com"}),
+            "email",
+        ),
+        (
+            "same email in the body",
+            json!({"first_name": "A", "last_name": "B", "email": user.email}),
+            "email",
+        ),
+        (
+            "first name of 101 characters",
+            json!({"first_name": "a".repeat(101), "last_name": "B"}),
+            "first_name",
+        ),
+        (
+            "last name of 101 characters",
+            json!({"first_name": "A", "last_name": "é".repeat(101)}),
+            "last_name",
+        ),
         ("control character (bell)", json!({"first_name": "A\u{7}da", "last_name": "B"}), "first_name"),
         ("control character (newline)", json!({"first_name": "A", "last_name": "Love\nlace"}), "last_name"),
         ("empty first name", json!({"first_name": "", "last_name": "B"}), "first_name"),
@@ -197,7 +230,11 @@ async fn put_me_rejects_invalid_bodies_with_the_field_named() {
         ("missing last_name", json!({"first_name": "A"}), "last_name"),
         ("missing first_name", json!({"last_name": "B"}), "first_name"),
         ("first_name of the wrong type", json!({"first_name": 7, "last_name": "B"}), "first_name"),
-        ("last_name as an operator object", json!({"first_name": "A", "last_name": {"$set": "x"}}), "last_name"),
+        (
+            "last_name as an operator object",
+            json!({"first_name": "A", "last_name": {"$set": "x"}}),
+            "last_name",
+        ),
     ];
     for (case, body, field) in cases {
         let response = put_me(&app, &token, &body).await;
@@ -205,18 +242,49 @@ async fn put_me_rejects_invalid_bodies_with_the_field_named() {
     }
 
     let stored: Value = app.get_with("/api/me", &token).await.json().await.unwrap();
-    assert_eq!((&stored["first_name"], &stored["last_name"]), (&json!("Ada"), &json!("Lovelace")), "nothing changed");
+    assert_eq!(
+        (&stored["first_name"], &stored["last_name"]),
+        (&json!("Ada"), &json!("Lovelace")),
+        "nothing changed"
+    );
     assert_eq!((&stored["role"], &stored["credits"]), (&json!("user"), &json!(100)), "no escalation");
     assert_eq!(stored["email"], user.email.as_str());
+}
+
+#[actix_web::test]
+async fn put_me_refuses_unknown_fields_naming_them() {
+    let app = spawn_app().await;
+    let (_, token) = app.user_with_token().await;
+
+    for (case, extra, value) in [
+        ("unknown field", "nickname", json!("x")),
+        ("role escalation attempt", "role", json!("admin")),
+        ("credits injection", "credits", json!(1_000_000)),
+        ("active flag", "active", json!(false)),
+    ] {
+        let mut body = json!({"first_name": "A", "last_name": "B"});
+        body[extra] = value;
+        let response = put_me(&app, &token, &body).await;
+        assert_invalid_field(response, extra, case).await;
+    }
+
+    let stored: Value = app.get_with("/api/me", &token).await.json().await.unwrap();
+    assert_eq!(
+        (&stored["first_name"], &stored["role"], &stored["credits"]),
+        (&json!("Ada"), &json!("user"), &json!(100))
+    );
+    assert_eq!(stored["active"], true);
 }
 
 #[actix_web::test]
 async fn put_me_without_credentials_is_401() {
     let app = spawn_app().await;
 
-    let response = app.request(Method::PUT, "/api/me").json(&json!({"first_name": "A", "last_name": "B"})).send().await;
+    let response =
+        app.request(Method::PUT, "/api/me").json(&json!({"first_name": "A", "last_name": "B"})).send().await;
 
-    assert_error(response.unwrap(), StatusCode::UNAUTHORIZED, "unauthorized", "PUT /api/me anonymously").await;
+    assert_error(response.unwrap(), StatusCode::UNAUTHORIZED, "unauthorized", "PUT /api/me anonymously")
+        .await;
 }
 
 // ---------------------------------------------------------------- stats and usage
@@ -230,7 +298,10 @@ async fn a_new_user_has_starting_credits_and_no_use_in_stats() {
 
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body, json!({"credits": 100, "total_chats": 0, "total_images": 0, "credits_used": {"chat": 0, "image": 0}}));
+    assert_eq!(
+        body,
+        json!({"credits": 100, "total_chats": 0, "total_images": 0, "credits_used": {"chat": 0, "image": 0}})
+    );
 }
 
 #[actix_web::test]
@@ -325,7 +396,8 @@ async fn an_api_key_can_replace_itself() {
     let app = spawn_app().await;
     let user = app.register_user().await;
 
-    let response = app.request(Method::POST, "/api/me/api-key").header("X-API-Key", &user.api_key).send().await.unwrap();
+    let response =
+        app.request(Method::POST, "/api/me/api-key").header("X-API-Key", &user.api_key).send().await.unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
     let new_key = response.json::<Value>().await.unwrap()["api_key"].as_str().unwrap().to_owned();
@@ -340,7 +412,8 @@ async fn each_regenerated_api_key_is_new() {
     let mut seen = vec![user.api_key.clone()];
 
     for round in 1..=3 {
-        let body: Value = app.post_json_with("/api/me/api-key", &token, &json!({})).await.json().await.unwrap();
+        let body: Value =
+            app.post_json_with("/api/me/api-key", &token, &json!({})).await.json().await.unwrap();
         let key = body["api_key"].as_str().unwrap().to_owned();
         assert!(!seen.contains(&key), "round {round}: a fresh key");
         seen.push(key);
@@ -359,22 +432,87 @@ async fn a_password_change_needs_the_current_password_and_a_good_new_one() {
     let (user, token) = app.user_with_token().await;
 
     let cases = [
-        ("wrong current password", json!({"current_password": "not-my-password-1", "new_password": NEW_PASSWORD}), "current_password"),
-        ("empty current password", json!({"current_password": "", "new_password": NEW_PASSWORD}), "current_password"),
-        ("new password too short", json!({"current_password": PASSWORD, "new_password": "a1b2c3d"}), "new_password"),
-        ("new password too long", json!({"current_password": PASSWORD, "new_password": "x".repeat(129)}), "new_password"),
-        ("new password common", json!({"current_password": PASSWORD, "new_password": "password"}), "new_password"),
-        ("new password common, other case", json!({"current_password": PASSWORD, "new_password": "PASSWORD123"}), "new_password"),
+        (
+            "wrong current password",
+            json!({"current_password": "not-my-password-1", "new_password": NEW_PASSWORD}),
+            "current_password",
+        ),
+        (
+            "empty current password",
+            json!({"current_password": "", "new_password": NEW_PASSWORD}),
+            "current_password",
+        ),
+        (
+            "new password too short",
+            json!({"current_password": PASSWORD, "new_password": "a1b2c3d"}),
+            "new_password",
+        ),
+        (
+            "new password too long",
+            json!({"current_password": PASSWORD, "new_password": "x".repeat(129)}),
+            "new_password",
+        ),
+        (
+            "new password common",
+            json!({"current_password": PASSWORD, "new_password": "password"}),
+            "new_password",
+        ),
+        (
+            "new password common, other case",
+            json!({"current_password": PASSWORD, "new_password": "PASSWORD123"}),
+            "new_password",
+        ),
         ("missing new password", json!({"current_password": PASSWORD}), "new_password"),
-        ("unknown field", json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD, "user_id": "x"}), "user_id"),
     ];
     for (case, body, field) in cases {
         let response = app.post_json_with("/api/me/password", &token, &body).await;
         assert_invalid_field(response, field, case).await;
     }
 
-    assert_eq!(app.get_with("/api/me", &token).await.status(), StatusCode::OK, "the session survives failed changes");
-    assert_eq!(app.post_login(&user.email, PASSWORD).await.status(), StatusCode::OK, "the password is unchanged");
+    assert_eq!(
+        app.get_with("/api/me", &token).await.status(),
+        StatusCode::OK,
+        "the session survives failed changes"
+    );
+    assert_eq!(
+        app.post_login(&user.email, PASSWORD).await.status(),
+        StatusCode::OK,
+        "the password is unchanged"
+    );
+}
+
+#[actix_web::test]
+async fn the_password_routes_refuse_unknown_fields_naming_them() {
+    let app = spawn_app().await;
+    let (user, token) = app.user_with_token().await;
+
+    let change = app
+        .post_json_with(
+            "/api/me/password",
+            &token,
+            &json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD, "user_id": "x"}),
+        )
+        .await;
+    assert_invalid_field(change, "user_id", "password change with user_id").await;
+    let forgot = app
+        .post_json("/api/password/forgot", &json!({"email": user.email, "redirect": "https://evil.example"}))
+        .await;
+    assert_invalid_field(forgot, "redirect", "forgot with redirect").await;
+    let reset = app
+        .post_json(
+            "/api/password/reset",
+            &json!({"token": "abc", "new_password": NEW_PASSWORD, "email": user.email}),
+        )
+        .await;
+    assert_invalid_field(reset, "email", "reset with email").await;
+
+    assert_eq!(
+        app.post_login(&user.email, PASSWORD).await.status(),
+        StatusCode::OK,
+        "the password is unchanged"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(app.outbox().is_empty(), "no mail for a refused forgot request");
 }
 
 #[actix_web::test]
@@ -389,17 +527,28 @@ async fn a_password_change_ends_every_session_and_swaps_the_password() {
     }
 
     let response = app
-        .post_json_with("/api/me/password", tokens[0], &json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}))
+        .post_json_with(
+            "/api/me/password",
+            tokens[0],
+            &json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+        )
         .await;
 
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert!(response.bytes().await.unwrap().is_empty(), "204 has no body");
     for (i, t) in tokens.iter().enumerate() {
         let response = app.get_with("/api/me", t).await;
-        assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized", &format!("access token of session {i}")).await;
+        assert_error(
+            response,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            &format!("access token of session {i}"),
+        )
+        .await;
     }
     for (i, login) in [&first, &second].iter().enumerate() {
-        let response = app.post_json("/api/token/refresh", &json!({"refresh_token": login["refresh_token"]})).await;
+        let response =
+            app.post_json("/api/token/refresh", &json!({"refresh_token": login["refresh_token"]})).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "refresh token of session {i}");
     }
     let old = app.post_login(&user.email, PASSWORD).await;
@@ -413,8 +562,9 @@ async fn a_password_change_ends_every_session_and_swaps_the_password() {
 async fn a_password_change_needs_a_credential() {
     let app = spawn_app().await;
 
-    let response =
-        app.post_json("/api/me/password", &json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD})).await;
+    let response = app
+        .post_json("/api/me/password", &json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}))
+        .await;
 
     assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized", "anonymous password change").await;
 }
@@ -517,7 +667,6 @@ async fn forgot_rejects_bad_bodies() {
         ("not an email", json!({"email": "nobody"}), "email"),
         ("missing email", json!({}), "email"),
         ("email of the wrong type", json!({"email": 12}), "email"),
-        ("unknown field", json!({"email": "a@example.com", "redirect": "https://evil.example"}), "redirect"),
     ] {
         let response = app.post_json("/api/password/forgot", &body).await;
         assert_invalid_field(response, field, case).await;
@@ -550,7 +699,11 @@ async fn a_password_reset_token_works_only_once() {
     let again = post_reset(&app, &token, "another-fine-passphrase-9").await;
 
     assert_error(again, StatusCode::BAD_REQUEST, "invalid_token", "second use").await;
-    assert_eq!(app.post_login(&user.email, NEW_PASSWORD).await.status(), StatusCode::OK, "first reset stands");
+    assert_eq!(
+        app.post_login(&user.email, NEW_PASSWORD).await.status(),
+        StatusCode::OK,
+        "first reset stands"
+    );
 }
 
 #[actix_web::test]
@@ -564,7 +717,11 @@ async fn a_newer_reset_request_voids_the_older_token() {
     let stale = post_reset(&app, &first, NEW_PASSWORD).await;
     assert_error(stale, StatusCode::BAD_REQUEST, "invalid_token", "the older token").await;
 
-    assert_eq!(post_reset(&app, &second, NEW_PASSWORD).await.status(), StatusCode::NO_CONTENT, "the newer token");
+    assert_eq!(
+        post_reset(&app, &second, NEW_PASSWORD).await.status(),
+        StatusCode::NO_CONTENT,
+        "the newer token"
+    );
     assert_eq!(app.post_login(&user.email, NEW_PASSWORD).await.status(), StatusCode::OK);
 }
 
@@ -574,12 +731,20 @@ async fn a_rejected_new_password_does_not_burn_the_reset_token() {
     let user = app.register_user().await;
     let token = request_reset_token(&app, &user.email, 1).await;
 
-    for (case, weak) in [("too short", "a1b2c3d".to_owned()), ("common", "password".to_owned()), ("too long", "x".repeat(129))] {
+    for (case, weak) in [
+        ("too short", "a1b2c3d".to_owned()),
+        ("common", "password".to_owned()),
+        ("too long", "x".repeat(129)),
+    ] {
         let response = post_reset(&app, &token, &weak).await;
         assert_invalid_field(response, "new_password", case).await;
     }
 
-    assert_eq!(post_reset(&app, &token, NEW_PASSWORD).await.status(), StatusCode::NO_CONTENT, "the token still works");
+    assert_eq!(
+        post_reset(&app, &token, NEW_PASSWORD).await.status(),
+        StatusCode::NO_CONTENT,
+        "the token still works"
+    );
     assert_eq!(app.post_login(&user.email, NEW_PASSWORD).await.status(), StatusCode::OK);
 }
 
@@ -602,7 +767,11 @@ async fn an_unknown_reset_token_is_400() {
         assert_error(response, StatusCode::BAD_REQUEST, "invalid_token", case).await;
     }
     assert_eq!(app.post_login(&user.email, PASSWORD).await.status(), StatusCode::OK, "password unchanged");
-    assert_eq!(post_reset(&app, &real, NEW_PASSWORD).await.status(), StatusCode::NO_CONTENT, "the real token still works");
+    assert_eq!(
+        post_reset(&app, &real, NEW_PASSWORD).await.status(),
+        StatusCode::NO_CONTENT,
+        "the real token still works"
+    );
 }
 
 #[actix_web::test]
@@ -613,7 +782,6 @@ async fn a_reset_with_a_bad_body_is_422() {
         ("empty token", json!({"token": "", "new_password": NEW_PASSWORD}), "token"),
         ("missing token", json!({"new_password": NEW_PASSWORD}), "token"),
         ("token of the wrong type", json!({"token": {"$ne": null}, "new_password": NEW_PASSWORD}), "token"),
-        ("unknown field", json!({"token": "abc", "new_password": NEW_PASSWORD, "email": "a@example.com"}), "email"),
     ] {
         let response = app.post_json("/api/password/reset", &body).await;
         assert_invalid_field(response, field, case).await;
@@ -632,7 +800,9 @@ async fn a_password_reset_ends_every_session() {
     assert_eq!(post_reset(&app, &token, NEW_PASSWORD).await.status(), StatusCode::NO_CONTENT);
 
     let response = app.get_with("/api/me", access).await;
-    assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized", "access token from before the reset").await;
-    let refresh = app.post_json("/api/token/refresh", &json!({"refresh_token": login["refresh_token"]})).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized", "access token from before the reset")
+        .await;
+    let refresh =
+        app.post_json("/api/token/refresh", &json!({"refresh_token": login["refresh_token"]})).await;
     assert_eq!(refresh.status(), StatusCode::UNAUTHORIZED, "refresh token from before the reset");
 }

@@ -9,8 +9,8 @@ use switchboard::store::ledger::{self, CreditChange, CreditError};
 use switchboard::store::mongo::MongoStore;
 use switchboard::store::sqlite::SqliteStore;
 use switchboard::store::{
-    CreditsUsed, DynStore, LedgerEntry, RefreshToken, RefreshUse, ResetToken, Role, ServiceType, Session, Store,
-    StoreError, User, UserStats, UserUpdate, now,
+    CreditsUsed, DynStore, LedgerEntry, RefreshToken, RefreshUse, ResetToken, Role, ServiceType, Session,
+    Store, StoreError, User, UserStats, UserUpdate, now,
 };
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
@@ -26,7 +26,8 @@ async fn open_test_store() -> (DynStore, Option<TempDir>) {
             (Arc::new(store), Some(dir))
         }
         TestStore::Mongo(uri) => {
-            let store = MongoStore::connect(&uri, &fresh_database_name()).await.expect("the MongoDB store connects");
+            let store =
+                MongoStore::connect(&uri, &fresh_database_name()).await.expect("the MongoDB store connects");
             (Arc::new(store), None)
         }
     }
@@ -70,11 +71,23 @@ async fn insert_new_user(store: &dyn Store, initial_credits: i64) -> User {
 /// A user with the given names and email, created `offset_ms` after `base`.
 fn named_user(email: &str, first: &str, last: &str, base: OffsetDateTime, offset_ms: i64) -> User {
     let t = base + Duration::milliseconds(offset_ms);
-    User { email: email.into(), first_name: first.into(), last_name: last.into(), created_at: t, updated_at: t, ..new_user(0) }
+    User {
+        email: email.into(),
+        first_name: first.into(),
+        last_name: last.into(),
+        created_at: t,
+        updated_at: t,
+        ..new_user(0)
+    }
 }
 
 fn session_for(user_id: &str) -> Session {
-    Session { id: uuid::Uuid::now_v7().to_string(), user_id: user_id.into(), created_at: now(), revoked_at: None }
+    Session {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: user_id.into(),
+        created_at: now(),
+        revoked_at: None,
+    }
 }
 
 fn change(user_id: &str, service_type: ServiceType, amount: i64) -> CreditChange {
@@ -89,7 +102,11 @@ fn change(user_id: &str, service_type: ServiceType, amount: i64) -> CreditChange
 }
 
 fn refund(user_id: &str, of: ServiceType, amount: i64) -> CreditChange {
-    CreditChange { refund_of: Some(of), reference: Some("refunded-entry".into()), ..change(user_id, ServiceType::Refund, amount) }
+    CreditChange {
+        refund_of: Some(of),
+        reference: Some("refunded-entry".into()),
+        ..change(user_id, ServiceType::Refund, amount)
+    }
 }
 
 fn emails(users: &[User]) -> BTreeSet<String> {
@@ -121,7 +138,11 @@ async fn a_user_reads_back_exactly_by_id_by_email_and_by_api_key_hash() {
 
     assert_eq!(store.user_by_id(&user.id).await.unwrap(), Some(user.clone()), "by id");
     assert_eq!(store.user_by_email(&user.email).await.unwrap(), Some(user.clone()), "by email");
-    assert_eq!(store.user_by_api_key_hash(&user.api_key_hash).await.unwrap(), Some(user.clone()), "by api key hash");
+    assert_eq!(
+        store.user_by_api_key_hash(&user.api_key_hash).await.unwrap(),
+        Some(user.clone()),
+        "by api key hash"
+    );
 
     let other_case = user.email.to_uppercase();
     for (case, found) in [
@@ -129,7 +150,10 @@ async fn a_user_reads_back_exactly_by_id_by_email_and_by_api_key_hash() {
         ("unknown email", store.user_by_email("nobody@example.com").await.unwrap()),
         ("unknown key hash", store.user_by_api_key_hash(&unique_hex()).await.unwrap()),
         ("email is matched exactly, callers normalise it", store.user_by_email(&other_case).await.unwrap()),
-        ("a filter document is a plain string to the store", store.user_by_email("{\"$gt\": \"\"}").await.unwrap()),
+        (
+            "a filter document is a plain string to the store",
+            store.user_by_email("{\"$gt\": \"\"}").await.unwrap(),
+        ),
     ] {
         assert_eq!(found, None, "{case}");
     }
@@ -140,7 +164,12 @@ async fn timestamps_round_trip_at_millisecond_precision() {
     let (store, _dir) = open_test_store().await;
     let t = now();
     assert_eq!(t.nanosecond() % 1_000_000, 0, "store::now() is whole milliseconds");
-    let user = User { created_at: t, updated_at: t + Duration::milliseconds(1), last_login: Some(t + Duration::milliseconds(999)), ..new_user(0) };
+    let user = User {
+        created_at: t,
+        updated_at: t + Duration::milliseconds(1),
+        last_login: Some(t + Duration::milliseconds(999)),
+        ..new_user(0)
+    };
     store.insert_user(&user).await.unwrap();
     let read = store.user_by_id(&user.id).await.unwrap().expect("user exists");
     assert_eq!(
@@ -178,14 +207,22 @@ async fn update_user_changes_only_the_fields_it_is_given() {
         ("first name", UserUpdate { first_name: Some("Augusta".into()), ..Default::default() }, |u| {
             u.first_name = "Augusta".into()
         }),
-        ("last name", UserUpdate { last_name: Some("King".into()), ..Default::default() }, |u| u.last_name = "King".into()),
-        ("password hash", UserUpdate { password_hash: Some("$argon2id$new".into()), ..Default::default() }, |u| {
-            u.password_hash = "$argon2id$new".into()
+        ("last name", UserUpdate { last_name: Some("King".into()), ..Default::default() }, |u| {
+            u.last_name = "King".into()
         }),
-        ("api key", UserUpdate { api_key: Some(("f".repeat(64), "sk_fffffff".into())), ..Default::default() }, |u| {
-            u.api_key_hash = "f".repeat(64);
-            u.api_key_prefix = "sk_fffffff".into();
-        }),
+        (
+            "password hash",
+            UserUpdate { password_hash: Some("$argon2id$new".into()), ..Default::default() },
+            |u| u.password_hash = "$argon2id$new".into(),
+        ),
+        (
+            "api key",
+            UserUpdate { api_key: Some(("f".repeat(64), "sk_fffffff".into())), ..Default::default() },
+            |u| {
+                u.api_key_hash = "f".repeat(64);
+                u.api_key_prefix = "sk_fffffff".into();
+            },
+        ),
         ("role", UserUpdate { role: Some(Role::Admin), ..Default::default() }, |u| u.role = Role::Admin),
         ("deactivation", UserUpdate { active: Some(false), ..Default::default() }, |u| u.active = false),
         (
@@ -198,7 +235,11 @@ async fn update_user_changes_only_the_fields_it_is_given() {
         ),
     ];
     for (case, update, expect) in cases {
-        let user = User { created_at: now() - Duration::hours(1), updated_at: now() - Duration::hours(1), ..new_user(5) };
+        let user = User {
+            created_at: now() - Duration::hours(1),
+            updated_at: now() - Duration::hours(1),
+            ..new_user(5)
+        };
         store.insert_user(&user).await.unwrap();
         let at = now();
         let mut expected = user.clone();
@@ -228,7 +269,11 @@ async fn a_new_api_key_makes_the_old_hash_unknown() {
     let update = UserUpdate { api_key: Some((new_hash.clone(), "sk_newnewn".into())), ..Default::default() };
     store.update_user(&user.id, &update, now()).await.unwrap().expect("user exists");
 
-    assert_eq!(store.user_by_api_key_hash(&user.api_key_hash).await.unwrap(), None, "the old key no longer finds the user");
+    assert_eq!(
+        store.user_by_api_key_hash(&user.api_key_hash).await.unwrap(),
+        None,
+        "the old key no longer finds the user"
+    );
     let found = store.user_by_api_key_hash(&new_hash).await.unwrap().expect("the new key finds the user");
     assert_eq!((found.id, found.api_key_prefix), (user.id, "sk_newnewn".to_owned()));
 }
@@ -246,7 +291,11 @@ async fn taking_another_users_api_key_hash_in_an_update_is_a_duplicate() {
     let result = store.update_user(&other.id, &update, now()).await;
     assert!(matches!(result, Err(StoreError::Duplicate)), "expected Duplicate, got {result:?}");
     assert_eq!(store.user_by_id(&other.id).await.unwrap(), Some(other), "the refused update changed nothing");
-    assert_eq!(store.user_by_api_key_hash(&owner.api_key_hash).await.unwrap(), Some(owner), "the key still finds its owner");
+    assert_eq!(
+        store.user_by_api_key_hash(&owner.api_key_hash).await.unwrap(),
+        Some(owner),
+        "the key still finds its owner"
+    );
 }
 
 #[actix_web::test]
@@ -256,10 +305,16 @@ async fn updating_an_unknown_user_returns_none() {
     let cases = [
         ("an empty update", UserUpdate::default()),
         ("a name", UserUpdate { first_name: Some("Nobody".into()), ..Default::default() }),
-        ("an unused api key", UserUpdate { api_key: Some((unique_hex(), "sk_unused0".into())), ..Default::default() }),
+        (
+            "an unused api key",
+            UserUpdate { api_key: Some((unique_hex(), "sk_unused0".into())), ..Default::default() },
+        ),
         (
             "an api key another user holds",
-            UserUpdate { api_key: Some((someone.api_key_hash.clone(), "sk_taken00".into())), ..Default::default() },
+            UserUpdate {
+                api_key: Some((someone.api_key_hash.clone(), "sk_taken00".into())),
+                ..Default::default()
+            },
         ),
     ];
     for (case, update) in cases {
@@ -284,13 +339,21 @@ async fn list_users_matches_email_and_names_case_insensitively() {
         store.insert_user(u).await.unwrap();
     }
     let cases: &[(&str, Option<&str>, &[&str])] = &[
-        ("no query lists everyone", None, &["alice.smith@example.com", "bob@example.org", "carol@example.net", "dave@example.com"]),
+        (
+            "no query lists everyone",
+            None,
+            &["alice.smith@example.com", "bob@example.org", "carol@example.net", "dave@example.com"],
+        ),
         ("email substring", Some("example.org"), &["bob@example.org"]),
         ("email in upper case", Some("BOB@EXAMPLE"), &["bob@example.org"]),
         ("first name in lower case", Some("robert"), &["bob@example.org"]),
         ("first name in mixed case", Some("dAvId"), &["dave@example.com"]),
         ("last name stored upper case, queried lower case", Some("smithers"), &["carol@example.net"]),
-        ("a substring of email and of a last name", Some("smith"), &["alice.smith@example.com", "carol@example.net"]),
+        (
+            "a substring of email and of a last name",
+            Some("smith"),
+            &["alice.smith@example.com", "carol@example.net"],
+        ),
         ("the middle of a name", Some("ober"), &["bob@example.org"]),
         ("nothing matches", Some("zebra"), &[]),
     ];
@@ -362,6 +425,9 @@ async fn list_users_matches_wildcard_and_regex_characters_literally() {
     }
 }
 
+/// A listing case: description, query, limit, offset, expected users in order, expected total.
+type PageCase<'a> = (&'a str, Option<&'a str>, i64, i64, &'a [&'a str], i64);
+
 #[actix_web::test]
 async fn list_users_pages_by_creation_time_with_limit_offset_and_total() {
     let (store, _dir) = open_test_store().await;
@@ -372,7 +438,7 @@ async fn list_users_pages_by_creation_time_with_limit_offset_and_total() {
         let first = if i % 2 == 0 { "Even" } else { "Odd" };
         store.insert_user(&named_user(&format!("u{i}@example.com"), first, "Page", base, i)).await.unwrap();
     }
-    let cases: &[(&str, Option<&str>, i64, i64, &[&str], i64)] = &[
+    let cases: &[PageCase] = &[
         ("first page", None, 2, 0, &["u0", "u1"], 5),
         ("second page", None, 2, 2, &["u2", "u3"], 5),
         ("last, short page", None, 2, 4, &["u4"], 5),
@@ -383,7 +449,8 @@ async fn list_users_pages_by_creation_time_with_limit_offset_and_total() {
     ];
     for (case, query, limit, offset, expected, expected_total) in cases {
         let (found, total) = store.list_users(*query, *limit, *offset).await.unwrap();
-        let got: Vec<String> = found.iter().map(|u| u.email.trim_end_matches("@example.com").to_owned()).collect();
+        let got: Vec<String> =
+            found.iter().map(|u| u.email.trim_end_matches("@example.com").to_owned()).collect();
         assert_eq!(got, *expected, "{case}: users in creation order");
         assert_eq!(total, *expected_total, "{case}: total of all matches");
     }
@@ -404,9 +471,16 @@ async fn a_session_reads_back_and_is_revoked_only_once() {
 
     let later = first + Duration::seconds(10);
     assert!(!store.revoke_session(&session.id, later).await.unwrap(), "the second revocation reports false");
-    assert_eq!(store.session(&session.id).await.unwrap(), Some(revoked), "the second revocation keeps the first time");
+    assert_eq!(
+        store.session(&session.id).await.unwrap(),
+        Some(revoked),
+        "the second revocation keeps the first time"
+    );
 
-    assert!(!store.revoke_session("no-such-session", now()).await.unwrap(), "an unknown session is not revoked");
+    assert!(
+        !store.revoke_session("no-such-session", now()).await.unwrap(),
+        "an unknown session is not revoked"
+    );
     assert_eq!(store.session("no-such-session").await.unwrap(), None, "an unknown session is absent");
 }
 
@@ -424,15 +498,29 @@ async fn revoking_a_users_sessions_returns_exactly_the_open_ones() {
     }
 
     let at = now();
-    let revoked: BTreeSet<String> = store.revoke_user_sessions(&user.id, at).await.unwrap().into_iter().collect();
+    let revoked: BTreeSet<String> =
+        store.revoke_user_sessions(&user.id, at).await.unwrap().into_iter().collect();
     let expected: BTreeSet<String> = open.iter().map(|s| s.id.clone()).collect();
     assert_eq!(revoked, expected, "exactly the open sessions of the user");
     for s in &open {
-        assert_eq!(store.session(&s.id).await.unwrap().unwrap().revoked_at, Some(at), "open session {} is revoked now", s.id);
+        assert_eq!(
+            store.session(&s.id).await.unwrap().unwrap().revoked_at,
+            Some(at),
+            "open session {} is revoked now",
+            s.id
+        );
     }
-    assert_eq!(store.session(&closed.id).await.unwrap(), Some(closed), "an already revoked session keeps its time");
+    assert_eq!(
+        store.session(&closed.id).await.unwrap(),
+        Some(closed),
+        "an already revoked session keeps its time"
+    );
     assert_eq!(store.session(&other.id).await.unwrap(), Some(other), "another user's session is untouched");
-    assert_eq!(store.revoke_user_sessions(&user.id, now()).await.unwrap(), Vec::<String>::new(), "nothing is left to revoke");
+    assert_eq!(
+        store.revoke_user_sessions(&user.id, now()).await.unwrap(),
+        Vec::<String>::new(),
+        "nothing is left to revoke"
+    );
 }
 
 #[actix_web::test]
@@ -448,19 +536,35 @@ async fn a_refresh_token_is_unknown_then_fresh_then_reused() {
         expires_at: now() + Duration::days(30),
         used_at: None,
     };
-    assert_eq!(store.use_refresh_token(&token.token_hash, now()).await.unwrap(), RefreshUse::Unknown, "before insert");
+    assert_eq!(
+        store.use_refresh_token(&token.token_hash, now()).await.unwrap(),
+        RefreshUse::Unknown,
+        "before insert"
+    );
     store.insert_refresh_token(&token).await.unwrap();
     let duplicate = store.insert_refresh_token(&token).await;
     assert!(matches!(duplicate, Err(StoreError::Duplicate)), "the same hash twice: {duplicate:?}");
 
     let first_use = now();
-    assert_eq!(store.use_refresh_token(&token.token_hash, first_use).await.unwrap(), RefreshUse::Fresh(token.clone()), "first use");
+    assert_eq!(
+        store.use_refresh_token(&token.token_hash, first_use).await.unwrap(),
+        RefreshUse::Fresh(token.clone()),
+        "first use"
+    );
     let used = RefreshToken { used_at: Some(first_use), ..token.clone() };
     for attempt in ["second use", "third use"] {
         let result = store.use_refresh_token(&token.token_hash, now() + Duration::seconds(1)).await.unwrap();
-        assert_eq!(result, RefreshUse::Reused(used.clone()), "{attempt}: reused, carrying the first use time");
+        assert_eq!(
+            result,
+            RefreshUse::Reused(used.clone()),
+            "{attempt}: reused, carrying the first use time"
+        );
     }
-    assert_eq!(store.use_refresh_token(&unique_hex(), now()).await.unwrap(), RefreshUse::Unknown, "another hash");
+    assert_eq!(
+        store.use_refresh_token(&unique_hex(), now()).await.unwrap(),
+        RefreshUse::Unknown,
+        "another hash"
+    );
 }
 
 // The races run on several worker threads so the writers truly overlap.
@@ -517,8 +621,16 @@ async fn reset_tokens_are_replaced_consumed_once_and_refused_when_expired() {
     store.replace_reset_token(&others).await.unwrap();
     store.replace_reset_token(&newer).await.unwrap();
 
-    assert_eq!(store.consume_reset_token(&older.token_hash, now()).await.unwrap(), None, "a replaced token is void");
-    assert_eq!(store.consume_reset_token(&newer.token_hash, now()).await.unwrap(), Some(user.id.clone()), "the newest works");
+    assert_eq!(
+        store.consume_reset_token(&older.token_hash, now()).await.unwrap(),
+        None,
+        "a replaced token is void"
+    );
+    assert_eq!(
+        store.consume_reset_token(&newer.token_hash, now()).await.unwrap(),
+        Some(user.id.clone()),
+        "the newest works"
+    );
     assert_eq!(store.consume_reset_token(&newer.token_hash, now()).await.unwrap(), None, "and only once");
     assert_eq!(
         store.consume_reset_token(&others.token_hash, now()).await.unwrap(),
@@ -530,7 +642,11 @@ async fn reset_tokens_are_replaced_consumed_once_and_refused_when_expired() {
     let expiring = token(&user.id, Duration::minutes(10));
     store.replace_reset_token(&expiring).await.unwrap();
     let after_expiry = expiring.expires_at + Duration::seconds(1);
-    assert_eq!(store.consume_reset_token(&expiring.token_hash, after_expiry).await.unwrap(), None, "an expired token");
+    assert_eq!(
+        store.consume_reset_token(&expiring.token_hash, after_expiry).await.unwrap(),
+        None,
+        "an expired token"
+    );
     assert_eq!(
         store.consume_reset_token(&expiring.token_hash, expiring.expires_at).await.unwrap(),
         None,
@@ -545,7 +661,10 @@ async fn consume_once_accepts_each_key_once() {
     let key = unique_hex();
     assert!(store.consume_once(&key, expires).await.unwrap(), "first sight of a key");
     assert!(!store.consume_once(&key, expires).await.unwrap(), "second sight of the same key");
-    assert!(!store.consume_once(&key, expires + Duration::minutes(5)).await.unwrap(), "a later expiry does not reopen it");
+    assert!(
+        !store.consume_once(&key, expires + Duration::minutes(5)).await.unwrap(),
+        "a later expiry does not reopen it"
+    );
     assert!(store.consume_once(&unique_hex(), expires).await.unwrap(), "another key");
 }
 
@@ -575,9 +694,21 @@ async fn charges_and_grants_write_entries_and_update_the_cached_credits() {
     let cached = store.user_by_id(&user.id).await.unwrap().unwrap();
     assert_eq!((cached.credits, cached.credits_seq), (25, 2), "cache after the grant");
 
-    assert_eq!(store.last_ledger_entry(&user.id).await.unwrap(), Some(granted.clone()), "the last entry reads back exactly");
-    assert_eq!(store.ledger_page(&user.id, None, 10).await.unwrap(), vec![granted, charged], "both entries read back exactly");
-    assert_eq!(store.ledger_page(&admin.id, None, 10).await.unwrap(), vec![], "the admin's own ledger is empty");
+    assert_eq!(
+        store.last_ledger_entry(&user.id).await.unwrap(),
+        Some(granted.clone()),
+        "the last entry reads back exactly"
+    );
+    assert_eq!(
+        store.ledger_page(&user.id, None, 10).await.unwrap(),
+        vec![granted, charged],
+        "both entries read back exactly"
+    );
+    assert_eq!(
+        store.ledger_page(&admin.id, None, 10).await.unwrap(),
+        vec![],
+        "the admin's own ledger is empty"
+    );
 }
 
 #[actix_web::test]
@@ -596,7 +727,9 @@ async fn a_charge_above_the_balance_is_refused_without_writing_an_entry() {
     let cached = store.user_by_id(&user.id).await.unwrap().unwrap();
     assert_eq!((cached.credits, cached.credits_seq), (5, 1), "the cache is unchanged by the refusal");
 
-    let exact = ledger::apply(store.as_ref(), &change(&user.id, ServiceType::Chat, -5)).await.expect("to exactly zero");
+    let exact = ledger::apply(store.as_ref(), &change(&user.id, ServiceType::Chat, -5))
+        .await
+        .expect("to exactly zero");
     assert_eq!(exact.balance_after, 0, "the balance may reach zero");
 
     let unknown = ledger::apply(store.as_ref(), &change("no-such-user", ServiceType::Grant, 5)).await;
@@ -608,10 +741,15 @@ async fn a_ledger_entry_with_a_taken_sequence_number_is_a_duplicate() {
     let (store, _dir) = open_test_store().await;
     let user = insert_new_user(store.as_ref(), 10).await;
     let entry = ledger::apply(store.as_ref(), &change(&user.id, ServiceType::Chat, -1)).await.unwrap();
-    let rival = LedgerEntry { id: uuid::Uuid::now_v7().to_string(), amount: -2, balance_after: 8, ..entry.clone() };
+    let rival =
+        LedgerEntry { id: uuid::Uuid::now_v7().to_string(), amount: -2, balance_after: 8, ..entry.clone() };
     let result = store.insert_ledger_entry(&rival).await;
     assert!(matches!(result, Err(StoreError::Duplicate)), "same (user_id, seq): {result:?}");
-    assert_eq!(store.ledger_page(&user.id, None, 10).await.unwrap(), vec![entry], "only the first entry exists");
+    assert_eq!(
+        store.ledger_page(&user.id, None, 10).await.unwrap(),
+        vec![entry],
+        "only the first entry exists"
+    );
 
     let other_user = insert_new_user(store.as_ref(), 10).await;
     let same_seq_elsewhere = LedgerEntry { user_id: other_user.id.clone(), ..rival };
@@ -638,7 +776,10 @@ async fn fifty_concurrent_charges_against_twenty_credits_succeed_exactly_twenty_
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let (store, barrier) = (store.clone(), barrier.clone());
-            let charge = CreditChange { reference: Some(format!("msg-{i}")), ..change(&user.id, ServiceType::Chat, -1) };
+            let charge = CreditChange {
+                reference: Some(format!("msg-{i}")),
+                ..change(&user.id, ServiceType::Chat, -1)
+            };
             tokio::spawn(async move {
                 barrier.wait().await;
                 ledger::apply(store.as_ref(), &charge).await
@@ -733,4 +874,157 @@ async fn user_stats_count_credits_used_per_service_net_of_refunds() {
         Some((ServiceType::Refund, Some(ServiceType::Image), Some("refunded-entry".into()))),
         "a refund keeps what it refunds"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn single_use_records_are_won_by_exactly_one_of_ten_concurrent_callers() {
+    let (store, _dir) = open_test_store().await;
+    let user = insert_new_user(store.as_ref(), 0).await;
+    // Several rounds, because a race shows itself only sometimes.
+    for round in 1..=5 {
+        let session = session_for(&user.id);
+        store.insert_session(&session).await.unwrap();
+        let reset = ResetToken {
+            token_hash: unique_hex(),
+            user_id: user.id.clone(),
+            expires_at: now() + Duration::hours(1),
+            created_at: now(),
+        };
+        store.replace_reset_token(&reset).await.unwrap();
+        let once_key = unique_hex();
+
+        for case in ["revoke_session", "consume_reset_token", "consume_once"] {
+            let barrier = Arc::new(tokio::sync::Barrier::new(10));
+            let tasks: Vec<_> = (0..10i64)
+                .map(|i| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    let (session_id, reset_hash, once_key) =
+                        (session.id.clone(), reset.token_hash.clone(), once_key.clone());
+                    // Distinct times, so the stored time tells which caller wrote it.
+                    let at = now() + Duration::milliseconds(i);
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        let won = match case {
+                            "revoke_session" => store.revoke_session(&session_id, at).await.unwrap(),
+                            "consume_reset_token" => {
+                                store.consume_reset_token(&reset_hash, at).await.unwrap().is_some()
+                            }
+                            _ => store.consume_once(&once_key, at + Duration::minutes(1)).await.unwrap(),
+                        };
+                        (won, at)
+                    })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for task in tasks {
+                let (won, at) = task.await.expect("task");
+                if won {
+                    winners.push(at);
+                }
+            }
+            assert_eq!(winners.len(), 1, "round {round}, {case}: exactly one of ten concurrent callers wins");
+            if case == "revoke_session" {
+                let stored = store.session(&session.id).await.unwrap().unwrap().revoked_at;
+                assert_eq!(
+                    stored,
+                    Some(winners[0]),
+                    "round {round}, {case}: the stored time is the winner's"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_partial_updates_of_one_user_do_not_undo_each_other() {
+    let (store, _dir) = open_test_store().await;
+    let user = insert_new_user(store.as_ref(), 100).await;
+    // A password change, a login and a charge of the same user at the same moment, as happens
+    // when a user changes their password while another tab logs in and chats.
+    for round in 1..=20i64 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(4));
+        let hash = format!("$argon2id$round-{round}");
+        let login = now() - Duration::seconds(round);
+        let start = |barrier: Arc<tokio::sync::Barrier>| async move { barrier.wait().await };
+        let password = {
+            let (store, id, barrier, hash) = (store.clone(), user.id.clone(), barrier.clone(), hash.clone());
+            tokio::spawn(async move {
+                start(barrier).await;
+                let update = UserUpdate { password_hash: Some(hash), ..Default::default() };
+                store.update_user(&id, &update, now()).await.map(drop)
+            })
+        };
+        let last_login = {
+            let (store, id, barrier) = (store.clone(), user.id.clone(), barrier.clone());
+            tokio::spawn(async move {
+                start(barrier).await;
+                let update = UserUpdate { last_login: Some(login), ..Default::default() };
+                store.update_user(&id, &update, now()).await.map(drop)
+            })
+        };
+        let name = {
+            let (store, id, barrier) = (store.clone(), user.id.clone(), barrier.clone());
+            tokio::spawn(async move {
+                start(barrier).await;
+                let update = UserUpdate { first_name: Some(format!("Round {round}")), ..Default::default() };
+                store.update_user(&id, &update, now()).await.map(drop)
+            })
+        };
+        let charge = {
+            let (store, barrier, c) =
+                (store.clone(), barrier.clone(), change(&user.id, ServiceType::Chat, -1));
+            tokio::spawn(async move {
+                start(barrier).await;
+                ledger::apply(store.as_ref(), &c).await.map(drop)
+            })
+        };
+        password.await.unwrap().expect("password change");
+        last_login.await.unwrap().expect("login update");
+        name.await.unwrap().expect("name change");
+        charge.await.unwrap().expect("charge");
+
+        let stored = store.user_by_id(&user.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.password_hash, stored.last_login, stored.first_name, stored.credits, stored.credits_seq),
+            (hash, Some(login), format!("Round {round}"), 100 - round, round),
+            "round {round}: every concurrent change is kept"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_reset_token_replacements_leave_exactly_one_valid_token() {
+    let (store, _dir) = open_test_store().await;
+    let user = insert_new_user(store.as_ref(), 0).await;
+    let tokens: Vec<ResetToken> = (0..10)
+        .map(|_| ResetToken {
+            token_hash: unique_hex(),
+            user_id: user.id.clone(),
+            expires_at: now() + Duration::hours(1),
+            created_at: now(),
+        })
+        .collect();
+    let barrier = Arc::new(tokio::sync::Barrier::new(tokens.len()));
+    let tasks: Vec<_> = tokens
+        .iter()
+        .cloned()
+        .map(|token| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.replace_reset_token(&token).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("replace_reset_token");
+    }
+    let mut valid = 0;
+    for token in &tokens {
+        if store.consume_reset_token(&token.token_hash, now()).await.unwrap().is_some() {
+            valid += 1;
+        }
+    }
+    // Two "forgot password" requests at once must not leave two working links.
+    assert_eq!(valid, 1, "exactly one of ten concurrently issued reset tokens stays valid");
 }

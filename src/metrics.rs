@@ -1,0 +1,252 @@
+//! Prometheus metrics (API.md §6): the one place that names them, the global recorder and its
+//! upkeep, small recording helpers, the request-tracking middleware and the `/metrics` endpoint.
+//!
+//! Labels stay low-cardinality by construction: the helpers take `&'static str` values from short
+//! fixed lists (see [`labels`]), and HTTP requests are labelled by their route pattern, never by the
+//! raw path, so no user id, email or other request data can become a time series.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpRequest, HttpResponse, ResponseError, web};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::auth::tokens::constant_time_eq;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Every metric name of API.md §6 (fixed: dashboards and alerts depend on them).
+pub mod names {
+    pub use switchboard_actors::presence::{ACTIVE_USERS, WS_SESSIONS};
+
+    /// Counter `{service_type}`: credits spent.
+    pub const CREDIT_USAGE_TOTAL: &str = "credit_usage_total";
+    /// Counter `{method, route, status}`: HTTP requests answered.
+    pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+    /// Histogram `{method, route}`: time until the response head was ready.
+    pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+    /// Counter `{direction, type}`: WebSocket frames, `in` from clients and `out` to them.
+    pub const WS_MESSAGES_TOTAL: &str = "ws_messages_total";
+    /// Counter `{scope}`: requests or messages refused by a rate limit.
+    pub const RATE_LIMITED_TOTAL: &str = "rate_limited_total";
+    /// Counter `{result}`: login attempts by outcome.
+    pub const AUTH_LOGINS_TOTAL: &str = "auth_logins_total";
+    /// Counter `{service_type}`: charges refused for lack of credits.
+    pub const CREDITS_INSUFFICIENT_TOTAL: &str = "credits_insufficient_total";
+}
+
+/// Label values known up front. Each is registered at zero by [`install`], so a scrape shows
+/// the series before their first use and `rate()` sees the first increment.
+pub mod labels {
+    /// `service_type` of paid work.
+    pub const SERVICE_TYPES: [&str; 2] = ["chat", "image"];
+    /// `result` of `auth_logins_total`.
+    pub const LOGIN_RESULTS: [&str; 4] = ["success", "failure", "disabled", "throttled"];
+    /// `scope` of `rate_limited_total`: REST requests and paid WebSocket messages.
+    pub const RATE_LIMIT_SCOPES: [&str; 2] = ["rest", "ws"];
+    /// `direction` of `ws_messages_total`.
+    pub const WS_DIRECTIONS: [&str; 2] = ["in", "out"];
+    /// `route` of requests that matched no route (the raw path would explode cardinality).
+    pub const UNMATCHED_ROUTE: &str = "unmatched";
+    /// `method` of a request with a non-standard method.
+    pub const OTHER_METHOD: &str = "other";
+}
+
+/// The path the scrape endpoint is served on.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Upper bounds (seconds) of the buckets of every `_seconds` histogram.
+const DURATION_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The exposition format Prometheus scrapes.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder (once per process; later calls return the same handle), so tests
+/// that start many servers in one process share it. Also describes every metric, registers the
+/// known series at zero and starts the upkeep thread.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &DURATION_BUCKETS)
+                .expect("the bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if let Err(e) = ::metrics::set_global_recorder(recorder) {
+                tracing::warn!(error = %e, "another metrics recorder is installed; /metrics will not see updates");
+            }
+            describe();
+            register_known_series();
+            spawn_upkeep(handle.clone());
+            handle
+        })
+        .clone()
+}
+
+/// HELP lines for every metric.
+fn describe() {
+    use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    use names::*;
+    describe_gauge!(ACTIVE_USERS, "Distinct users with at least one open WebSocket on this node.");
+    describe_gauge!(WS_SESSIONS, "Open WebSocket sessions on this node.");
+    describe_counter!(CREDIT_USAGE_TOTAL, "Credits spent, by service type.");
+    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests answered, by method, route pattern and status.");
+    describe_histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time until the HTTP response head was ready, by method and route pattern."
+    );
+    describe_counter!(WS_MESSAGES_TOTAL, "WebSocket frames, by direction (in, out) and frame type.");
+    describe_counter!(RATE_LIMITED_TOTAL, "Requests or messages refused by a rate limit, by scope.");
+    describe_counter!(
+        AUTH_LOGINS_TOTAL,
+        "Login attempts, by result (success, failure, disabled, throttled)."
+    );
+    describe_counter!(CREDITS_INSUFFICIENT_TOTAL, "Charges refused for lack of credits, by service type.");
+}
+
+/// Creates every series whose labels are known up front, without changing any value.
+fn register_known_series() {
+    use ::metrics::{counter, gauge, histogram};
+    use names::*;
+    // Registering is enough: a handle that was never touched renders as 0. The gauges are only
+    // registered, never set, because presence may already have set them.
+    let _ = gauge!(ACTIVE_USERS);
+    let _ = gauge!(WS_SESSIONS);
+    for service_type in labels::SERVICE_TYPES {
+        let _ = counter!(CREDIT_USAGE_TOTAL, "service_type" => service_type);
+        let _ = counter!(CREDITS_INSUFFICIENT_TOTAL, "service_type" => service_type);
+    }
+    for result in labels::LOGIN_RESULTS {
+        let _ = counter!(AUTH_LOGINS_TOTAL, "result" => result);
+    }
+    for scope in labels::RATE_LIMIT_SCOPES {
+        let _ = counter!(RATE_LIMITED_TOTAL, "scope" => scope);
+    }
+    for direction in labels::WS_DIRECTIONS {
+        let _ = counter!(WS_MESSAGES_TOTAL, "direction" => direction, "type" => "ping");
+    }
+    // The first scrape is itself a request, recorded only after it is rendered.
+    let _ = counter!(HTTP_REQUESTS_TOTAL, "method" => "GET", "route" => METRICS_PATH, "status" => "200");
+    let _ = histogram!(HTTP_REQUEST_DURATION_SECONDS, "method" => "GET", "route" => METRICS_PATH);
+}
+
+/// Folds histogram samples into buckets every few seconds, so their buffers stay small between
+/// scrapes. A plain thread, not a task: `install` may first run inside any of several actix
+/// systems (tests start many), and the loop must outlive all of them.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the metrics upkeep thread; histograms fold only on scrape");
+    }
+}
+
+/// Counts one WebSocket frame. `kind` must be a frame type from the protocol (or a fixed word
+/// such as `"unknown"`), never text taken from the client.
+pub fn record_ws_message(direction: &'static str, kind: &'static str) {
+    ::metrics::counter!(names::WS_MESSAGES_TOTAL, "direction" => direction, "type" => kind).increment(1);
+}
+
+/// Adds `amount` credits spent on `service_type` (`chat`, `image`).
+pub fn record_credit_usage(service_type: &'static str, amount: u64) {
+    ::metrics::counter!(names::CREDIT_USAGE_TOTAL, "service_type" => service_type).increment(amount);
+}
+
+/// Counts a charge refused for lack of credits.
+pub fn record_insufficient(service_type: &'static str) {
+    ::metrics::counter!(names::CREDITS_INSUFFICIENT_TOTAL, "service_type" => service_type).increment(1);
+}
+
+/// Counts a request or message refused by the rate limit of `scope` (`rest`, `ws`).
+pub fn record_rate_limited(scope: &'static str) {
+    ::metrics::counter!(names::RATE_LIMITED_TOTAL, "scope" => scope).increment(1);
+}
+
+/// Counts a login attempt by `result` (`success`, `failure`, `disabled`, `throttled`).
+pub fn record_login(result: &'static str) {
+    ::metrics::counter!(names::AUTH_LOGINS_TOTAL, "result" => result).increment(1);
+}
+
+/// Middleware (wrap with `actix_web::middleware::from_fn`) recording `http_requests_total` and
+/// `http_request_duration_seconds` for every request, errors included, labelled by route pattern.
+pub async fn track_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let method = method_label(req.method());
+    let route = req.match_pattern().unwrap_or_else(|| labels::UNMATCHED_ROUTE.to_owned());
+    let result = next.call(req).await;
+    let status = match &result {
+        Ok(response) => response.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    ::metrics::histogram!(names::HTTP_REQUEST_DURATION_SECONDS, "method" => method, "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    ::metrics::counter!(
+        names::HTTP_REQUESTS_TOTAL,
+        "method" => method,
+        "route" => route,
+        "status" => status.as_str().to_owned()
+    )
+    .increment(1);
+    result
+}
+
+/// The standard methods by name; anything else is one bucket, so made-up methods add no series.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => labels::OTHER_METHOD,
+    }
+}
+
+/// `GET /metrics`: the Prometheus text exposition. When `METRICS_TOKEN` is set it requires
+/// `Authorization: Bearer <token>` and answers 401 otherwise.
+pub async fn metrics_endpoint(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(expected) = &state.config.metrics_token {
+        let presented = bearer_token(&req).unwrap_or_default();
+        if !constant_time_eq(presented, expected) {
+            let mut response = ApiError::Unauthorized.error_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"metrics\""),
+            );
+            return response;
+        }
+    }
+    HttpResponse::Ok()
+        .content_type(CONTENT_TYPE)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(install().render())
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
+fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}

@@ -1,0 +1,122 @@
+//! `Realtime`: what the gateway shares — the presence, credit and rate-limit actors, the
+//! assistant and image generator — and the credit changes that tell every session of the user.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use switchboard_actors::credit::{CreditFailure, CreditRegistry, Ledger, LedgerFuture};
+use switchboard_actors::presence::{PresenceActor, Revoke, SessionEvent, ToUser};
+use switchboard_actors::rate_limit::{Check, Decision, RateLimiterActor};
+
+use super::protocol::ServerMessage;
+use crate::assistant::Assistant;
+use crate::config::Config;
+use crate::images::ImageGenerator;
+use crate::store::ledger::{self, CreditChange, CreditError};
+use crate::store::{DynStore, LedgerEntry, StoreError};
+
+/// Credit actors stop after this long without a change.
+const CREDIT_ACTOR_IDLE: Duration = Duration::from_secs(120);
+
+/// The store's ledger, as the credit actors see it.
+pub struct StoreLedger {
+    store: DynStore,
+}
+
+impl Ledger for StoreLedger {
+    type Change = CreditChange;
+    type Applied = LedgerEntry;
+    type Error = CreditError;
+
+    fn apply(&self, _user_id: &str, change: CreditChange) -> LedgerFuture<LedgerEntry, CreditError> {
+        let store = self.store.clone();
+        Box::pin(async move { ledger::apply(&*store, &change).await })
+    }
+}
+
+/// The realtime side of the server, shared by the WebSocket sessions and the REST handlers
+/// that must reach sockets (revocation, grants).
+pub struct Realtime {
+    /// Sessions by user; fan-out.
+    pub presence: Addr<PresenceActor>,
+    /// Per-user credit actors.
+    pub credits: Arc<CreditRegistry<StoreLedger>>,
+    /// Paid WebSocket messages per user.
+    pub ws_limiter: Addr<RateLimiterActor>,
+    /// Chat replies.
+    pub assistant: Arc<dyn Assistant>,
+    /// Images.
+    pub images: Arc<dyn ImageGenerator>,
+    /// Server ping interval.
+    pub heartbeat: Duration,
+    /// Open sessions allowed per user.
+    pub max_sessions_per_user: usize,
+    /// Frames queued for a client before it counts as slow.
+    pub outbound_queue: usize,
+}
+
+impl Realtime {
+    /// Starts the actors on the current actix system.
+    pub fn start(config: &Config, store: DynStore) -> Realtime {
+        let ws_limit = NonZeroU32::new(config.ws_rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
+        Realtime {
+            presence: PresenceActor::default().start(),
+            credits: CreditRegistry::new(Arc::new(StoreLedger { store }), CREDIT_ACTOR_IDLE),
+            ws_limiter: RateLimiterActor::per_minute(ws_limit).start(),
+            assistant: crate::assistant::from_config(config),
+            images: crate::images::from_config(config),
+            heartbeat: Duration::from_millis(config.ws_heartbeat_ms),
+            max_sessions_per_user: config.ws_max_sessions_per_user as usize,
+            outbound_queue: config.ws_outbound_queue as usize,
+        }
+    }
+
+    /// Applies a balance change through the user's credit actor and tells every session of
+    /// the user the new balance.
+    pub async fn change_credits(&self, change: CreditChange) -> Result<LedgerEntry, CreditError> {
+        let user_id = change.user_id.clone();
+        let entry = match self.credits.apply(&user_id, change).await {
+            Ok(entry) => entry,
+            Err(CreditFailure::Ledger(e)) => return Err(e),
+            Err(CreditFailure::Unreachable) => {
+                return Err(StoreError::Unavailable("credit actor unreachable".into()).into());
+            }
+        };
+        self.push(&user_id, &ServerMessage::CreditsUpdated { credits: entry.balance_after }, None);
+        Ok(entry)
+    }
+
+    /// Sends a frame to every session of a user.
+    pub fn push(&self, user_id: &str, message: &ServerMessage, reply_to: Option<&str>) {
+        crate::metrics::record_ws_message("out", message.kind());
+        let frame: Arc<str> = message.encode(reply_to).into();
+        self.presence.do_send(ToUser { user_id: user_id.into(), event: SessionEvent::Frame(frame) });
+    }
+
+    /// Sends `session.revoked` and closes (4001) the sockets of a user: all of them, or those
+    /// opened with a credential of one login session.
+    pub fn revoke_sockets(&self, user_id: &str, auth_session: Option<&str>, reason: &'static str) {
+        self.presence.do_send(Revoke {
+            user_id: user_id.into(),
+            auth_session: auth_session.map(Into::into),
+            reason,
+        });
+    }
+
+    /// Counts one paid message of a user against the WebSocket rate limit.
+    pub async fn check_rate(&self, user_id: &str) -> Decision {
+        match self.ws_limiter.send(Check { key: user_id.to_owned() }).await {
+            Ok(decision) => decision,
+            // The limiter only stops with the system; refusing then loses nothing.
+            Err(_) => Decision {
+                allowed: false,
+                limit: 0,
+                remaining: 0,
+                retry_after: Duration::from_secs(1),
+                reset_after: Duration::from_secs(1),
+            },
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The realtime gateway: `GET /ws` upgrades to a session actor speaking the JSON protocol of
+//! API.md §5.
+
+pub mod hub;
+pub mod protocol;
+pub mod session;
+pub mod upgrade;
+pub mod work;

@@ -1,0 +1,117 @@
+//! `GET /ws`: checks the credential (API.md §5), the origin of cookie connections and the
+//! per-user session cap, then upgrades and starts a [`WsSession`] actor with its writer task.
+
+use actix::{Actor, AsyncContext};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use switchboard_actors::presence::CountSessions;
+use tokio::sync::mpsc;
+
+use super::protocol::MAX_MESSAGE_BYTES;
+use super::session::{WsSession, write_frames};
+use crate::auth::ACCESS_COOKIE;
+use crate::auth::extract::{Credential, CurrentUser, authenticate_bearer};
+use crate::error::ApiError;
+use crate::http::query::Query;
+use crate::startup::AppState;
+
+/// Credentials a browser can put in the URL.
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    /// An access token.
+    pub token: Option<String>,
+    /// A single-use ticket from `POST /api/ws-ticket`.
+    pub ticket: Option<String>,
+}
+
+/// Upgrades an authenticated request to a WebSocket session.
+#[utoipa::path(get, path = "/ws", tag = "realtime",
+    params(("token" = Option<String>, Query, description = "access token"), ("ticket" = Option<String>, Query, description = "ws ticket")),
+    responses((status = 101, description = "switching protocols"), (status = 401, description = "no valid credential"),
+        (status = 403, description = "foreign origin or disabled account"), (status = 429, description = "too many sessions")))]
+pub async fn upgrade(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    query: Query<WsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let current = credential(&req, &state, &query).await?;
+    let realtime = &state.realtime;
+    let open =
+        realtime.presence.send(CountSessions { user_id: current.user.id.as_str().into() }).await.unwrap_or(0);
+    if open >= realtime.max_sessions_per_user {
+        crate::metrics::record_rate_limited("ws_sessions");
+        return Err(ApiError::RateLimited { retry_after_secs: 5 });
+    }
+    let (response, session, stream) = actix_ws::handle(&req, payload)
+        .map_err(|_| ApiError::field("upgrade", "not a WebSocket handshake"))?;
+    let stream = stream
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_MESSAGE_BYTES);
+    let (tx, rx) = mpsc::channel(realtime.outbound_queue);
+    actix_web::rt::spawn(write_frames(session, rx));
+    let state = state.clone();
+    WsSession::create(move |ctx| {
+        ctx.add_stream(stream);
+        WsSession::new(current.user, current.session_id, state, tx)
+    });
+    Ok(response)
+}
+
+/// The user behind the upgrade request, by header, query token, ticket or cookie.
+async fn credential(req: &HttpRequest, state: &AppState, query: &WsQuery) -> Result<CurrentUser, ApiError> {
+    if req.headers().contains_key("authorization") || req.headers().contains_key("x-api-key") {
+        return authenticate_bearer(state, req).await;
+    }
+    if let Some(token) = &query.token {
+        return crate::auth::extract::by_access_token(state, token, Credential::AccessToken).await;
+    }
+    if let Some(ticket) = &query.ticket {
+        return by_ticket(state, ticket).await;
+    }
+    if let Some(cookie) = req.cookie(ACCESS_COOKIE) {
+        if !origin_allowed(req, state) {
+            return Err(ApiError::Forbidden);
+        }
+        return crate::auth::extract::by_access_token(state, cookie.value(), Credential::Cookie).await;
+    }
+    Err(ApiError::Unauthorized)
+}
+
+async fn by_ticket(state: &AppState, ticket: &str) -> Result<CurrentUser, ApiError> {
+    let claims = state.jwt.verify_ws_ticket(ticket).ok_or(ApiError::Unauthorized)?;
+    let expires =
+        time::OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| ApiError::Unauthorized)?;
+    if !state.store.consume_once(&format!("ws-ticket:{}", claims.jti), expires).await? {
+        return Err(ApiError::Unauthorized);
+    }
+    let session_id = if claims.sid.is_empty() {
+        None
+    } else {
+        let session = state.store.session(&claims.sid).await?.ok_or(ApiError::Unauthorized)?;
+        if session.revoked_at.is_some() || session.user_id != claims.sub {
+            return Err(ApiError::Unauthorized);
+        }
+        Some(session.id)
+    };
+    let user = state.store.user_by_id(&claims.sub).await?.ok_or(ApiError::Unauthorized)?;
+    if !user.active {
+        return Err(ApiError::AccountDisabled);
+    }
+    Ok(CurrentUser { user, session_id, credential: Credential::AccessToken })
+}
+
+/// Cookie connections must come from this server's own origin or an allowed one.
+fn origin_allowed(req: &HttpRequest, state: &AppState) -> bool {
+    let Some(origin) = req.headers().get("origin").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/');
+    if state.config.allowed_origins.iter().any(|allowed| allowed == origin) {
+        return true;
+    }
+    let info = req.connection_info();
+    let own = format!("{}://{}", if req.app_config().secure() { "https" } else { "http" }, info.host());
+    origin == own || state.config.public_url.as_deref() == Some(origin)
+}

@@ -1,0 +1,308 @@
+//! The contract for chats, messages and images in the `Store` trait, run against the store the
+//! environment selects (`SWITCHBOARD_TEST_STORE`), so SQLite and MongoDB (FerretDB in CI) keep the
+//! same orders and paging. Every test talks to the store through `&dyn Store` only.
+
+use std::sync::Arc;
+
+use switchboard::store::mongo::MongoStore;
+use switchboard::store::sqlite::SqliteStore;
+use switchboard::store::{
+    Chat, ChatMessage, DynStore, Image, MessageRole, Store, StoreError, UserStats, now,
+};
+use tempfile::TempDir;
+use time::{Duration, OffsetDateTime};
+
+use crate::helpers::{TestStore, fresh_database_name, test_store};
+
+/// Opens an empty store of the selected kind; the temp dir (SQLite only) must outlive the store.
+async fn open_test_store() -> (DynStore, Option<TempDir>) {
+    match test_store() {
+        TestStore::Sqlite => {
+            let dir = TempDir::new().expect("temp dir");
+            let store = SqliteStore::open(dir.path()).expect("the SQLite store opens");
+            (Arc::new(store), Some(dir))
+        }
+        TestStore::Mongo(uri) => {
+            let store =
+                MongoStore::connect(&uri, &fresh_database_name()).await.expect("the MongoDB store connects");
+            (Arc::new(store), None)
+        }
+    }
+}
+
+/// A new UUIDv7 id; ids made later in this process sort after it.
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// `n` new ids in ascending order, checked, because paging by id relies on it.
+fn ascending_ids(n: usize) -> Vec<String> {
+    let ids: Vec<String> = (0..n).map(|_| new_id()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "UUIDv7 ids made in sequence ascend: {ids:?}");
+    ids
+}
+
+/// A chat of `user_id` created at `at` and not updated since.
+fn new_chat(user_id: &str, title: &str, at: OffsetDateTime) -> Chat {
+    Chat { id: new_id(), user_id: user_id.into(), title: title.into(), created_at: at, updated_at: at }
+}
+
+/// Inserts a chat of `user_id` created at `at` and returns it.
+async fn insert_chat(store: &dyn Store, user_id: &str, title: &str, at: OffsetDateTime) -> Chat {
+    let chat = new_chat(user_id, title, at);
+    store.insert_chat(&chat).await.expect("insert chat");
+    chat
+}
+
+/// A `width`×`height` image record of `user_id` with a fresh id.
+fn new_image(user_id: &str, prompt: &str, width: u32, height: u32) -> Image {
+    Image { id: new_id(), user_id: user_id.into(), prompt: prompt.into(), width, height, created_at: now() }
+}
+
+/// `len` pseudo-random bytes (xorshift64*), different for each `seed`, so a truncated, reordered or
+/// re-encoded blob cannot compare equal by accident.
+fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn ids<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<String> {
+    items.iter().map(|item| id(item).to_owned()).collect()
+}
+
+#[actix_web::test]
+async fn a_chat_reads_back_exactly_by_id() {
+    let (store, _dir) = open_test_store().await;
+    let created = now() - Duration::minutes(10);
+    let chat = Chat {
+        updated_at: created + Duration::milliseconds(1234),
+        ..new_chat(&new_id(), "Trip ideas ✈️", created)
+    };
+    store.insert_chat(&chat).await.expect("insert chat");
+
+    assert_eq!(store.chat(&chat.id).await.unwrap(), Some(chat.clone()), "by id");
+    assert_eq!(store.chat("no-such-chat").await.unwrap(), None, "an unknown id");
+}
+
+#[actix_web::test]
+async fn touching_a_chat_moves_it_to_the_front_of_its_owners_list() {
+    let (store, _dir) = open_test_store().await;
+    let user = new_id();
+    let t = now() - Duration::hours(1);
+    let oldest = insert_chat(store.as_ref(), &user, "oldest", t).await;
+    let middle = insert_chat(store.as_ref(), &user, "middle", t + Duration::seconds(1)).await;
+    let newest = insert_chat(store.as_ref(), &user, "newest", t + Duration::seconds(2)).await;
+    let listed = |chats: Vec<Chat>| ids(&chats, |c| &c.title);
+
+    assert_eq!(
+        listed(store.chats_of(&user, 10).await.unwrap()),
+        ["newest", "middle", "oldest"],
+        "newest updated_at first"
+    );
+
+    let touched_at = now();
+    store.touch_chat(&oldest.id, touched_at).await.expect("touch chat");
+    assert_eq!(
+        listed(store.chats_of(&user, 10).await.unwrap()),
+        ["oldest", "newest", "middle"],
+        "the touched chat comes first"
+    );
+    let touched = store.chat(&oldest.id).await.unwrap().expect("the touched chat exists");
+    assert_eq!(touched, Chat { updated_at: touched_at, ..oldest.clone() }, "only updated_at changed");
+    assert_eq!(
+        listed(store.chats_of(&user, 2).await.unwrap()),
+        ["oldest", "newest"],
+        "limit keeps the newest"
+    );
+
+    // The same updated_at on two chats: the larger (later) id first, on every store alike.
+    store.touch_chat(&middle.id, touched_at).await.unwrap();
+    assert!(middle.id > oldest.id, "ids made later sort later");
+    assert_eq!(
+        listed(store.chats_of(&user, 10).await.unwrap()),
+        ["middle", "oldest", "newest"],
+        "ties broken by id, descending"
+    );
+
+    store.touch_chat("no-such-chat", touched_at).await.expect("touching an unknown chat is no error");
+    assert_eq!(store.chat("no-such-chat").await.unwrap(), None, "and creates nothing");
+    assert_eq!(store.chat(&newest.id).await.unwrap(), Some(newest), "an untouched chat is unchanged");
+}
+
+#[actix_web::test]
+async fn chats_of_lists_only_the_users_own_chats() {
+    let (store, _dir) = open_test_store().await;
+    let (alice, bob) = (new_id(), new_id());
+    let t = now();
+    let a1 = insert_chat(store.as_ref(), &alice, "a1", t).await;
+    let b1 = insert_chat(store.as_ref(), &bob, "b1", t + Duration::seconds(1)).await;
+    let a2 = insert_chat(store.as_ref(), &alice, "a2", t + Duration::seconds(2)).await;
+
+    assert_eq!(store.chats_of(&alice, 10).await.unwrap(), vec![a2, a1], "alice's chats, whole records");
+    assert_eq!(store.chats_of(&bob, 10).await.unwrap(), vec![b1], "bob's chat");
+    assert_eq!(store.chats_of(&new_id(), 10).await.unwrap(), Vec::<Chat>::new(), "a user without chats");
+}
+
+#[actix_web::test]
+async fn messages_page_walks_a_history_back_in_chronological_pages_without_gaps() {
+    let (store, _dir) = open_test_store().await;
+    let user = new_id();
+    let chat = insert_chat(store.as_ref(), &user, "long talk", now()).await;
+    let other_chat = insert_chat(store.as_ref(), &user, "another talk", now()).await;
+    let start = now();
+    let messages: Vec<ChatMessage> = ascending_ids(25)
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| ChatMessage {
+            id,
+            chat_id: chat.id.clone(),
+            user_id: user.clone(),
+            role: if i.is_multiple_of(2) { MessageRole::User } else { MessageRole::Assistant },
+            content: format!("message {i}: «ünïcode» and \"quotes\""),
+            created_at: start + Duration::milliseconds(i as i64),
+        })
+        .collect();
+    // Inserted out of order, so a store that returns insertion order fails.
+    for m in messages.iter().rev() {
+        store.insert_message(m).await.expect("insert message");
+    }
+    let elsewhere = ChatMessage { id: new_id(), chat_id: other_chat.id.clone(), ..messages[0].clone() };
+    store.insert_message(&elsewhere).await.expect("insert a message of another chat");
+
+    let page1 = store.messages_page(&chat.id, None, 10).await.unwrap();
+    assert_eq!(page1, messages[15..25], "first page: the 10 newest, oldest first, whole records");
+    let page2 = store.messages_page(&chat.id, Some(&page1[0].id), 10).await.unwrap();
+    assert_eq!(page2, messages[5..15], "second page: the 10 before the first page's oldest");
+    let page3 = store.messages_page(&chat.id, Some(&page2[0].id), 10).await.unwrap();
+    assert_eq!(page3, messages[0..5], "third page: the 5 oldest");
+    let page4 = store.messages_page(&chat.id, Some(&page3[0].id), 10).await.unwrap();
+    assert_eq!(page4, Vec::<ChatMessage>::new(), "nothing before the first message");
+
+    let all = store.messages_page(&chat.id, None, 100).await.unwrap();
+    assert_eq!(all, messages, "a large limit gives the whole history in order");
+    assert_eq!(
+        store.messages_page(&other_chat.id, None, 10).await.unwrap(),
+        vec![elsewhere],
+        "each chat sees only its own messages"
+    );
+    assert_eq!(store.messages_page("no-such-chat", None, 10).await.unwrap(), Vec::<ChatMessage>::new());
+}
+
+#[actix_web::test]
+async fn an_image_reads_back_without_its_bytes_and_its_png_byte_for_byte() {
+    let (store, _dir) = open_test_store().await;
+    let image = new_image(&new_id(), "a lighthouse at dusk, oil on canvas", 1024, 768);
+    let png = pseudo_random_bytes(100 * 1024 + 7, 1);
+    store.insert_image(&image, &png).await.expect("insert image");
+
+    assert_eq!(store.image(&image.id).await.unwrap(), Some(image.clone()), "the record");
+    let stored = store.image_png(&image.id).await.unwrap().expect("the bytes exist");
+    assert_eq!(stored.len(), png.len(), "the byte count");
+    assert!(stored == png, "the bytes are identical");
+
+    let empty = new_image(&image.user_id, "", 1, 1);
+    store.insert_image(&empty, &[]).await.expect("insert an image with no bytes");
+    assert_eq!(store.image_png(&empty.id).await.unwrap(), Some(Vec::new()), "empty bytes stay empty");
+
+    assert_eq!(store.image("no-such-image").await.unwrap(), None, "unknown id: no record");
+    assert_eq!(store.image_png("no-such-image").await.unwrap(), None, "unknown id: no bytes");
+}
+
+#[actix_web::test]
+async fn images_of_pages_a_users_own_images_newest_first() {
+    let (store, _dir) = open_test_store().await;
+    let (alice, bob) = (new_id(), new_id());
+    let mut alices = Vec::new();
+    for (i, id) in ascending_ids(5).into_iter().enumerate() {
+        let image = Image { id, ..new_image(&alice, &format!("prompt {i}"), 256 << (i % 3), 512) };
+        store.insert_image(&image, &pseudo_random_bytes(1000 + i, i as u64)).await.expect("insert image");
+        alices.push(image);
+        // Bob's images interleave with Alice's in id order, so a missing owner filter shows.
+        store.insert_image(&new_image(&bob, "bob's", 64, 64), b"\x89PNG").await.expect("insert image");
+    }
+    let newest_first: Vec<Image> = alices.iter().rev().cloned().collect();
+
+    let page1 = store.images_of(&alice, None, 2).await.unwrap();
+    assert_eq!(page1, newest_first[0..2], "first page: the two newest, whole records");
+    let page2 = store.images_of(&alice, Some(&page1[1].id), 2).await.unwrap();
+    assert_eq!(page2, newest_first[2..4], "second page");
+    let page3 = store.images_of(&alice, Some(&page2[1].id), 2).await.unwrap();
+    assert_eq!(page3, newest_first[4..5], "last page: the oldest");
+    let page4 = store.images_of(&alice, Some(&page3[0].id), 2).await.unwrap();
+    assert_eq!(page4, Vec::<Image>::new(), "nothing older");
+
+    assert_eq!(store.images_of(&alice, None, 100).await.unwrap(), newest_first, "all of alice's images");
+    let bobs = store.images_of(&bob, None, 100).await.unwrap();
+    assert_eq!(bobs.len(), 5, "bob's five images");
+    assert!(bobs.iter().all(|i| i.user_id == bob), "only bob's");
+    assert_eq!(
+        store.images_of(&new_id(), None, 10).await.unwrap(),
+        Vec::<Image>::new(),
+        "a user without images"
+    );
+}
+
+#[actix_web::test]
+async fn inserting_a_chat_message_or_image_with_a_taken_id_is_a_duplicate() {
+    let (store, _dir) = open_test_store().await;
+    let user = new_id();
+    let chat = insert_chat(store.as_ref(), &user, "first", now()).await;
+    let again = Chat { title: "second".into(), ..chat.clone() };
+    let result = store.insert_chat(&again).await;
+    assert!(matches!(result, Err(StoreError::Duplicate)), "chat: expected Duplicate, got {result:?}");
+    assert_eq!(store.chat(&chat.id).await.unwrap(), Some(chat.clone()), "the first chat is untouched");
+
+    let message = ChatMessage {
+        id: new_id(),
+        chat_id: chat.id.clone(),
+        user_id: user.clone(),
+        role: MessageRole::User,
+        content: "hello".into(),
+        created_at: now(),
+    };
+    store.insert_message(&message).await.expect("insert message");
+    let result = store.insert_message(&ChatMessage { content: "replaced".into(), ..message.clone() }).await;
+    assert!(matches!(result, Err(StoreError::Duplicate)), "message: expected Duplicate, got {result:?}");
+    assert_eq!(
+        store.messages_page(&chat.id, None, 10).await.unwrap(),
+        vec![message],
+        "the first message stays"
+    );
+
+    let image = new_image(&user, "first", 8, 8);
+    store.insert_image(&image, b"first").await.expect("insert image");
+    let result = store.insert_image(&Image { prompt: "second".into(), ..image.clone() }, b"second").await;
+    assert!(matches!(result, Err(StoreError::Duplicate)), "image: expected Duplicate, got {result:?}");
+    assert_eq!(store.image(&image.id).await.unwrap(), Some(image.clone()), "the first image record stays");
+    assert_eq!(store.image_png(&image.id).await.unwrap(), Some(b"first".to_vec()), "and its bytes");
+}
+
+#[actix_web::test]
+async fn user_stats_counts_only_the_users_own_chats_and_images() {
+    let (store, _dir) = open_test_store().await;
+    let (alice, bob) = (new_id(), new_id());
+    for i in 0..3 {
+        insert_chat(store.as_ref(), &alice, &format!("alice {i}"), now()).await;
+    }
+    insert_chat(store.as_ref(), &bob, "bob", now()).await;
+    for _ in 0..2 {
+        store.insert_image(&new_image(&alice, "alice", 16, 16), b"png").await.unwrap();
+    }
+    for _ in 0..4 {
+        store.insert_image(&new_image(&bob, "bob", 16, 16), b"png").await.unwrap();
+    }
+
+    let stats =
+        |chats, images| UserStats { total_chats: chats, total_images: images, ..UserStats::default() };
+    assert_eq!(store.user_stats(&alice).await.unwrap(), stats(3, 2), "alice");
+    assert_eq!(store.user_stats(&bob).await.unwrap(), stats(1, 4), "bob");
+    assert_eq!(store.user_stats(&new_id()).await.unwrap(), stats(0, 0), "a user with nothing");
+}
