@@ -1029,3 +1029,55 @@ fn doc_to_image(d: &Document) -> StoreResult<Image> {
         created_at: date_field(d, "created_at")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn user_locks_serialise_writes_and_leave_no_entries_behind() {
+        let locks = Arc::new(UserLocks::default());
+        let inside = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let (locks, inside) = (locks.clone(), inside.clone());
+                tokio::spawn(async move {
+                    let user = if i % 2 == 0 { "a" } else { "b" };
+                    locks
+                        .serialise(user, async {
+                            let n = inside.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            assert!(n < 2, "at most one writer per user (two users)");
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            inside.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        })
+                        .await;
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert!(locks.map().is_empty(), "idle users keep no lock entry");
+
+        // A caller cancelled while waiting for the lock leaves nothing behind either.
+        let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let holder = {
+            let locks = locks.clone();
+            tokio::spawn(async move {
+                locks
+                    .serialise("a", async {
+                        entered_tx.send(()).unwrap();
+                        release_rx.await.unwrap();
+                    })
+                    .await;
+            })
+        };
+        entered_rx.await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(20), locks.serialise("a", async {})).await;
+        assert!(waiting.is_err(), "the second caller waits");
+        release_tx.send(()).unwrap();
+        holder.await.unwrap();
+        assert!(locks.map().is_empty(), "a cancelled waiter keeps no lock entry");
+    }
+}
