@@ -96,10 +96,17 @@ impl Assistant for EchoAssistant {
     async fn reply(&self, history: Vec<ChatTurn>) -> Result<DeltaStream, AssistantError> {
         let last_user_message =
             history.iter().rev().find(|turn| turn.role == TurnRole::User).map_or("", |turn| &turn.content);
-        let deltas = split_into_word_deltas(&format!("You said: {last_user_message}"));
+        let words = split_into_word_deltas(&format!("You said: {last_user_message}"));
+        // Word by word for short replies, at most ECHO_DELTAS pieces for long ones: a stream
+        // like a model's, without flooding sockets with thousands of tiny frames.
+        let per_delta = words.len().div_ceil(ECHO_DELTAS).max(1);
+        let deltas: Vec<String> = words.chunks(per_delta).map(|chunk| chunk.concat()).collect();
         Ok(stream::iter(deltas.into_iter().map(Ok)).boxed())
     }
 }
+
+/// Most pieces the echo assistant streams a reply in.
+const ECHO_DELTAS: usize = 8;
 
 /// Splits text into words, each carrying the whitespace after it, so the pieces join back exactly.
 fn split_into_word_deltas(text: &str) -> Vec<String> {

@@ -209,10 +209,10 @@ pub struct PresenceActor {
 impl PresenceActor {
     fn deliver(&self, session_id: &str, event: SessionEvent) {
         if let Some(session) = self.sessions.get(session_id) {
-            // A session whose mailbox is full is stuck; its own outbound check closes it.
-            if let Err(e) = session.recipient.try_send(event) {
-                tracing::debug!(session_id, error = %e, "event not delivered");
-            }
+            // do_send, not try_send: a burst (a long streamed reply) may pass the mailbox
+            // capacity, and dropping frames would corrupt the stream. A session whose client
+            // stops reading is closed by its own byte budget, which bounds what waits here.
+            session.recipient.do_send(event);
         }
     }
 

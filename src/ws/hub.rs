@@ -53,8 +53,8 @@ pub struct Realtime {
     pub heartbeat: Duration,
     /// Open sessions allowed per user.
     pub max_sessions_per_user: usize,
-    /// Frames queued for a client before it counts as slow.
-    pub outbound_queue: usize,
+    /// Bytes queued for a client before it counts as slow.
+    pub outbound_bytes: usize,
 }
 
 impl Realtime {
@@ -69,7 +69,7 @@ impl Realtime {
             images: crate::images::from_config(config),
             heartbeat: Duration::from_millis(config.ws_heartbeat_ms),
             max_sessions_per_user: config.ws_max_sessions_per_user as usize,
-            outbound_queue: config.ws_outbound_queue as usize,
+            outbound_bytes: config.ws_outbound_bytes as usize,
         }
     }
 

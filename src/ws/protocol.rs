@@ -43,16 +43,18 @@ pub enum ErrorCode {
     Internal,
 }
 
-/// A frame from the client, after its `id` was taken off.
+/// A frame from the client, after its `id` was taken off. Variants without fields are empty
+/// structs, not unit variants, because serde's `deny_unknown_fields` does not reach unit
+/// variants of an internally tagged enum (`{"type":"ping","x":1}` would pass).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum ClientMessage {
     /// Liveness check.
     #[serde(rename = "ping")]
-    Ping,
+    Ping {},
     /// The balance now.
     #[serde(rename = "credits.get")]
-    CreditsGet,
+    CreditsGet {},
     /// Start a chat.
     #[serde(rename = "chat.create")]
     ChatCreate {
@@ -62,7 +64,7 @@ pub enum ClientMessage {
     },
     /// The user's chats.
     #[serde(rename = "chat.list")]
-    ChatList,
+    ChatList {},
     /// Messages of a chat, oldest first.
     #[serde(rename = "chat.history")]
     ChatHistory {
@@ -97,25 +99,25 @@ pub enum ClientMessage {
     },
     /// Admins: follow who is online.
     #[serde(rename = "presence.subscribe")]
-    PresenceSubscribe,
+    PresenceSubscribe {},
     /// Stop following presence.
     #[serde(rename = "presence.unsubscribe")]
-    PresenceUnsubscribe,
+    PresenceUnsubscribe {},
 }
 
 impl ClientMessage {
     /// The `type` as a static label (for metrics).
     pub fn kind(&self) -> &'static str {
         match self {
-            ClientMessage::Ping => "ping",
-            ClientMessage::CreditsGet => "credits.get",
+            ClientMessage::Ping {} => "ping",
+            ClientMessage::CreditsGet {} => "credits.get",
             ClientMessage::ChatCreate { .. } => "chat.create",
-            ClientMessage::ChatList => "chat.list",
+            ClientMessage::ChatList {} => "chat.list",
             ClientMessage::ChatHistory { .. } => "chat.history",
             ClientMessage::ChatSend { .. } => "chat.send",
             ClientMessage::ImageGenerate { .. } => "image.generate",
-            ClientMessage::PresenceSubscribe => "presence.subscribe",
-            ClientMessage::PresenceUnsubscribe => "presence.unsubscribe",
+            ClientMessage::PresenceSubscribe {} => "presence.subscribe",
+            ClientMessage::PresenceUnsubscribe {} => "presence.unsubscribe",
         }
     }
 }
@@ -427,7 +429,7 @@ mod tests {
         let (id, msg) = parse(r#"{"type":"chat.send","id":"a1","chat_id":"c","content":"hi"}"#).unwrap();
         assert_eq!(id.as_deref(), Some("a1"));
         assert_eq!(msg, ClientMessage::ChatSend { chat_id: "c".into(), content: "hi".into() });
-        assert_eq!(parse(r#"{"type":"ping"}"#).unwrap(), (None, ClientMessage::Ping));
+        assert_eq!(parse(r#"{"type":"ping"}"#).unwrap(), (None, ClientMessage::Ping {}));
     }
 
     #[test]

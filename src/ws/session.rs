@@ -5,6 +5,7 @@
 //! push their frames through the presence actor to every session of the user.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -22,6 +23,52 @@ use crate::store::{Role, User};
 /// Silent heartbeat intervals after which a connection is closed.
 const MISSED_HEARTBEATS: u32 = 3;
 
+/// The outbound queue of one connection: frames go to the writer task through an unbounded
+/// channel, and the bytes waiting in it are counted against a budget. A client whose backlog
+/// passes the budget is not reading: it is closed (4002) and the writer drops its backlog.
+pub struct Outbox {
+    frames: mpsc::UnboundedSender<Outbound>,
+    shared: Arc<OutboxState>,
+    budget: usize,
+}
+
+/// What the session and its writer share.
+#[derive(Default)]
+pub struct OutboxState {
+    queued_bytes: AtomicUsize,
+    abandoned: AtomicBool,
+}
+
+impl Outbox {
+    /// An outbox with a byte budget, and the receiving end for [`write_frames`].
+    pub fn new(budget: usize) -> (Outbox, mpsc::UnboundedReceiver<Outbound>, Arc<OutboxState>) {
+        let (frames, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(OutboxState::default());
+        (Outbox { frames, shared: shared.clone(), budget }, rx, shared)
+    }
+
+    /// Queues a frame; false when the budget would be exceeded (the frame is not queued).
+    fn push(&self, frame: Outbound) -> bool {
+        let size = frame.size();
+        let queued = self.shared.queued_bytes.fetch_add(size, Ordering::AcqRel) + size;
+        if queued > self.budget {
+            self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            return false;
+        }
+        // The writer only ends after the session, so a send error cannot lose a live frame.
+        let _ = self.frames.send(frame);
+        true
+    }
+
+    /// Ends the connection with a close frame; with `abandon`, frames still queued are dropped.
+    fn close(&self, code: u16, reason: &'static str, abandon: bool) {
+        if abandon {
+            self.shared.abandoned.store(true, Ordering::Release);
+        }
+        let _ = self.frames.send(Outbound::Close(code, reason));
+    }
+}
+
 /// What the writer task sends to the client.
 #[derive(Debug)]
 pub enum Outbound {
@@ -35,6 +82,17 @@ pub enum Outbound {
     Close(u16, &'static str),
 }
 
+impl Outbound {
+    /// Bytes this frame counts against the budget.
+    fn size(&self) -> usize {
+        match self {
+            Outbound::Text(text) => text.len(),
+            Outbound::Pong(payload) => payload.len(),
+            Outbound::Ping | Outbound::Close(..) => 0,
+        }
+    }
+}
+
 /// A frame produced outside the actor (by a spawned task) for this session only.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -46,7 +104,7 @@ pub struct WsSession {
     user: User,
     auth_session: Option<Arc<str>>,
     state: actix_web::web::Data<AppState>,
-    outbound: mpsc::Sender<Outbound>,
+    outbound: Outbox,
     last_heard: Instant,
     leave_reason: LeaveReason,
 }
@@ -57,7 +115,7 @@ impl WsSession {
         user: User,
         auth_session: Option<String>,
         state: actix_web::web::Data<AppState>,
-        outbound: mpsc::Sender<Outbound>,
+        outbound: Outbox,
     ) -> WsSession {
         WsSession {
             id: uuid::Uuid::now_v7().to_string().into(),
@@ -70,11 +128,12 @@ impl WsSession {
         }
     }
 
-    /// Queues a frame; a full queue means the client stopped reading: close it as slow.
+    /// Queues a frame; past the byte budget the client is not reading: close it as slow.
     fn queue(&mut self, frame: Outbound, ctx: &mut Context<Self>) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.outbound.try_send(frame) {
+        if !self.outbound.push(frame) {
             tracing::info!(session_id = %self.id, "closing a slow consumer");
             self.leave_reason = LeaveReason::Slow;
+            self.outbound.close(close::SLOW, "slow consumer", true);
             ctx.stop();
         }
     }
@@ -86,7 +145,7 @@ impl WsSession {
 
     fn close(&mut self, code: u16, reason: &'static str, leave: LeaveReason, ctx: &mut Context<Self>) {
         self.leave_reason = leave;
-        let _ = self.outbound.try_send(Outbound::Close(code, reason));
+        self.outbound.close(code, reason, false);
         ctx.stop();
     }
 
@@ -102,9 +161,9 @@ impl WsSession {
         crate::metrics::record_ws_message("in", message.kind());
         let reply_to: Option<Arc<str>> = id.map(Into::into);
         match message {
-            ClientMessage::Ping => self.send(&ServerMessage::Pong, reply_to.as_deref(), ctx),
-            ClientMessage::PresenceSubscribe => self.subscribe(reply_to, ctx),
-            ClientMessage::PresenceUnsubscribe => {
+            ClientMessage::Ping {} => self.send(&ServerMessage::Pong, reply_to.as_deref(), ctx),
+            ClientMessage::PresenceSubscribe {} => self.subscribe(reply_to, ctx),
+            ClientMessage::PresenceUnsubscribe {} => {
                 self.state.realtime.presence.do_send(Unsubscribe { session_id: self.id.clone() });
                 self.send(&ServerMessage::PresenceUnsubscribed, reply_to.as_deref(), ctx);
             }
@@ -215,8 +274,13 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
                 self.leave_reason = LeaveReason::Closed;
                 ctx.stop();
             }
+            Err(ProtocolError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                // actix-ws reports a text frame that is not UTF-8 this way.
+                self.close(CloseCode::Invalid.into(), "text frame is not UTF-8", LeaveReason::Closed, ctx);
+            }
             Err(ProtocolError::Overflow) | Err(ProtocolError::Io(_)) => {
-                // Io is what the continuation aggregator reports for an oversized message.
+                // Io is also what the continuation aggregator and the frame guard report for an
+                // oversized message.
                 self.close(close::TOO_BIG, "message too big", LeaveReason::Closed, ctx);
             }
             Err(e) => {
@@ -271,14 +335,22 @@ impl Handler<Reply> for WsSession {
 }
 
 /// Drains the outbound queue into the socket; ends with a close frame.
-pub async fn write_frames(mut session: actix_ws::Session, mut outbound: mpsc::Receiver<Outbound>) {
+pub async fn write_frames(
+    mut session: actix_ws::Session,
+    mut outbound: mpsc::UnboundedReceiver<Outbound>,
+    shared: Arc<OutboxState>,
+) {
     let mut close_reason = None;
     while let Some(frame) = outbound.recv().await {
         if let Outbound::Close(code, reason) = frame {
-            close_reason =
-                Some(CloseReason { code: CloseCode::from(code), description: Some(reason.to_owned()) });
+            close_reason = Some(CloseReason { code: CloseCode::from(code), description: Some(reason.to_owned()) });
             break;
         }
+        if shared.abandoned.load(Ordering::Acquire) {
+            // A slow consumer: skip its backlog and go straight to the close frame.
+            continue;
+        }
+        let size = frame.size();
         let send = async {
             match frame {
                 Outbound::Text(text) => session.text(text.to_string()).await,
@@ -287,9 +359,10 @@ pub async fn write_frames(mut session: actix_ws::Session, mut outbound: mpsc::Re
             }
         };
         // A client that reads nothing for this long is gone or hostile: drop the connection.
-        match tokio::time::timeout(SEND_TIMEOUT, send).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return,
+        let sent = tokio::time::timeout(SEND_TIMEOUT, send).await;
+        shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
         }
     }
     let _ = tokio::time::timeout(SEND_TIMEOUT, session.close(close_reason)).await;

@@ -1,14 +1,19 @@
 //! `GET /ws`: checks the credential (API.md §5), the origin of cookie connections and the
 //! per-user session cap, then upgrades and starts a [`WsSession`] actor with its writer task.
 
+use std::pin::Pin;
+
 use actix::{Actor, AsyncContext};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::error::PayloadError;
+use actix_web::web::Bytes;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, dev, web};
+use futures_util::Stream;
 use serde::Deserialize;
 use switchboard_actors::presence::CountSessions;
-use tokio::sync::mpsc;
 
+use super::frame_guard::FrameGuard;
 use super::protocol::MAX_MESSAGE_BYTES;
-use super::session::{WsSession, write_frames};
+use super::session::{Outbox, WsSession, write_frames};
 use crate::auth::ACCESS_COOKIE;
 use crate::auth::extract::{Credential, CurrentUser, authenticate_bearer};
 use crate::error::ApiError;
@@ -43,18 +48,24 @@ pub async fn upgrade(
         crate::metrics::record_rate_limited("ws_sessions");
         return Err(ApiError::RateLimited { retry_after_secs: 5 });
     }
-    let (response, session, stream) = actix_ws::handle(&req, payload)
-        .map_err(|_| ApiError::field("upgrade", "not a WebSocket handshake"))?;
+    // The frame guard ends the connection at the header of an oversized frame, before its bytes.
+    let guarded: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
+        Box::pin(FrameGuard::new(payload.into_inner(), MAX_MESSAGE_BYTES as u64));
+    let payload = web::Payload::from_request(&req, &mut dev::Payload::from(guarded))
+        .into_inner()
+        .map_err(|_| ApiError::Internal("payload".into()))?;
+    let (response, session, stream) =
+        actix_ws::handle(&req, payload).map_err(|_| ApiError::field("upgrade", "not a WebSocket handshake"))?;
     let stream = stream
         .max_frame_size(MAX_MESSAGE_BYTES)
         .aggregate_continuations()
         .max_continuation_size(MAX_MESSAGE_BYTES);
-    let (tx, rx) = mpsc::channel(realtime.outbound_queue);
-    actix_web::rt::spawn(write_frames(session, rx));
+    let (outbox, rx, shared) = Outbox::new(realtime.outbound_bytes);
+    actix_web::rt::spawn(write_frames(session, rx, shared));
     let state = state.clone();
     WsSession::create(move |ctx| {
         ctx.add_stream(stream);
-        WsSession::new(current.user, current.session_id, state, tx)
+        WsSession::new(current.user, current.session_id, state, outbox)
     });
     Ok(response)
 }
@@ -72,6 +83,9 @@ async fn credential(req: &HttpRequest, state: &AppState, query: &WsQuery) -> Res
     }
     if let Some(cookie) = req.cookie(ACCESS_COOKIE) {
         if !origin_allowed(req, state) {
+            let ip = crate::security::client_ip::client_ip(req, &state.config.trusted_proxies);
+            tracing::warn!(event = "ws_origin_refused", client_ip = %ip,
+                "cookie WebSocket from a foreign origin refused");
             return Err(ApiError::Forbidden);
         }
         return crate::auth::extract::by_access_token(state, cookie.value(), Credential::Cookie).await;
@@ -102,16 +116,11 @@ async fn by_ticket(state: &AppState, ticket: &str) -> Result<CurrentUser, ApiErr
     Ok(CurrentUser { user, session_id, credential: Credential::AccessToken })
 }
 
-/// Cookie connections must come from this server's own origin or an allowed one.
+/// Cookie connections must come from this server's own origin or an allowed one; a browser
+/// always sends `Origin` on a WebSocket handshake, so a missing one is refused too.
 fn origin_allowed(req: &HttpRequest, state: &AppState) -> bool {
-    let Some(origin) = req.headers().get("origin").and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let origin = origin.trim_end_matches('/');
-    if state.config.allowed_origins.iter().any(|allowed| allowed == origin) {
-        return true;
-    }
-    let info = req.connection_info();
-    let own = format!("{}://{}", if req.app_config().secure() { "https" } else { "http" }, info.host());
-    origin == own || state.config.public_url.as_deref() == Some(origin)
+    req.headers()
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|origin| crate::security::origin::is_trusted_origin(req, state, origin))
 }

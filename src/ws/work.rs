@@ -110,9 +110,9 @@ impl From<StoreError> for WsError {
 /// Runs one handed-off request and answers errors to the asking session.
 pub async fn handle(request: Request, message: ClientMessage) {
     let result = match message {
-        ClientMessage::CreditsGet => credits_get(&request).await,
+        ClientMessage::CreditsGet {} => credits_get(&request).await,
         ClientMessage::ChatCreate { title } => chat_create(&request, title).await,
-        ClientMessage::ChatList => chat_list(&request).await,
+        ClientMessage::ChatList {} => chat_list(&request).await,
         ClientMessage::ChatHistory { chat_id, before, limit } => {
             chat_history(&request, chat_id, before, limit).await
         }
@@ -120,7 +120,7 @@ pub async fn handle(request: Request, message: ClientMessage) {
         ClientMessage::ImageGenerate { prompt, width, height } => {
             image_generate(&request, prompt, width, height).await
         }
-        ClientMessage::Ping | ClientMessage::PresenceSubscribe | ClientMessage::PresenceUnsubscribe => Ok(()),
+        ClientMessage::Ping {} | ClientMessage::PresenceSubscribe {} | ClientMessage::PresenceUnsubscribe {} => Ok(()),
     };
     if let Err(e) = result {
         request.reply(e.into_message());

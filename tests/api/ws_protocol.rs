@@ -36,6 +36,13 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// A JWT secret the tests know, so they can sign tokens the server must still refuse.
 const KNOWN_SECRET: &str = "ws-protocol-test-secret-0123456789abcdefghijklmnop";
 
+/// Request headers of an upgrade.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+/// (case, query string, headers) of an upgrade.
+type UpgradeCase<'a> = (&'a str, &'a str, Headers<'a>);
+/// (case, headers, accepted) of a cookie upgrade.
+type OriginCase<'a> = (&'a str, Headers<'a>, bool);
+
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -85,7 +92,7 @@ enum Ending {
     StillOpen,
 }
 
-/// Reads (and counts) every frame until the connection ends or `limit` passes.
+/// Reads every frame until the connection ends or `limit` passes.
 async fn read_to_end(client: &mut WsClient, limit: Duration) -> (Vec<Message>, Ending) {
     let deadline = Instant::now() + limit;
     let mut frames = Vec::new();
@@ -161,7 +168,7 @@ async fn every_credential_opens_a_socket_whose_hello_describes_the_user() {
     let ticket_query = format!("?ticket={ticket}");
     let (jwt_bearer, key_bearer) = (bearer(&token), bearer(&user.api_key));
     // (case, query, headers)
-    let cases: &[(&str, &str, &[(&str, &str)])] = &[
+    let cases: &[UpgradeCase] = &[
         ("Authorization: Bearer <access token>", "", &[("authorization", &jwt_bearer)]),
         ("Authorization: Bearer <API key>", "", &[("authorization", &key_bearer)]),
         ("X-API-Key: <API key>", "", &[("x-api-key", &user.api_key)]),
@@ -250,7 +257,6 @@ async fn upgrades_without_a_valid_credential_are_refused_with_401_and_a_json_err
 
     let own_origin = app.address.clone();
     let wrong_key = format!("sk_{}", "A".repeat(43));
-    let auth = |t: &str| bearer(t);
     let (
         h_garbage,
         h_expired,
@@ -262,15 +268,15 @@ async fn upgrades_without_a_valid_credential_are_refused_with_401_and_a_json_err
         h_wrong_key,
         h_ticket,
     ) = (
-        auth("not-a-token"),
-        auth(&expired),
-        auth(&wrong_secret),
-        auth(&hs512),
-        auth(&alg_none),
-        auth(&tampered),
-        auth(&unknown_user),
-        auth(&wrong_key),
-        auth(&ticket),
+        bearer("not-a-token"),
+        bearer(&expired),
+        bearer(&wrong_secret),
+        bearer(&hs512),
+        bearer(&alg_none),
+        bearer(&tampered),
+        bearer(&unknown_user),
+        bearer(&wrong_key),
+        bearer(&ticket),
     );
     let basic = format!(
         "Basic {}",
@@ -285,7 +291,7 @@ async fn upgrades_without_a_valid_credential_are_refused_with_401_and_a_json_err
         format!("?token={access_with_ticket_audience}"),
     );
     // (case, query, headers)
-    let cases: &[(&str, &str, &[(&str, &str)])] = &[
+    let cases: &[UpgradeCase] = &[
         ("no credential at all", "", &[]),
         ("Bearer garbage", "", &[("authorization", &h_garbage)]),
         ("Bearer with an empty token", "", &[("authorization", "Bearer ")]),
@@ -341,7 +347,7 @@ async fn cookie_connections_are_accepted_only_from_an_allowed_origin() {
     let localhost = format!("http://localhost:{}", app.port);
     let suffix = format!("{own}.evil.example");
     // (case, headers, accepted)
-    let cases: &[(&str, &[(&str, &str)], bool)] = &[
+    let cases: &[OriginCase] = &[
         ("the server's own origin", &[("cookie", &cookie), ("origin", &own)], true),
         ("the own origin with a trailing slash", &[("cookie", &cookie), ("origin", &own_with_slash)], true),
         ("a foreign origin", &[("cookie", &cookie), ("origin", "http://evil.example")], false),
@@ -374,7 +380,7 @@ async fn cookie_connections_are_accepted_only_from_an_allowed_origin() {
     let (_, token) = app.user_with_token().await;
     let cookie = format!("sb_access={token}");
     let own = app.address.clone();
-    let cases: &[(&str, &[(&str, &str)], bool)] = &[
+    let cases: &[OriginCase] = &[
         ("an origin in --allowed-origins", &[("cookie", &cookie), ("origin", "http://app.example")], true),
         ("the own origin next to --allowed-origins", &[("cookie", &cookie), ("origin", &own)], true),
         (
@@ -415,7 +421,7 @@ async fn the_per_user_session_cap_refuses_the_next_upgrade_with_429_until_a_sock
     let second = app.connect_ws(&user.api_key).await;
     // (case, query, headers): the cap counts the user's sessions, whatever the credential.
     let token_query = format!("?token={token}");
-    let over: &[(&str, &str, &[(&str, &str)])] = &[
+    let over: &[UpgradeCase] = &[
         ("a third socket with the access token", "", &[("authorization", &with_token)]),
         ("a third socket with the API key", "", &[("authorization", &with_key)]),
         ("a third socket with ?token=", &token_query, &[]),
@@ -478,7 +484,8 @@ async fn every_request_gets_its_answer_or_error_carrying_its_id_as_reply_to() {
     let long_id = "i".repeat(64);
     // (case, frame, answer type, error code, a check of the answer, what the check means)
     type Check = fn(&Value) -> bool;
-    let cases: &[(&str, Value, &str, Option<&str>, Check, &str)] = &[
+    type Case<'a> = (&'a str, Value, &'a str, Option<&'a str>, Check, &'a str);
+    let cases: &[Case] = &[
         ("ping", json!({"type": "ping"}), "pong", None, |_| true, "-"),
         ("ping with a 64-character id", json!({"type": "ping"}), "pong", None, |_| true, "-"),
         (
@@ -667,7 +674,8 @@ async fn bad_frames_get_invalid_message_and_the_connection_stays_open() {
             && answer["message"].as_str().is_some_and(|m| !m.is_empty())
             && answer.get("reply_to").cloned().unwrap_or(Value::Null) == expected_reply_to;
         if !right {
-            wrong.push(format!("{case}: {text} was answered {answer} (expected invalid_message, reply_to {expected_reply_to})"));
+            let expected = format!("invalid_message, reply_to {expected_reply_to}");
+            wrong.push(format!("{case}: {text} was answered {answer} (expected {expected})"));
         }
         assert_serving(&mut client, case).await;
     }
@@ -882,7 +890,8 @@ async fn a_frame_announced_above_64_kib_is_refused_without_waiting_for_its_paylo
         let (_, ending) = read_to_end(&mut client, Duration::from_secs(3)).await;
         assert!(
             matches!(ending, Ending::Close(Some(1009)) | Ending::Dropped),
-            "{case}: refused (1009) once 64 KiB are exceeded, not when the frame ends; got {ending:?} 3 s after {sent} bytes"
+            "{case}: refused (1009) once 64 KiB are exceeded, not when the frame ends; \
+             got {ending:?} 3 s after {sent} bytes"
         );
     }
 }
@@ -1032,8 +1041,8 @@ async fn raw_frames(client: &mut WsClient, limit: Duration) -> (Vec<(u8, Vec<u8>
 #[actix_web::test]
 async fn a_client_that_stops_reading_is_closed_and_never_slows_another_user() {
     let app = spawn_app_with(&[
-        "--ws-outbound-queue",
-        "8",
+        "--ws-outbound-bytes",
+        "16384",
         "--starting-credits",
         "100000",
         "--ws-rate-limit-per-minute",
@@ -1126,8 +1135,10 @@ async fn a_client_that_reads_promptly_gets_a_long_reply_in_full_with_the_default
     let mut client = app.connect_ws(&token).await;
     let chat = client.request("create", json!({"type": "chat.create"})).await;
     let chat_id = chat["chat"]["id"].as_str().expect("chat id").to_owned();
-    // (case, words): the default outbound queue holds 256 frames.
-    for (case, words) in [("a 300-word reply", 300), ("a 3 000-word reply", 3_000)] {
+    // (case, words): the default outbound queue holds 256 frames; the reply has words + 2 deltas.
+    for (case, words) in
+        [("a 300-word reply", 300), ("a 1 000-word reply", 1_000), ("a 2 000-word reply", 2_000)]
+    {
         let content: String = (0..words).map(|i| format!("w{i} ")).collect();
         let id = format!("long-{words}");
         client.send(json!({"type": "chat.send", "id": id, "chat_id": chat_id, "content": content})).await;
@@ -1140,7 +1151,8 @@ async fn a_client_that_reads_promptly_gets_a_long_reply_in_full_with_the_default
                 Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<Value>(&text).unwrap(),
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
                 Ok(other) => panic!(
-                    "{case}: a client that reads promptly lost its connection after {deltas} deltas: {other:?}"
+                    "{case}: a client that reads promptly lost its connection \
+                     after {deltas} deltas: {other:?}"
                 ),
             };
             match frame["type"].as_str() {
@@ -1198,14 +1210,14 @@ async fn logout_closes_the_sockets_of_that_login_with_4001_and_a_password_change
         (format!("?token={token_1}"), format!("?ticket={ticket_1}"), format!("sb_access={token_1}"));
     let own = app.address.clone();
     // (case, query, headers): sockets of login session 1, closed by its logout.
-    let of_login_1: &[(&str, &str, &[(&str, &str)])] = &[
+    let of_login_1: &[UpgradeCase] = &[
         ("login 1, Bearer", "", &[("authorization", &bearer_1)]),
         ("login 1, ?token=", &query_1, &[]),
         ("login 1, ?ticket=", &ticket_query_1, &[]),
         ("login 1, cookie", "", &[("cookie", &cookie_1), ("origin", &own)]),
     ];
     // Sockets of the same user that the logout of login 1 must not touch.
-    let others: &[(&str, &str, &[(&str, &str)])] = &[
+    let others: &[UpgradeCase] = &[
         ("login 2, Bearer", "", &[("authorization", &bearer_2)]),
         ("API key, Bearer", "", &[("authorization", &key_bearer)]),
         ("API key, X-API-Key", "", &[("x-api-key", &user.api_key)]),
