@@ -1,0 +1,580 @@
+//! Password-reset mail over real SMTP. Each test starts an aiosmtpd server
+//! (`tests/support/smtp_sink.py`, Python 3 + `pip install aiosmtpd`) on a free port and reads
+//! the messages it received; a missing Python or aiosmtpd fails the test, never skips it.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use switchboard::config::Config;
+use tempfile::TempDir;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc2822;
+
+use crate::helpers::{
+    PASSWORD, TestApp, TestStore, fresh_database_name, reset_token_from_mail, spawn_app_with, test_store,
+    unique_email,
+};
+
+const SINK_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
+const INSTALL_HINT: &str = "these tests need a real SMTP server: Python 3 with aiosmtpd \
+                            (install it with `python3 -m pip install aiosmtpd`)";
+const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
+const PUBLIC_URL: &str = "https://switchboard.example";
+const FROM: &str = "Switchboard Test <mailer@switchboard.example>";
+const FROM_ADDRESS: &str = "mailer@switchboard.example";
+const NEW_PASSWORD: &str = "amber-compass-meadow-77";
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("probe listener").local_addr().expect("probe address").port()
+}
+
+/// One message as the SMTP server received it.
+#[derive(Debug, Deserialize)]
+struct Delivered {
+    mail_from: String,
+    rcpt_tos: Vec<String>,
+    auth_login: Option<String>,
+    /// The raw message, headers and encoded body, exactly as sent.
+    content: String,
+    /// Header names and decoded values, in order.
+    headers: Vec<(String, String)>,
+    /// The decoded text/plain body.
+    text: Option<String>,
+}
+
+impl Delivered {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> &str {
+        self.text.as_deref().unwrap_or_else(|| panic!("no text/plain body in:\n{}", self.content))
+    }
+}
+
+/// A running aiosmtpd server, killed by its PID when dropped.
+struct SmtpSink {
+    child: Child,
+    port: u16,
+    mail_dir: PathBuf,
+    stderr: PathBuf,
+    _dir: TempDir,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        // Child::kill sends SIGKILL to this child's PID only.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SmtpSink {
+    /// A server that takes mail from anyone.
+    fn start() -> SmtpSink {
+        SmtpSink::start_with(None)
+    }
+
+    /// A server that takes mail only after AUTH with `user:password`.
+    fn start_with(login: Option<&str>) -> SmtpSink {
+        let dir = TempDir::new().expect("sink dir");
+        let mail_dir = dir.path().join("mail");
+        let stderr = dir.path().join("sink.stderr");
+        let port = free_port();
+        let mut command = Command::new("python3");
+        command
+            .arg(SINK_SCRIPT)
+            .arg(port.to_string())
+            .arg(&mail_dir)
+            .args(login)
+            // The script exits when its stdin closes, so it cannot outlive this process.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&stderr).expect("sink stderr file"));
+        let child = command.spawn().unwrap_or_else(|e| panic!("could not run python3 ({e}); {INSTALL_HINT}"));
+        let mut sink = SmtpSink { child, port, mail_dir, stderr, _dir: dir };
+
+        let stdout = sink.child.stdout.take().expect("sink stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.trim() == "ready" => sink,
+            Ok(line) => panic!(
+                "the SMTP sink did not start (said {line:?}); {INSTALL_HINT}\nits stderr:\n{}",
+                sink.stderr()
+            ),
+            Err(_) => panic!(
+                "the SMTP sink was not ready after 30 s; {INSTALL_HINT}\nits stderr:\n{}",
+                sink.stderr()
+            ),
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// `smtp://127.0.0.1:<port>`.
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, oldest first.
+    fn messages(&self) -> Vec<Delivered> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.mail_dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        files.sort();
+        files
+            .iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(p).expect("read a delivered message");
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            })
+            .collect()
+    }
+
+    /// Waits (up to 10 s) until `count` messages arrived and returns them.
+    async fn wait_for(&self, count: usize) -> Vec<Delivered> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let messages = self.messages();
+            if messages.len() >= count {
+                return messages;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "expected {count} messages at the SMTP sink, got {}; sink stderr:\n{}",
+                    messages.len(),
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A server that sends its mail to `smtp_url`, with links from [`PUBLIC_URL`].
+async fn spawn_app_mailing_to(smtp_url: &str) -> TestApp {
+    spawn_app_with(&["--smtp-url", smtp_url, "--smtp-from", FROM, "--public-url", PUBLIC_URL]).await
+}
+
+async fn forgot(app: &TestApp, email: &str) -> reqwest::Response {
+    app.post_json("/api/password/forgot", &json!({"email": email})).await
+}
+
+fn assert_outbox_unused(app: &TestApp) {
+    let outbox = app.data_dir.path().join("outbox");
+    assert!(
+        !outbox.exists(),
+        "nothing is written to {} when SMTP is set: {:?}",
+        outbox.display(),
+        app.outbox()
+    );
+}
+
+// ---------------------------------------------------------------- delivery
+
+#[actix_web::test]
+async fn forgot_delivers_one_message_over_smtp_with_a_link_from_the_public_url() {
+    let sink = SmtpSink::start();
+    let app = spawn_app_mailing_to(&sink.url()).await;
+    let user = app.register_user().await;
+
+    let response = app
+        .request(Method::POST, "/api/password/forgot")
+        .header("Host", "evil.example")
+        .header("X-Forwarded-Host", "evil.example")
+        .header("X-Forwarded-Proto", "http")
+        .header("Forwarded", "host=evil.example;proto=http")
+        .json(&json!({"email": user.email}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    sink.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "exactly one message: {messages:#?}");
+    let mail = &messages[0];
+    assert_eq!(mail.mail_from, FROM_ADDRESS, "envelope sender is SMTP_FROM");
+    assert_eq!(mail.rcpt_tos, vec![user.email.clone()], "envelope recipient is the user");
+    let from = mail.header("From").expect("From header");
+    assert!(from.contains(FROM_ADDRESS) && from.contains("Switchboard Test"), "From is SMTP_FROM: {from:?}");
+    assert_eq!(mail.header("To"), Some(user.email.as_str()), "To is the user");
+    assert!(mail.header("Subject").is_some_and(|s| s.contains("password")), "a subject: {:?}", mail.headers);
+    let id = mail.header("Message-ID").expect("Message-ID header");
+    assert!(id.starts_with('<') && id.ends_with("@switchboard.example>"), "Message-ID {id:?}");
+    let date = mail.header("Date").expect("Date header");
+    let date = OffsetDateTime::parse(date, &Rfc2822).unwrap_or_else(|e| panic!("Date {date:?}: {e}"));
+    assert!((OffsetDateTime::now_utc() - date).abs() < time::Duration::minutes(5), "Date is now: {date}");
+    assert!(mail.header("Content-Type").is_some_and(|t| t.starts_with("text/plain")), "{:?}", mail.headers);
+
+    let text = mail.text();
+    let token = reset_token_from_mail(text);
+    assert_eq!(token.len(), 43, "a 32-byte token: {token:?}");
+    let link = format!("{PUBLIC_URL}/reset-password?token={token}");
+    assert!(text.contains(&link), "the link {link} in:\n{text}");
+    assert_eq!(text.matches("token=").count(), 1, "one link:\n{text}");
+    assert!(!mail.content.contains("evil.example"), "no trace of the request's Host in:\n{}", mail.content);
+    assert_outbox_unused(&app);
+}
+
+#[actix_web::test]
+async fn the_mailed_token_resets_the_password_and_a_notice_without_a_token_follows() {
+    let sink = SmtpSink::start();
+    let app = spawn_app_mailing_to(&sink.url()).await;
+    // A name outside ASCII, so the body goes out quoted-printable and is decoded by the reader.
+    let email = unique_email();
+    let register = json!({"email": email, "password": PASSWORD, "first_name": "Zoë", "last_name": "Ødegård"});
+    assert_eq!(app.post_json("/api/register", &register).await.status(), StatusCode::CREATED);
+    assert_eq!(forgot(&app, &email).await.status(), StatusCode::ACCEPTED);
+    let reset_mail = &sink.wait_for(1).await[0];
+    assert!(reset_mail.text().contains("Hello Zoë"), "decoded greeting in:\n{}", reset_mail.text());
+    let token = reset_token_from_mail(reset_mail.text());
+
+    let reset =
+        app.post_json("/api/password/reset", &json!({"token": token, "new_password": NEW_PASSWORD})).await;
+
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT, "the token from the delivered mail works");
+    let messages = sink.wait_for(2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.messages().len(), 2, "one reset mail and one notice");
+    let notice = &messages[1];
+    assert_eq!(notice.rcpt_tos, vec![email.clone()], "the notice goes to the user");
+    assert_eq!(notice.mail_from, FROM_ADDRESS);
+    assert_eq!(notice.header("To"), Some(email.as_str()));
+    assert!(notice.header("Message-ID").is_some() && notice.header("Date").is_some(), "{:?}", notice.headers);
+    assert_ne!(notice.header("Subject"), reset_mail.header("Subject"), "a subject of its own");
+    let text = notice.text();
+    assert!(text.contains("password") && text.contains("changed"), "says what happened:\n{text}");
+    assert!(text.contains("wasn't you"), "says what to do if it was not the user:\n{text}");
+    for (what, needle) in [("the token", token.as_str()), ("a token link", "token="), ("a token", "token")] {
+        assert!(!notice.content.contains(needle), "no {what} in the notice:\n{}", notice.content);
+        assert!(!text.contains(needle), "no {what} in the notice:\n{text}");
+    }
+    assert_eq!(app.post_login(&email, NEW_PASSWORD).await.status(), StatusCode::OK, "new password");
+    assert_eq!(app.post_login(&email, PASSWORD).await.status(), StatusCode::UNAUTHORIZED, "old password");
+    let again =
+        app.post_json("/api/password/reset", &json!({"token": token, "new_password": PASSWORD})).await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST, "the mailed token is single use");
+    assert_outbox_unused(&app);
+}
+
+#[actix_web::test]
+async fn forgot_for_an_unknown_email_sends_nothing_over_smtp() {
+    let sink = SmtpSink::start();
+    let app = spawn_app_mailing_to(&sink.url()).await;
+    let user = app.register_user().await;
+
+    let response = forgot(&app, &unique_email()).await;
+
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(sink.messages().is_empty(), "no message for an unknown email: {:#?}", sink.messages());
+    // The same server does deliver for a known address, so the silence above means something.
+    assert_eq!(forgot(&app, &user.email).await.status(), StatusCode::ACCEPTED);
+    let messages = sink.wait_for(1).await;
+    assert_eq!(messages[0].rcpt_tos, vec![user.email.clone()]);
+    assert_outbox_unused(&app);
+}
+
+#[actix_web::test]
+async fn a_server_that_requires_login_gets_the_credentials_from_smtp_url() {
+    let sink = SmtpSink::start_with(Some("mailer:p@ss:word"));
+    let url = format!("smtp://mailer:p%40ss%3Aword@127.0.0.1:{}", sink.port);
+    let app = spawn_app_mailing_to(&url).await;
+    let user = app.register_user().await;
+
+    assert_eq!(forgot(&app, &user.email).await.status(), StatusCode::ACCEPTED);
+
+    let messages = sink.wait_for(1).await;
+    assert_eq!(messages[0].auth_login.as_deref(), Some("mailer"), "logged in with the percent-decoded user");
+    assert_eq!(messages[0].rcpt_tos, vec![user.email.clone()]);
+}
+
+// ---------------------------------------------------------------- failures
+
+#[actix_web::test]
+async fn a_down_smtp_server_changes_nothing_for_the_requester() {
+    // A port with nothing listening: every connection is refused.
+    let app = spawn_app_mailing_to(&format!("smtp://127.0.0.1:{}", free_port())).await;
+    let user = app.register_user().await;
+
+    let known = forgot(&app, &user.email).await;
+    let unknown = forgot(&app, &unique_email()).await;
+
+    assert_eq!(known.status(), StatusCode::ACCEPTED, "known email");
+    assert_eq!(unknown.status(), StatusCode::ACCEPTED, "unknown email");
+    assert_eq!(known.bytes().await.unwrap(), unknown.bytes().await.unwrap(), "the same body");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let health = app.request(Method::GET, "/healthz").send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK, "the server keeps working");
+    assert_eq!(app.post_login(&user.email, PASSWORD).await.status(), StatusCode::OK, "login still works");
+    assert_eq!(forgot(&app, &user.email).await.status(), StatusCode::ACCEPTED, "forgot still answers");
+    assert_outbox_unused(&app);
+}
+
+#[actix_web::test]
+async fn a_wrong_smtp_password_is_only_logged() {
+    let sink = SmtpSink::start_with(Some("mailer:right-password"));
+    let url = format!("smtp://mailer:wrong-password@127.0.0.1:{}", sink.port);
+    let app = spawn_app_mailing_to(&url).await;
+    let user = app.register_user().await;
+
+    assert_eq!(forgot(&app, &user.email).await.status(), StatusCode::ACCEPTED);
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(sink.messages().is_empty(), "refused by the server: {:#?}", sink.messages());
+    assert_eq!(
+        app.post_login(&user.email, PASSWORD).await.status(),
+        StatusCode::OK,
+        "the server keeps working"
+    );
+    assert_outbox_unused(&app);
+}
+
+// ---------------------------------------------------------------- the binary: settings and logs
+
+/// The switchboard binary, killed by its PID when dropped, its output in files.
+struct ServerProcess {
+    child: Child,
+    port: u16,
+    client: Client,
+    logs: TempDir,
+    _data: TempDir,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A command for the binary with a clean environment, a free port and a fresh data dir.
+fn server_command(data_dir: &Path, env: &[(&str, &str)]) -> (Command, u16) {
+    let port = free_port();
+    let mut command = Command::new(BINARY);
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"))
+        .env("SWITCHBOARD_DATA_DIR", data_dir)
+        .env("SWITCHBOARD_HASH_CONCURRENCY", "2")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    if let TestStore::Mongo(uri) = test_store() {
+        command.env("MONGODB_URI", uri).env("MONGODB_DB", fresh_database_name());
+    }
+    (command, port)
+}
+
+impl ServerProcess {
+    async fn start(env: &[(&str, &str)]) -> ServerProcess {
+        let data = TempDir::new().expect("data dir");
+        let logs = TempDir::new().expect("log dir");
+        let (mut command, port) = server_command(data.path(), env);
+        command
+            .stdout(File::create(logs.path().join("stdout")).unwrap())
+            .stderr(File::create(logs.path().join("stderr")).unwrap());
+        let child = command.spawn().expect("start the switchboard binary");
+        let mut server = ServerProcess {
+            child,
+            port,
+            client: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            logs,
+            _data: data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("the server exited during start-up with {status}; output:\n{}", server.output());
+            }
+            if let Ok(r) = server.client.get(server.url("/healthz")).send().await
+                && r.status() == StatusCode::OK
+            {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not answer /healthz; output:\n{}",
+                server.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Everything the process wrote to stdout and stderr.
+    fn output(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.logs.path().join(name)).unwrap_or_default();
+        format!("{}{}", read("stdout"), read("stderr"))
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request")
+    }
+
+    /// Waits (up to 10 s) until the log holds `needle`.
+    async fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.output().contains(needle) {
+            assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{}", self.output());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn the_log_never_holds_the_reset_token_or_the_smtp_password() {
+    let sink = SmtpSink::start_with(Some("mailer:smtp-secret-in-url"));
+    let smtp_url = format!("smtp://mailer:smtp-secret-in-url@127.0.0.1:{}", sink.port);
+    let server = ServerProcess::start(&[
+        ("SMTP_URL", &smtp_url),
+        ("SMTP_FROM", FROM),
+        ("SWITCHBOARD_PUBLIC_URL", PUBLIC_URL),
+        ("SWITCHBOARD_LOG_FORMAT", "json"),
+    ])
+    .await;
+    let email = unique_email();
+    let register =
+        json!({"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"});
+    assert_eq!(server.post("/api/register", &register).await.status(), StatusCode::CREATED);
+
+    assert_eq!(
+        server.post("/api/password/forgot", &json!({"email": email})).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let token = reset_token_from_mail(sink.wait_for(1).await[0].text());
+    let reset = json!({"token": token, "new_password": NEW_PASSWORD});
+    assert_eq!(server.post("/api/password/reset", &reset).await.status(), StatusCode::NO_CONTENT);
+    sink.wait_for(2).await;
+    server.wait_for_log("mail sent over SMTP").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let log = server.output();
+    assert_eq!(log.matches("mail sent over SMTP").count(), 2, "both sends are logged:\n{log}");
+    for (what, needle) in [
+        ("the reset token", token.as_str()),
+        ("a reset link", "reset-password?token"),
+        ("the SMTP password", "smtp-secret-in-url"),
+    ] {
+        assert!(!log.contains(needle), "{what} ({needle}) is in the log:\n{log}");
+    }
+}
+
+#[actix_web::test]
+async fn a_failed_send_is_logged_without_the_token() {
+    let server = ServerProcess::start(&[
+        ("SMTP_URL", &format!("smtp://127.0.0.1:{}", free_port())),
+        ("SMTP_FROM", FROM),
+        ("SWITCHBOARD_LOG_FORMAT", "json"),
+    ])
+    .await;
+    let email = unique_email();
+    let register =
+        json!({"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"});
+    assert_eq!(server.post("/api/register", &register).await.status(), StatusCode::CREATED);
+
+    assert_eq!(
+        server.post("/api/password/forgot", &json!({"email": email})).await.status(),
+        StatusCode::ACCEPTED
+    );
+
+    server.wait_for_log("could not send mail").await;
+    let log = server.output();
+    let line = log.lines().find(|l| l.contains("could not send mail")).unwrap();
+    let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("a JSON log line ({e}): {line}"));
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert!(line["error"].as_str().is_some_and(|e| !e.is_empty()), "the cause is logged: {line}");
+    assert!(!log.contains("token="), "no token in the log:\n{log}");
+    let health = server.client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK, "the server keeps working");
+}
+
+/// Runs the binary to its exit (10 s at most) and returns its status and stderr.
+async fn run_to_exit(env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let data = TempDir::new().expect("data dir");
+    let (mut command, _) = server_command(data.path(), env);
+    let logs = TempDir::new().expect("log dir");
+    let stderr = logs.path().join("stderr");
+    command.stdout(Stdio::null()).stderr(File::create(&stderr).unwrap());
+    let mut child = command.spawn().expect("start the switchboard binary");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after 10 s: {}", std::fs::read_to_string(&stderr).unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    (status, std::fs::read_to_string(&stderr).unwrap_or_default())
+}
+
+#[actix_web::test]
+async fn bad_mail_settings_stop_start_up_with_exit_2_naming_the_setting() {
+    for (case, env, name) in [
+        ("SMTP_FROM without a domain", [("SMTP_FROM", "Switchboard <no-reply>")], "SMTP_FROM"),
+        ("SMTP_FROM that is no address", [("SMTP_FROM", "switchboard")], "SMTP_FROM"),
+        ("SMTP_FROM with a header break", [("SMTP_FROM", "a@b.example\r\nBcc: x@y.example")], "SMTP_FROM"),
+        ("SMTP_URL of another scheme", [("SMTP_URL", "http://mailer:smtp-secret@127.0.0.1:25")], "SMTP_URL"),
+        ("SMTP_URL with a bad port", [("SMTP_URL", "smtp://mailer:smtp-secret@127.0.0.1:99999")], "SMTP_URL"),
+        (
+            "SMTP_URL with a bad tls=",
+            [("SMTP_URL", "smtp://mailer:smtp-secret@127.0.0.1?tls=yes")],
+            "SMTP_URL",
+        ),
+    ] {
+        let (status, stderr) = run_to_exit(&env).await;
+
+        assert_eq!(status.code(), Some(2), "{case}: exit code; stderr:\n{stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{case}: one line on stderr:\n{stderr}");
+        assert!(lines[0].contains(name), "{case}: the line names {name}: {:?}", lines[0]);
+        assert!(!stderr.contains("smtp-secret"), "{case}: the password is not shown: {stderr}");
+    }
+}
+
+#[test]
+fn config_check_refuses_a_bad_smtp_from_and_accepts_good_ones() {
+    use clap::Parser;
+    let check = |args: &[&str]| {
+        let config = Config::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        config.check()
+    };
+    assert_eq!(check(&[]), Ok(()), "the default SMTP_FROM is a mailbox");
+    assert_eq!(check(&["--smtp-from", FROM]), Ok(()));
+    assert_eq!(check(&["--smtp-from", "no-reply@switchboard.example"]), Ok(()));
+    assert_eq!(check(&["--smtp-url", "smtps://u:p@mail.example", "--smtp-from", FROM]), Ok(()));
+    assert_eq!(check(&["--smtp-url", "smtp://mail.example:2525?tls=starttls"]), Ok(()));
+    let err = check(&["--smtp-from", "nobody"]).unwrap_err();
+    assert!(err.starts_with("SMTP_FROM"), "{err}");
+    let err = check(&["--smtp-url", "smtp://user:hunter2@mail.example:0"]).unwrap_err();
+    assert!(err.starts_with("SMTP_URL") && !err.contains("hunter2"), "{err}");
+}
