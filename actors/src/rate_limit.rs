@@ -51,10 +51,20 @@ pub struct RateLimiterActor {
 impl RateLimiterActor {
     /// `limit` requests per minute per key, with bursts of up to `limit`.
     pub fn per_minute(limit: NonZeroU32) -> RateLimiterActor {
+        RateLimiterActor::per_window(limit, Duration::from_secs(60))
+    }
+
+    /// `limit` requests per `window` per key, with bursts of up to `limit` (for slow scopes such
+    /// as password-reset mails per hour). A zero window counts as one second.
+    pub fn per_window(limit: NonZeroU32, window: Duration) -> RateLimiterActor {
+        let window = window.max(Duration::from_secs(1));
         let clock = DefaultClock::default();
-        let limiter = RateLimiter::dashmap_with_clock(Quota::per_minute(limit), clock.clone())
+        let quota = Quota::with_period(window / limit.get())
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+            .allow_burst(limit);
+        let limiter = RateLimiter::dashmap_with_clock(quota, clock.clone())
             .with_middleware::<StateInformationMiddleware>();
-        RateLimiterActor { limiter, clock, limit: limit.get(), window: Duration::from_secs(60) }
+        RateLimiterActor { limiter, clock, limit: limit.get(), window }
     }
 
     fn check(&self, key: &String) -> Decision {
@@ -124,5 +134,20 @@ mod tests {
             "{refused:?}"
         );
         assert!(check("bob").await.unwrap().allowed, "another key has its own bucket");
+    }
+
+    #[actix::test]
+    async fn a_window_of_an_hour_refills_one_request_per_window_over_limit() {
+        let hour = Duration::from_secs(3600);
+        let limiter = RateLimiterActor::per_window(NonZeroU32::new(2).unwrap(), hour).start();
+        let check = || limiter.send(Check { key: "carol@example.com".to_owned() });
+        assert!(check().await.unwrap().allowed && check().await.unwrap().allowed, "a burst of 2");
+        let refused = check().await.unwrap();
+        assert!(!refused.allowed, "the 3rd within the hour is refused");
+        assert!(
+            refused.retry_after > hour / 2 - Duration::from_secs(5) && refused.retry_after <= hour / 2,
+            "{refused:?}"
+        );
+        assert_eq!(refused.reset_after, hour, "{refused:?}");
     }
 }

@@ -1,0 +1,107 @@
+//! The REST rate limit (API.md §4): `RATE_LIMIT_PER_MINUTE` per user when the request carries a
+//! valid credential, else per client IP, counted by the "rest" [`RateLimiterActor`]. Every
+//! `/api/*` answer carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; the
+//! request over the limit gets 429 with `Retry-After`. Probes, `/metrics`, pages and `/ws` are
+//! not counted.
+//!
+//! The key must be cheap and unforgeable. An access token (header or cookie) is verified by its
+//! signature alone (no storage read) and keyed by its `sub`; an API key is looked up by its hash
+//! (one indexed read, the same the handler does) and keyed by its owner, so a user's JWT and API
+//! key share one budget. Anything that does not verify falls back to the IP: inventing tokens
+//! must never buy fresh buckets.
+
+use std::time::Duration;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpRequest, HttpResponse, web};
+use switchboard_actors::rate_limit::{Check, Decision, RateLimiterActor};
+
+use super::client_ip::client_ip;
+use crate::auth::tokens::{self, API_KEY_PREFIX};
+use crate::auth::{ACCESS_COOKIE, extract::bearer_credential};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// `RateLimit-Limit`: requests per window.
+pub const LIMIT_HEADER: &str = "ratelimit-limit";
+/// `RateLimit-Remaining`: requests left now.
+pub const REMAINING_HEADER: &str = "ratelimit-remaining";
+/// `RateLimit-Reset`: seconds until the budget is whole again.
+pub const RESET_HEADER: &str = "ratelimit-reset";
+
+/// Middleware (wrap with `actix_web::middleware::from_fn`) limiting `/api/*`.
+pub async fn limit_api(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let Some(state) = state.filter(|_| super::is_api_path(req.path())) else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let key = rate_key(&state, req.request()).await;
+    let decision = check(&state.security.rest, key).await;
+    if !decision.allowed {
+        crate::metrics::record_rate_limited("rest");
+        let retry_after_secs = ceil_secs(decision.retry_after).max(1);
+        let mut response = HttpResponse::from_error(ApiError::RateLimited { retry_after_secs });
+        add_headers(response.headers_mut(), &decision);
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    let mut response = next.call(req).await?;
+    add_headers(response.headers_mut(), &decision);
+    Ok(response.map_into_left_body())
+}
+
+/// `user:<id>` for a verified credential, else `ip:<client ip>`.
+async fn rate_key(state: &AppState, req: &HttpRequest) -> String {
+    if let Some(user_id) = credential_owner(state, req).await {
+        return format!("user:{user_id}");
+    }
+    format!("ip:{}", client_ip(req, &state.config.trusted_proxies).limit_key())
+}
+
+/// The user a request's credential names, if it verifies.
+async fn credential_owner(state: &AppState, req: &HttpRequest) -> Option<String> {
+    let token = match bearer_credential(req) {
+        Some(token) => token,
+        None => req.cookie(ACCESS_COOKIE)?.value().to_owned(),
+    };
+    if token.starts_with(API_KEY_PREFIX) {
+        let user = state.store.user_by_api_key_hash(&tokens::sha256_hex(&token)).await.ok()??;
+        return Some(user.id);
+    }
+    state.jwt.verify_access(&token).map(|claims| claims.sub)
+}
+
+async fn check(limiter: &actix::Addr<RateLimiterActor>, key: String) -> Decision {
+    match limiter.send(Check { key }).await {
+        Ok(decision) => decision,
+        // The limiter stops only with the server; letting the last requests through loses nothing.
+        Err(_) => Decision {
+            allowed: true,
+            limit: 0,
+            remaining: 0,
+            retry_after: Duration::ZERO,
+            reset_after: Duration::ZERO,
+        },
+    }
+}
+
+fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
+    let values = [
+        (LIMIT_HEADER, u64::from(decision.limit)),
+        (REMAINING_HEADER, u64::from(decision.remaining)),
+        (RESET_HEADER, ceil_secs(decision.reset_after)),
+    ];
+    for (name, value) in values {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+    }
+}
+
+/// Whole seconds, rounded up, so a client that waits that long is never early.
+pub fn ceil_secs(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}

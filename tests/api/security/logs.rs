@@ -1,0 +1,227 @@
+//! The real binary's log, captured from stderr, after a flow that handles every kind of secret:
+//! none of them may appear, and the security events must be there as structured JSON with the
+//! user id and the client IP (taken from `X-Forwarded-For` of a trusted proxy).
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::helpers::{
+    PASSWORD, TestStore, fresh_database_name, reset_token_from_mail, test_store, unique_email,
+};
+
+/// The server binary cargo built for this test run.
+const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
+/// The client address the trusted proxy (the test, on 127.0.0.1) forwards.
+const CLIENT_IP: &str = "198.51.100.23";
+const WRONG_PASSWORD: &str = "wrong-horse-battery-staple-1";
+const NEW_PASSWORD: &str = "freshly-chosen-passphrase-99";
+
+/// The server process, killed by its PID when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    data_dir: TempDir,
+    stderr: PathBuf,
+    client: Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts the binary with JSON logs at `debug`, trusting 127.0.0.1 as a proxy.
+    async fn start() -> Server {
+        let data_dir = TempDir::new().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let stderr = data_dir.path().join("server.stderr");
+        let mut command = Command::new(BINARY);
+        command.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        command
+            .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"))
+            .env("SWITCHBOARD_DATA_DIR", data_dir.path())
+            .env("SWITCHBOARD_HASH_CONCURRENCY", "2")
+            .env("SWITCHBOARD_LOG_FORMAT", "json")
+            .env("RUST_LOG", "debug")
+            .env("SWITCHBOARD_TRUSTED_PROXIES", "127.0.0.1/32")
+            .env("SWITCHBOARD_LOGIN_FAILURES_PER_ACCOUNT", "2")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&stderr).unwrap());
+        if let TestStore::Mongo(uri) = test_store() {
+            command.env("MONGODB_URI", uri).env("MONGODB_DB", fresh_database_name());
+        }
+        let child = command.spawn().expect("start the server");
+        let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let mut server = Server { child, port, data_dir, stderr, client };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("the server exited with {status}:\n{}", server.log());
+            }
+            let health = server.client.get(server.url("/healthz")).send().await;
+            if health.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "no /healthz in 30 s:\n{}", server.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// POST as forwarded by the proxy; status and JSON body (Null when none).
+    async fn post(&self, path: &str, bearer: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut request = self.client.post(self.url(path)).header("X-Forwarded-For", CLIENT_IP).json(&body);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let response = request.send().await.unwrap();
+        (response.status(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, bearer: &str) -> StatusCode {
+        let request =
+            self.client.get(self.url(path)).header("X-Forwarded-For", CLIENT_IP).bearer_auth(bearer);
+        request.send().await.unwrap().status()
+    }
+
+    /// The newest mail in the outbox, waiting up to 5 s for `count` of them.
+    async fn mail(&self, count: usize) -> String {
+        let dir = self.data_dir.path().join("outbox");
+        for _ in 0..100 {
+            let mut files: Vec<_> =
+                std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+            files.sort();
+            if files.len() >= count {
+                return std::fs::read_to_string(files.last().unwrap()).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no mail in {}", dir.display());
+    }
+}
+
+/// Opens `/ws` with a credential in the query string and closes it again.
+async fn open_ws(server: &Server, query: &str) {
+    let url = format!("ws://127.0.0.1:{}/ws?{query}", server.port);
+    let (mut stream, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket upgrade");
+    let _ = futures_util::SinkExt::close(&mut stream).await;
+}
+
+#[actix_web::test]
+async fn no_secret_reaches_the_log_and_security_events_carry_user_and_client_ip() {
+    let server = Server::start().await;
+    let email = unique_email();
+    let mut secrets: Vec<(&str, String)> =
+        vec![("password", PASSWORD.into()), ("wrong password", WRONG_PASSWORD.into())];
+
+    let registration =
+        json!({"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"});
+    let (status, body) = server.post("/api/register", None, registration).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let user_id = body["user"]["id"].as_str().unwrap().to_owned();
+    let first_key = body["api_key"].as_str().unwrap().to_owned();
+    secrets.push(("first API key", first_key.clone()));
+
+    let (status, _) =
+        server.post("/api/login", None, json!({"email": email, "password": WRONG_PASSWORD})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, login) =
+        server.post("/api/login", None, json!({"email": email, "password": PASSWORD})).await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+    let (status, refreshed) =
+        server.post("/api/token/refresh", None, json!({"refresh_token": refresh})).await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    let access = refreshed["access_token"].as_str().unwrap().to_owned();
+    secrets.push(("login access token", login["access_token"].as_str().unwrap().into()));
+    secrets.push(("refresh token", refresh.clone()));
+    secrets.push(("refresh token secret", refresh.split_once('.').unwrap().1.into()));
+    secrets.push(("refreshed access token", access.clone()));
+    secrets.push(("refreshed refresh token", refreshed["refresh_token"].as_str().unwrap().into()));
+
+    assert_eq!(server.get("/api/me", &first_key).await, StatusCode::OK, "the API key works");
+    let with_query = format!("/api/me?token={access}&api_key={first_key}");
+    assert_eq!(server.get(&with_query, &access).await, StatusCode::OK, "secrets in a query string");
+    let (status, key) = server.post("/api/me/api-key", Some(&access), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{key}");
+    secrets.push(("regenerated API key", key["api_key"].as_str().unwrap().into()));
+
+    let (status, ticket) = server.post("/api/ws-ticket", Some(&access), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{ticket}");
+    let ticket = ticket["ticket"].as_str().unwrap().to_owned();
+    open_ws(&server, &format!("ticket={ticket}")).await;
+    open_ws(&server, &format!("token={access}")).await;
+    secrets.push(("ws ticket", ticket));
+
+    let (status, _) = server.post("/api/password/forgot", None, json!({"email": email})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let reset_token = reset_token_from_mail(&server.mail(1).await);
+    let (status, _) = server
+        .post("/api/password/reset", None, json!({"token": "guessed", "new_password": NEW_PASSWORD}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let reset = json!({"token": reset_token, "new_password": NEW_PASSWORD});
+    assert_eq!(server.post("/api/password/reset", None, reset).await.0, StatusCode::NO_CONTENT);
+    secrets.push(("reset token", reset_token));
+    secrets.push(("new password", NEW_PASSWORD.into()));
+
+    let wrong = json!({"email": email, "password": WRONG_PASSWORD});
+    let statuses = [
+        server.post("/api/login", None, wrong.clone()).await.0,
+        server.post("/api/login", None, wrong.clone()).await.0,
+        server.post("/api/login", None, wrong).await.0,
+    ];
+    assert_eq!(statuses[2], StatusCode::TOO_MANY_REQUESTS, "the account is throttled: {statuses:?}");
+    let jwt_secret = std::fs::read_to_string(server.data_dir.path().join("jwt_secret")).unwrap();
+    secrets.push(("JWT secret", jwt_secret.trim().into()));
+
+    // Give the background work (mail, logging) a moment, then read the whole log.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = server.log();
+    assert!(log.contains("/api/me"), "the access log is on (else the check below proves nothing):\n{log}");
+    let leaked: Vec<&str> =
+        secrets.iter().filter(|(_, s)| log.contains(s.as_str())).map(|(what, _)| *what).collect();
+    assert!(leaked.is_empty(), "the log contains: {leaked:?}");
+
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")))
+        .collect();
+    let event = |name: &str, scope: Option<&str>| {
+        lines.iter().find(|l| l["event"] == name && scope.is_none_or(|s| l["scope"] == s)).cloned()
+    };
+    let expected = [
+        ("login_failed", None, true),
+        ("login_succeeded", None, true),
+        ("api_key_regenerated", None, true),
+        ("password_reset_requested", None, true),
+        ("password_reset_failed", None, false),
+        ("password_reset_used", None, true),
+        ("throttled", Some("login_account"), false),
+    ];
+    for (name, scope, names_user) in expected {
+        let line = event(name, scope).unwrap_or_else(|| panic!("no {name} event in the log:\n{log}"));
+        assert_eq!(line["client_ip"], CLIENT_IP, "{name}: client_ip in {line}");
+        if names_user {
+            assert_eq!(line["user_id"], user_id.as_str(), "{name}: user_id in {line}");
+        }
+    }
+}
