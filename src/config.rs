@@ -120,6 +120,30 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_per_minute: u32,
 
+    /// Failed logins of one account answered before delays start (1 s, doubling, at most 15 min).
+    #[arg(long, env = "SWITCHBOARD_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub login_failures_per_account: u32,
+
+    /// Failed logins from one client IP answered before delays start (1 s, doubling, at most 15 min).
+    #[arg(long, env = "SWITCHBOARD_LOGIN_FAILURES_PER_IP", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub login_failures_per_ip: u32,
+
+    /// Failed password resets (bad tokens) from one client IP answered before delays start.
+    #[arg(long, env = "SWITCHBOARD_RESET_FAILURES_PER_IP", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub reset_failures_per_ip: u32,
+
+    /// Password-reset requests per hour for one email address.
+    #[arg(long, env = "SWITCHBOARD_FORGOT_PER_EMAIL_PER_HOUR", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub forgot_per_email_per_hour: u32,
+
+    /// Password-reset requests per hour from one client IP.
+    #[arg(long, env = "SWITCHBOARD_FORGOT_PER_IP_PER_HOUR", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub forgot_per_ip_per_hour: u32,
+
+    /// Registrations per hour from one client IP.
+    #[arg(long, env = "SWITCHBOARD_REGISTRATIONS_PER_IP_PER_HOUR", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub registrations_per_ip_per_hour: u32,
+
     /// Paid WebSocket messages (chat.send, image.generate) per minute per user.
     #[arg(long, env = "WS_RATE_LIMIT_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_rate_limit_per_minute: u32,
@@ -132,9 +156,9 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_WS_MAX_SESSIONS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub ws_max_sessions_per_user: u32,
 
-    /// Frames queued for a WebSocket client before it counts as slow and is closed.
-    #[arg(long, env = "SWITCHBOARD_WS_OUTBOUND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub ws_outbound_queue: u32,
+    /// Bytes queued for a WebSocket client before it counts as slow and is closed (4002).
+    #[arg(long, env = "SWITCHBOARD_WS_OUTBOUND_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1024..=(1 << 30)))]
+    pub ws_outbound_bytes: u32,
 
     /// Password hashes computed at once (default: the number of CPUs).
     #[arg(long, env = "SWITCHBOARD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
@@ -178,9 +202,12 @@ impl Config {
             return Err("MONGODB_URI must start with mongodb:// or mongodb+srv://".into());
         }
         if let Some(url) = &self.smtp_url
-            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+            && let Err(e) = crate::mail::SmtpSettings::parse(url)
         {
-            return Err("SMTP_URL must start with smtp:// or smtps://".into());
+            return Err(format!("SMTP_URL: {e}"));
+        }
+        if let Err(e) = crate::mail::parse_sender(&self.smtp_from) {
+            return Err(format!("SMTP_FROM: {e}"));
         }
         for (name, url) in [("ASSISTANT_URL", &self.assistant_url), ("IMAGE_URL", &self.image_url)] {
             if let Some(url) = url

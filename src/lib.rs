@@ -10,7 +10,9 @@
 //! - [`assistant`]: the chat assistant interface: built-in echo and an OpenAI-compatible streaming client.
 //! - [`images`]: the image generator interface: the built-in PNG drawer and an OpenAI-compatible client.
 //! - [`metrics`]: Prometheus metric names, recording helpers, request middleware and `/metrics`.
+//! - [`security`]: client IP, REST rate limit, brute-force throttles, origin checks, security headers, CORS.
 //! - [`telemetry`]: logging setup.
+//! - [`pages`]: the browser pages and their assets, embedded from `web/`.
 //! - [`ws`]: the realtime gateway: `/ws` upgrade, session actors, the JSON protocol.
 
 pub mod assistant;
@@ -21,6 +23,8 @@ pub mod http;
 pub mod images;
 pub mod mail;
 pub mod metrics;
+pub mod pages;
+pub mod security;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -226,6 +226,8 @@ fn method_label(method: &Method) -> &'static str {
 
 /// `GET /metrics`: the Prometheus text exposition. When `METRICS_TOKEN` is set it requires
 /// `Authorization: Bearer <token>` and answers 401 otherwise.
+#[utoipa::path(get, path = "/metrics", tag = "health", security((), ("bearer" = [])),
+    responses((status = 200, content_type = "text/plain", description = "Prometheus text format"), (status = 401, description = "METRICS_TOKEN required")))]
 pub async fn metrics_endpoint(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Some(expected) = &state.config.metrics_token {
         let presented = bearer_token(&req).unwrap_or_default();

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::http;
 use crate::mail::Mailer;
 use crate::metrics;
+use crate::security;
 use crate::store::mongo::MongoStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{DynStore, Role, UserUpdate};
@@ -36,6 +37,8 @@ pub struct AppState {
     pub mailer: Mailer,
     /// The WebSocket side: presence, credit and rate-limit actors, assistant, images.
     pub realtime: Realtime,
+    /// The REST rate limit and the brute-force throttles.
+    pub security: security::Security,
 }
 
 /// Why the server could not start.
@@ -80,25 +83,33 @@ impl Application {
             jwt: JwtKeys::new(&secret),
             csrf_key: tokens::hmac_token(&secret, "csrf").into_bytes(),
             hasher: PasswordHasher::new(concurrency).map_err(|e| StartError::Config(e.to_string()))?,
-            mailer: Mailer::new(config.data_dir.join("outbox"), config.smtp_from.clone()),
+            mailer: Mailer::new(&config).map_err(StartError::Config)?,
             realtime: Realtime::start(&config, store.clone()),
+            security: security::Security::start(&config),
             store,
             config: Arc::new(config),
         });
         ensure_admin(&state).await?;
 
         metrics::install();
+        security::register_metrics();
         let port = local.port();
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                // Innermost: the REST limit, then CORS, so a 429 still carries the CORS headers.
+                .wrap(from_fn(security::rate_limit::limit_api))
+                .wrap(from_fn(security::cors::cors))
                 .wrap(Compress::default())
                 .wrap(request_logger())
+                // Around everything that can answer, so 404s, 429s and errors get the headers too.
+                .wrap(from_fn(security::headers::security_headers))
                 // Outermost, so it sees every status and the whole time.
                 .wrap(from_fn(metrics::track_requests))
                 .route(metrics::METRICS_PATH, web::get().to(metrics::metrics_endpoint))
                 .configure(http::routes)
+                .configure(crate::pages::routes)
                 .default_service(web::to(http::not_found))
         })
         .listen(listener)?

@@ -106,13 +106,29 @@ pub async fn authenticate_bearer(state: &AppState, req: &HttpRequest) -> Result<
     Err(ApiError::Unauthorized)
 }
 
+/// The credential of `Authorization: Bearer <token>` or `X-API-Key`, unchecked (for rate-limit keys).
+pub fn bearer_credential(req: &HttpRequest) -> Option<String> {
+    if let Some(value) = req.headers().get("authorization") {
+        let value = value.to_str().ok()?;
+        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+        return Some(token.trim().to_owned());
+    }
+    req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned())
+}
+
 /// The CSRF token bound to a session: an HMAC of its id, so it cannot be forged or moved.
 pub fn csrf_token(state: &AppState, session_id: &str) -> String {
     tokens::hmac_token(&state.csrf_key, session_id)
 }
 
-/// Double submit: the header must equal the cookie, and both must be this session's token.
+/// The CSRF check of a cookie-authenticated unsafe request. First where it comes from: a
+/// cross-site `Origin` or `Sec-Fetch-Site` is refused before any token is looked at
+/// ([`crate::security::origin::cookie_write_allowed`]). Then double submit: the header must
+/// equal the cookie, and both must be this session's token.
 pub fn check_csrf(state: &AppState, req: &HttpRequest, session_id: &str) -> Result<(), ApiError> {
+    if !crate::security::origin::cookie_write_allowed(req, state) {
+        return Err(ApiError::CsrfFailed);
+    }
     let header = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).ok_or(ApiError::CsrfFailed)?;
     let cookie = req.cookie(CSRF_COOKIE).ok_or(ApiError::CsrfFailed)?;
     let expected = csrf_token(state, session_id);

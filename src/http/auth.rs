@@ -14,6 +14,7 @@ use crate::auth::extract::{CurrentUser, csrf_token};
 use crate::auth::jwt::{ACCESS_TOKEN_SECONDS, WS_TICKET_SECONDS};
 use crate::auth::{ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE, REFRESH_PATH, tokens};
 use crate::error::{ApiError, ErrorBody};
+use crate::security::client_ip::ClientIp;
 use crate::startup::AppState;
 use crate::store::{RefreshToken, RefreshUse, ResetToken, Role, Session, StoreError, User};
 
@@ -124,13 +125,17 @@ pub struct WsTicketResponse {
 
 /// Creates an account with the starting credits and a first API key.
 #[utoipa::path(post, path = "/api/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = RegisterResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = RegisterResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too many registrations from this IP")))]
 pub async fn register(
     state: web::Data<AppState>,
+    ip: ClientIp,
     ValidJson(body): ValidJson<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    // Counted before the email is checked, so 409s cannot probe for accounts at full speed.
+    state.security.auth.check_register(ip).await?;
     let (user, api_key) = create_user(&state, &body, Role::User).await?;
-    tracing::info!(user_id = %user.id, "user registered");
+    tracing::info!(event = "user_registered", user_id = %user.id, client_ip = %ip, "user registered");
     Ok(HttpResponse::Created()
         .insert_header(("Cache-Control", "no-store"))
         .json(RegisterResponse { user: UserView::from(&user), api_key }))
@@ -176,13 +181,18 @@ pub async fn create_user(
 
 /// Checks email and password and opens a session (tokens in the body and as cookies).
 #[utoipa::path(post, path = "/api/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too many failures for this account or IP")))]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
+    ip: ClientIp,
     ValidJson(body): ValidJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let email = validate::normalise_email(&body.email);
+    // A throttled attempt is refused before the password is looked at, so guesses during a
+    // delay learn nothing, not even from timing.
+    state.security.auth.begin_login(ip, &email).await?;
     let user = state.store.user_by_email(&email).await?;
     // An unknown email still costs one hash, so the answer time does not reveal accounts.
     let matches =
@@ -191,12 +201,16 @@ pub async fn login(
         Some(user) if matches => user,
         _ => {
             crate::metrics::record_login("failure");
-            tracing::info!(event = "login_failed", "login failed");
+            let user_id = user.as_ref().map(|u| u.id.as_str());
+            tracing::info!(event = "login_failed", user_id, client_ip = %ip, "login failed");
             return Err(ApiError::InvalidCredentials);
         }
     };
+    state.security.auth.login_succeeded(ip, &email);
     if !user.active {
         crate::metrics::record_login("disabled");
+        tracing::info!(event = "login_refused_disabled", user_id = %user.id, client_ip = %ip,
+            "login refused: account disabled");
         return Err(ApiError::AccountDisabled);
     }
     let now = crate::store::now();
@@ -210,7 +224,7 @@ pub async fn login(
     let update = crate::store::UserUpdate { last_login: Some(now), ..Default::default() };
     let user = state.store.update_user(&user.id, &update, now).await?.unwrap_or(user);
     crate::metrics::record_login("success");
-    tracing::info!(event = "login_succeeded", user_id = %user.id, "login succeeded");
+    tracing::info!(event = "login_succeeded", user_id = %user.id, client_ip = %ip, "login succeeded");
     issue_tokens(&req, &state, &user, &session.id).await
 }
 
@@ -238,7 +252,9 @@ pub async fn refresh(
         RefreshUse::Reused(found) => {
             state.store.revoke_session(&found.session_id, now).await?;
             state.realtime.revoke_sockets(&found.user_id, Some(&found.session_id), "refresh_token_reused");
-            tracing::warn!(event = "refresh_token_reused", user_id = %found.user_id, "refresh token reused: session revoked");
+            let client_ip = crate::security::client_ip::client_ip(&req, &state.config.trusted_proxies);
+            tracing::warn!(event = "refresh_token_reused", user_id = %found.user_id, %client_ip,
+                "refresh token reused: session revoked");
             return Err(ApiError::Unauthorized);
         }
         RefreshUse::Unknown => return Err(ApiError::Unauthorized),
@@ -274,16 +290,20 @@ pub async fn logout(
 
 /// Mails a reset link when the account exists; always 202 with the same body.
 #[utoipa::path(post, path = "/api/password/forgot", tag = "auth", request_body = ForgotRequest,
-    responses((status = 202, body = AcceptedResponse), (status = 422, body = ErrorBody)))]
+    responses((status = 202, body = AcceptedResponse), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too many requests for this email or IP")))]
 pub async fn forgot_password(
     state: web::Data<AppState>,
+    ip: ClientIp,
     ValidJson(body): ValidJson<ForgotRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let email = validate::normalise_email(&body.email);
+    // Keyed by the email whether or not it has an account, so a 429 says nothing about accounts.
+    state.security.auth.check_forgot(ip, &email).await?;
     // The work happens after the answer, so neither body nor timing tells whether the account exists.
     let state = state.into_inner();
     actix_web::rt::spawn(async move {
-        if let Err(e) = send_reset_mail(&state, &email).await {
+        if let Err(e) = send_reset_mail(&state, &email, ip).await {
             tracing::error!(error = %e, "password reset mail failed");
         }
     });
@@ -291,7 +311,7 @@ pub async fn forgot_password(
         .json(AcceptedResponse { message: "If the account exists, a reset link is on its way" }))
 }
 
-async fn send_reset_mail(state: &AppState, email: &str) -> Result<(), ApiError> {
+async fn send_reset_mail(state: &AppState, email: &str, ip: ClientIp) -> Result<(), ApiError> {
     let Some(user) = state.store.user_by_email(email).await? else { return Ok(()) };
     if !user.active {
         return Ok(());
@@ -313,25 +333,54 @@ async fn send_reset_mail(state: &AppState, email: &str) -> Result<(), ApiError> 
         user.first_name
     );
     state.mailer.send(&user.email, "Reset your Switchboard password", &text).await;
-    tracing::info!(event = "password_reset_requested", user_id = %user.id, "password reset requested");
+    tracing::info!(event = "password_reset_requested", user_id = %user.id, client_ip = %ip,
+        "password reset requested");
     Ok(())
 }
 
 /// Sets a new password with a reset token (single use, 30 minutes, newest only) and ends every session.
 #[utoipa::path(post, path = "/api/password/reset", tag = "auth", request_body = ResetRequest,
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too many bad tokens from this IP")))]
 pub async fn reset_password(
     state: web::Data<AppState>,
+    ip: ClientIp,
     ValidJson(body): ValidJson<ResetRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    state.security.auth.begin_reset(ip).await?;
     let now = crate::store::now();
-    let user_id = state
-        .store
-        .consume_reset_token(&tokens::sha256_hex(&body.token), now)
-        .await?
-        .ok_or(ApiError::InvalidToken("The reset link is invalid, used or expired"))?;
+    let Some(user_id) = state.store.consume_reset_token(&tokens::sha256_hex(&body.token), now).await? else {
+        // Tokens carry 256 random bits, so guessing is hopeless anyway; the throttle (which
+        // counted this attempt already) keeps a guesser from even trying at speed.
+        tracing::info!(event = "password_reset_failed", client_ip = %ip, "password reset with a bad token");
+        return Err(ApiError::InvalidToken("The reset link is invalid, used or expired"));
+    };
+    state.security.auth.reset_succeeded(ip);
     set_password(&state, &user_id, &body.new_password).await?;
-    tracing::info!(event = "password_reset_used", user_id = %user_id, "password reset used");
+    tracing::info!(event = "password_reset_used", user_id = %user_id, client_ip = %ip, "password reset used");
+    // A notice to the account's address, sent after the answer; it carries no token or link that
+    // acts on the account, and a failure only reaches the log.
+    let state = state.into_inner();
+    actix_web::rt::spawn(async move {
+        let user = match state.store.user_by_id(&user_id).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, user_id = %user_id, "password change notice failed");
+                return;
+            }
+        };
+        let text = format!(
+            "Hello {},\n\nthe password of your Switchboard account was changed with a reset link \
+             just now, and every device that was signed in has been signed out.\n\n\
+             If it was you, there is nothing more to do.\n\
+             If it wasn't you, someone may be able to read your mail: secure your mailbox, then ask \
+             for a new reset link at {}/forgot-password and choose a new password.\n",
+            user.first_name,
+            state.config.public_url()
+        );
+        state.mailer.send(&user.email, "Your Switchboard password was changed", &text).await;
+    });
     Ok(HttpResponse::NoContent().finish())
 }
 

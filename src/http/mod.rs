@@ -44,6 +44,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/images", "GET").route(web::get().to(images::list_images)))
         .service(resource("/api/images/{id}", "GET").route(web::get().to(images::get_image)))
         .service(resource("/api/images/{id}/content", "GET").route(web::get().to(images::image_content)))
+        .service(resource("/api/admin/users", "GET").route(web::get().to(admin::list_users)))
+        .service(
+            resource("/api/admin/users/{id}", "GET, PATCH")
+                .route(web::get().to(admin::get_user))
+                .route(web::patch().to(admin::update_user)),
+        )
+        .service(
+            resource("/api/admin/users/{id}/credits", "POST").route(web::post().to(admin::grant_credits)),
+        )
+        .service(resource("/api/admin/users/{id}/usage", "GET").route(web::get().to(admin::user_usage)))
         .service(resource("/api/admin/presence", "GET").route(web::get().to(admin::presence)))
         .service(resource("/ws", "GET").route(web::get().to(crate::ws::upgrade::upgrade)));
 }

@@ -166,6 +166,7 @@ pub async fn usage_page(
 pub async fn regenerate_api_key(
     state: web::Data<AppState>,
     current: CurrentUser,
+    ip: crate::security::client_ip::ClientIp,
 ) -> Result<HttpResponse, ApiError> {
     let api_key = tokens::new_api_key();
     let update = UserUpdate {
@@ -173,7 +174,8 @@ pub async fn regenerate_api_key(
         ..Default::default()
     };
     state.store.update_user(&current.user.id, &update, crate::store::now()).await?;
-    tracing::info!(event = "api_key_regenerated", user_id = %current.user.id, "API key regenerated");
+    tracing::info!(event = "api_key_regenerated", user_id = %current.user.id, client_ip = %ip,
+        "API key regenerated");
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(ApiKeyResponse { api_key }))
 }
 

@@ -37,6 +37,27 @@ pub fn test_store() -> TestStore {
     }
 }
 
+/// Limits and throttles set out of reach, so tests that send many requests from 127.0.0.1 are not
+/// refused; a test of a limit passes its own value, which replaces the one here.
+pub const RELAXED_LIMITS: [(&str, &str); 7] = [
+    ("--rate-limit-per-minute", "100000"),
+    ("--login-failures-per-account", "100000"),
+    ("--login-failures-per-ip", "100000"),
+    ("--reset-failures-per-ip", "100000"),
+    ("--forgot-per-email-per-hour", "100000"),
+    ("--forgot-per-ip-per-hour", "100000"),
+    ("--registrations-per-ip-per-hour", "100000"),
+];
+
+/// The [`RELAXED_LIMITS`] that `extra` does not set itself.
+fn relaxed_limits(extra: &[&str]) -> Vec<String> {
+    RELAXED_LIMITS
+        .iter()
+        .filter(|(flag, _)| !extra.contains(flag))
+        .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+        .collect()
+}
+
 /// Flags for a fresh server: port 0, a new data dir, a new database.
 pub fn test_args(data_dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
@@ -54,6 +75,7 @@ pub fn test_args(data_dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
     if let TestStore::Mongo(uri) = test_store() {
         args.extend(["--mongodb-uri".into(), uri, "--mongodb-db".into(), fresh_database_name()]);
     }
+    args.extend(relaxed_limits(extra));
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -267,6 +289,7 @@ pub async fn spawn_app_sharing_store(app: &TestApp, extra: &[&str]) -> TestApp {
             app.config.mongodb_db.clone(),
         ]);
     }
+    args.extend(relaxed_limits(extra));
     args.extend(extra.iter().map(|s| s.to_string()));
     let config = Config::try_parse_from(args).expect("test config");
     config.check().expect("test config is consistent");

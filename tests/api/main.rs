@@ -1,12 +1,15 @@
 //! Black-box tests: each starts the real server on a free port and talks HTTP to it.
 //! One test binary keeps link time down.
 
+mod admin;
 mod auth;
 mod helpers;
 mod hostile;
+mod mail;
 mod metrics;
 mod process;
 mod profile;
+mod security;
 mod store_chat_contract;
 mod store_contract;
 mod ws_helpers;
