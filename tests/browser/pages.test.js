@@ -1,0 +1,420 @@
+// Switchboard's pages in a real browser (Debian's Chromium, driven by playwright-core): one user's
+// journey from registration to being signed out by an admin, with the admin watching live.
+// Every page is photographed into SCREENSHOT_DIR (default: a fresh temp dir).
+
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { chromium } from 'playwright-core';
+
+import { resetLinkFor, startServer } from './server.js';
+
+const ADMIN = { email: 'admin@example.com', password: 'admin-harbour-lantern-42' };
+const USER = { email: 'grace@example.com', password: 'violet-harbour-lantern-42', first: 'Grace', last: 'Brewster' };
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 375, height: 812 };
+
+let server;
+let browser;
+let profileDir;
+let shots;
+const contexts = [];
+
+before(async () => {
+  shots = process.env.SCREENSHOT_DIR || (await mkdtemp(join(tmpdir(), 'switchboard-screens-')));
+  await mkdir(shots, { recursive: true });
+  server = await startServer({ adminEmail: ADMIN.email, adminPassword: ADMIN.password });
+  profileDir = await mkdtemp(join(tmpdir(), 'switchboard-chromium-'));
+  // launch() refuses --user-data-dir (that is launchPersistentContext, which allows a single
+  // context, and the user, the admin and the phone each need their own cookies). It creates a
+  // fresh profile dir itself, under TMPDIR: here a mkdtemp dir, removed at the end.
+  const savedTmpdir = process.env.TMPDIR;
+  process.env.TMPDIR = profileDir;
+  try {
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+  } finally {
+    if (savedTmpdir === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = savedTmpdir;
+  }
+  console.log(`server ${server.baseUrl} (log ${server.logPath}); screenshots in ${shots}`);
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  await server?.stop();
+  if (process.exitCode && server) console.log(`server log kept at ${server.logPath}`);
+  else await server?.cleanup();
+  if (profileDir) await rm(profileDir, { recursive: true, force: true });
+});
+
+/** A fresh browser context (own cookies) in the dark scheme, with a page. */
+async function newPage(viewport = DESKTOP) {
+  const context = await browser.newContext({
+    baseURL: server.baseUrl,
+    viewport,
+    colorScheme: 'dark',
+    deviceScaleFactor: 1,
+    isMobile: viewport.width < 600,
+    hasTouch: viewport.width < 600,
+  });
+  context.setDefaultTimeout(15_000);
+  contexts.push(context);
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    // A CSP violation is reported on the console; any would mean a page breaks under the policy.
+    if (/Content Security Policy/i.test(message.text())) problems.push(`CSP: ${message.text()}`);
+  });
+  page.problems = problems;
+  return page;
+}
+
+async function shoot(page, name, fullPage = true) {
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage, animations: 'disabled' });
+}
+
+function assertNoProblems(page) {
+  assert.deepEqual(page.problems, [], `no script errors or CSP violations on ${page.url()}`);
+}
+
+async function login(page, { email, password }, next) {
+  await page.goto(next ? `/login?next=${encodeURIComponent(next)}` : '/login');
+  await page.fill('#email', email);
+  await page.fill('#password', password);
+  await page.click('#login-submit');
+}
+
+/** Waits until an input shows `value` (pages fill their forms after fetching). */
+async function waitValue(page, selector, value) {
+  await page.waitForFunction(([sel, expected]) => document.querySelector(sel)?.value === expected, [selector, value]);
+}
+
+async function waitLive(page, selector) {
+  await page.waitForSelector(`${selector}[data-state="open"]`);
+}
+
+test('a user registers, chats and is signed out by an admin, all in the browser', { timeout: 300_000 }, async (t) => {
+  let failed = false;
+  const step = (name, body) =>
+    t.test(name, async (s) => {
+      if (failed) {
+        s.skip('an earlier step failed');
+        return;
+      }
+      try {
+        await body();
+      } catch (error) {
+        failed = true;
+        for (const [i, context] of contexts.entries()) {
+          for (const [j, page] of context.pages().entries()) {
+            await page.screenshot({ path: join(shots, `failure-${i}-${j}.png`) }).catch(() => {});
+          }
+        }
+        throw error;
+      }
+    });
+
+  let user;
+  let admin;
+
+  await step('pages that need a login redirect to /login with next', async () => {
+    const response = await fetch(`${server.baseUrl}/profile`, { redirect: 'manual' });
+    assert.equal(response.status, 302);
+    assert.equal(response.headers.get('location'), '/login?next=/profile');
+    const root = await fetch(`${server.baseUrl}/`, { redirect: 'manual' });
+    assert.equal(root.headers.get('location'), '/profile');
+    const css = await fetch(`${server.baseUrl}/assets/app.css`);
+    assert.match(css.headers.get('content-type'), /^text\/css/);
+    const js = await fetch(`${server.baseUrl}/assets/api.js`);
+    assert.match(js.headers.get('content-type'), /^text\/javascript/);
+    const missing = await fetch(`${server.baseUrl}/assets/nope.js`);
+    assert.equal(missing.status, 404);
+    assert.equal((await missing.json()).code, 'not_found');
+  });
+
+  await step('register: errors inline, then the API key once and on to the profile', async () => {
+    user = await newPage();
+    await user.goto('/register');
+    await shoot(user, 'register');
+    await user.fill('#first-name', USER.first);
+    await user.fill('#last-name', USER.last);
+    await user.fill('#email', USER.email);
+    await user.fill('#password', 'password');
+    await user.click('#register-submit');
+    await user.waitForSelector('[data-error-for="password"]:not(:empty)');
+    await user.fill('#password', USER.password);
+    await user.click('#register-submit');
+    await user.waitForSelector('#register-done:not([hidden])');
+    assert.match(await user.inputValue('#register-api-key'), /^sk_.{32,}/);
+    await user.click('#register-continue');
+    await user.waitForURL((url) => url.pathname === '/profile');
+    await waitValue(user, '#email', USER.email);
+    assertNoProblems(user);
+  });
+
+  await step('logout, then login: a wrong password is shown inline, next is honoured', async () => {
+    await user.click('#logout');
+    await user.waitForURL((url) => url.pathname === '/login');
+    await user.goto('/chat');
+    await user.waitForURL((url) => url.pathname === '/login' && url.searchParams.get('next') === '/chat');
+    await user.waitForSelector('#login-notice:not(:empty)');
+    await user.fill('#email', USER.email);
+    await user.fill('#password', 'not-the-password-1');
+    await user.click('#login-submit');
+    await user.waitForSelector('#login-error:not(:empty)');
+    assert.match(await user.textContent('#login-error'), /invalid email or password/i);
+    await user.goto('/login');
+    await shoot(user, 'login');
+    await login(user, USER, '/chat');
+    await user.waitForURL((url) => url.pathname === '/chat');
+    await user.goto('/profile');
+    assertNoProblems(user);
+  });
+
+  await step('a returning user with only the refresh cookie is not asked to log in', async () => {
+    // Let the profile page finish its requests first: one of them meeting the missing cookie
+    // would refresh as well, and the two refreshes would race.
+    await waitLive(user, '#live-status');
+    await user.waitForLoadState('networkidle');
+    const context = user.context();
+    const cookies = await context.cookies();
+    // As if the 15-minute access cookie had expired.
+    await context.clearCookies({ name: 'sb_access' });
+    assert.ok(cookies.some((c) => c.name === 'sb_refresh'));
+    // The server sends the page to /login?next=/profile, whose script refreshes and returns.
+    await user.goto('/profile', { waitUntil: 'commit' });
+    await user.waitForURL((url) => url.pathname === '/profile');
+    await user.waitForSelector('#whoami:not(:empty)');
+    assert.ok((await context.cookies()).some((c) => c.name === 'sb_access'), 'a new access cookie');
+  });
+
+  await step('edit profile: names are saved and still there after a reload', async () => {
+    await user.fill('#first-name', 'Grace');
+    await user.fill('#last-name', 'Hopper');
+    await user.click('#save-profile');
+    await user.waitForSelector('#profile-status:has-text("Saved")');
+    await user.reload();
+    await user.waitForFunction(() => document.querySelector('#last-name').value === 'Hopper');
+    assert.equal(await user.inputValue('#first-name'), 'Grace');
+    assert.ok(await user.isDisabled('#email'), 'the email cannot be edited');
+  });
+
+  await step('regenerate the API key: the new key is shown once and the prefix changes', async () => {
+    await user.waitForFunction(() => document.querySelector('#api-key').value.endsWith('…'));
+    const before = await user.inputValue('#api-key');
+    await user.click('#regenerate-key');
+    await user.click('#regenerate-confirm');
+    await user.waitForSelector('#new-key-box:not([hidden])');
+    const key = await user.inputValue('#new-key');
+    assert.match(key, /^sk_/);
+    assert.equal(await user.inputValue('#api-key'), `${key.slice(0, 10)}…`);
+    assert.notEqual(await user.inputValue('#api-key'), before);
+    // The old key no longer works, the new one does.
+    const me = await fetch(`${server.baseUrl}/api/me`, { headers: { Authorization: `Bearer ${key}` } });
+    assert.equal(me.status, 200);
+    await user.reload();
+    await user.waitForFunction(() => document.querySelector('#api-key').value.endsWith('…'));
+    assert.equal(await user.inputValue('#api-key'), `${key.slice(0, 10)}…`);
+    assert.ok(await user.isHidden('#new-key-box'), 'the full key is not shown again');
+  });
+
+  await step('chat round trip: create a chat, send, the reply streams into one bubble', async () => {
+    await user.goto('/chat');
+    await waitLive(user, '#conn-status');
+    await user.waitForSelector('#credits-left:has-text("100")');
+    await user.click('#new-chat');
+    await user.waitForSelector('#chat-list button[aria-current="true"]');
+    // Counts text appended to the assistant's bubble before the reply is final: the stream.
+    await user.evaluate(() => {
+      window.deltasSeen = 0;
+      new MutationObserver((records) => {
+        for (const record of records) {
+          const bubble = record.target;
+          if (bubble.classList?.contains('assistant') && record.removedNodes.length === 0 && record.addedNodes.length > 0) {
+            window.deltasSeen += 1;
+          }
+        }
+      }).observe(document.getElementById('messages'), { childList: true, subtree: true });
+    });
+    await user.fill('#message-input', 'Hello there, switchboard');
+    await user.press('#message-input', 'Enter');
+    await user.waitForSelector('.bubble.user:has-text("Hello there, switchboard")');
+    const reply = await user.waitForSelector('.bubble.assistant[data-done="true"]');
+    assert.equal(await reply.textContent(), 'You said: Hello there, switchboard');
+    assert.ok((await user.evaluate(() => window.deltasSeen)) >= 2, 'the reply arrived in several deltas');
+    assert.equal(await user.inputValue('#message-input'), '');
+    await shoot(user, 'chat', false);
+    assertNoProblems(user);
+  });
+
+  await step('a server restart: the page says it is offline and reconnects by itself', async () => {
+    await user.evaluate(() => {
+      window.notReloaded = true;
+    });
+    const offline = user.waitForSelector('#conn-status[data-state="offline"]:has-text("retrying in")');
+    await server.restart();
+    await offline;
+    await waitLive(user, '#conn-status');
+    await user.waitForSelector('.bubble.assistant[data-done="true"]:has-text("You said: Hello there")');
+    assert.equal(await user.evaluate(() => window.notReloaded), true, 'reconnected without a reload');
+  });
+
+  await step('credits drop: 99 on /chat and on /profile', async () => {
+    await user.waitForSelector('#credits-left:has-text("99")');
+    await user.goto('/profile');
+    await user.waitForSelector('#stat-credits:has-text("99")');
+    await user.waitForSelector('#stat-chats:has-text("1")');
+    await user.waitForSelector('#usage-rows tr[data-service="chat"]');
+  });
+
+  await step('a non-admin opening /admin lands on the profile', async () => {
+    const response = await fetch(`${server.baseUrl}/admin`, { redirect: 'manual' });
+    assert.equal(response.status, 302, 'anonymous');
+    const page = await user.context().newPage();
+    await page.goto('/admin');
+    await page.waitForURL((url) => url.pathname === '/profile');
+    await page.close();
+  });
+
+  await step('the admin sees the user online in the presence panel, live', async () => {
+    await waitLive(user, '#live-status');
+    admin = await newPage();
+    await login(admin, ADMIN, '/admin');
+    await admin.waitForURL((url) => url.pathname === '/admin');
+    await waitLive(admin, '#presence-status');
+    const row = `#presence-list li[data-email="${USER.email}"]`;
+    await admin.waitForSelector(`${row}[data-sessions="1"]`);
+    assert.match(await admin.textContent(row), /since/);
+    // A second tab of the user shows up as a second session without a reload, and goes again.
+    const second = await user.context().newPage();
+    await second.goto('/chat');
+    await admin.waitForSelector(`${row}[data-sessions="2"]`);
+    await second.close();
+    await admin.waitForSelector(`${row}[data-sessions="1"]`);
+    assert.match(await admin.textContent('#presence-summary'), /users? online/);
+    assertNoProblems(admin);
+  });
+
+  await step('the admin grants credits and the user sees the new balance without a reload', async () => {
+    await user.evaluate(() => {
+      window.notReloaded = true;
+    });
+    await admin.fill('#user-search', 'hopper');
+    const row = `#users-rows tr[data-email="${USER.email}"]`;
+    await admin.waitForSelector(row);
+    await admin.waitForSelector('#users-total:has-text("1 user")');
+    await admin.click(`${row} .manage-user`);
+    await admin.waitForSelector('#user-detail:not([hidden])');
+    await admin.waitForSelector('#detail-credits:has-text("99")');
+    await admin.fill('#grant-amount', '50');
+    await admin.fill('#grant-reason', 'Welcome bonus');
+    await admin.click('#grant-submit');
+    await admin.waitForSelector('#grant-status:has-text("Balance: 149")');
+    await admin.waitForSelector('#admin-usage-rows tr[data-service="grant"]');
+    await user.waitForSelector('#stat-credits:has-text("149")');
+    assert.equal(await user.evaluate(() => window.notReloaded), true, 'the profile was not reloaded');
+    await user.waitForSelector('#usage-rows tr[data-service="grant"]');
+    await admin.fill('#user-search', '');
+    await admin.waitForSelector(`#users-rows tr[data-email="${ADMIN.email}"]`);
+    await shoot(admin, 'admin');
+    await shoot(user, 'profile');
+    assertNoProblems(user);
+  });
+
+  await step('the profile fits a phone (375 px)', async () => {
+    const phone = await newPage(PHONE);
+    await login(phone, USER, '/profile');
+    await phone.waitForURL((url) => url.pathname === '/profile');
+    await phone.waitForSelector('#stat-credits:has-text("149")');
+    await phone.waitForSelector('#usage-rows tr');
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `no sideways scrolling (overflow ${overflow}px)`);
+    await shoot(phone, 'profile-mobile');
+    await phone.goto('/chat');
+    await waitLive(phone, '#conn-status');
+    await phone.waitForSelector('.bubble.assistant[data-done="true"]');
+    await shoot(phone, 'chat-mobile', false);
+    assertNoProblems(phone);
+    await phone.context().close();
+  });
+
+  await step('out of credits: /chat says so clearly and keeps the message', async () => {
+    await admin.fill('#grant-amount', '-149');
+    await admin.fill('#grant-reason', 'Testing an empty balance');
+    await admin.click('#grant-submit');
+    await admin.waitForSelector('#grant-status:has-text("Balance: 0")');
+    await user.waitForSelector('#stat-credits:has-text("0")');
+    await user.goto('/chat');
+    await waitLive(user, '#conn-status');
+    await user.waitForSelector('#credits-left:has-text("0")');
+    await user.fill('#message-input', 'One more, please');
+    await user.press('#message-input', 'Enter');
+    await user.waitForSelector('#chat-notice[data-code="insufficient_credits"]:has-text("out of credits")');
+    assert.equal(await user.inputValue('#message-input'), 'One more, please');
+  });
+
+  await step('the admin deactivates the user and the user is signed out at once', async () => {
+    const toggle = `#users-rows tr[data-email="${USER.email}"] .active-toggle`;
+    assert.ok(await admin.isChecked(toggle));
+    // A click, not uncheck(): the row is redrawn from the server's answer, which uncheck() would
+    // race when it reads the box's state back.
+    await admin.click(toggle);
+    await admin.waitForSelector(`#users-rows tr[data-email="${USER.email}"][data-active="false"]`);
+    await user.waitForURL((url) => url.pathname === '/login');
+    await user.waitForSelector('#login-notice:has-text("disabled")');
+    await admin.waitForSelector(`#presence-list li[data-email="${USER.email}"]`, { state: 'detached' });
+    await login(user, USER);
+    await user.waitForSelector('#login-error:has-text("disabled")');
+  });
+
+  await step('forgot and reset password: the mailed link sets a new password', async () => {
+    const page = await newPage();
+    const email = 'ada@example.com';
+    const created = await fetch(`${server.baseUrl}/api/register`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ email, password: 'copper-meadow-signal-17', first_name: 'Ada', last_name: 'Lovelace' }),
+    });
+    assert.equal(created.status, 201);
+    await page.goto('/forgot-password');
+    await page.fill('#email', email);
+    await page.click('#forgot-submit');
+    await page.waitForSelector('#forgot-result:has-text("If the account exists, a link is on its way")');
+    await shoot(page, 'forgot-password');
+    const link = await resetLinkFor(server.dataDir, email);
+    const path = new URL(link).pathname + new URL(link).search;
+    // A wrong token is refused inline.
+    await page.goto('/reset-password?token=not-a-real-token');
+    await page.fill('#new-password', 'amber-falcon-river-88');
+    await page.fill('#confirm-password', 'amber-falcon-river-88');
+    await page.click('#reset-submit');
+    await page.waitForSelector('#reset-error:has-text("invalid")');
+    await page.goto(path);
+    await shoot(page, 'reset-password');
+    await page.fill('#new-password', 'amber-falcon-river-88');
+    await page.fill('#confirm-password', 'amber-falcon-river-88');
+    await page.click('#reset-submit');
+    await page.waitForSelector('#reset-done:not([hidden])');
+    await page.click('#reset-login-link');
+    await login(page, { email, password: 'amber-falcon-river-88' });
+    await page.waitForURL((url) => url.pathname === '/profile');
+    assertNoProblems(page);
+  });
+});

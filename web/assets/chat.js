@@ -1,0 +1,252 @@
+// /chat: the user's chats over the WebSocket — list, history, send, and the assistant's reply
+// growing in one bubble as `chat.delta` frames arrive, settled by `chat.done`.
+
+import { el, showAlert } from './api.js';
+import { initShell } from './shell.js';
+import { Realtime, bindStatusPill } from './ws.js';
+
+const list = document.getElementById('chat-list');
+const listEmpty = document.getElementById('chat-list-empty');
+const messages = document.getElementById('messages');
+const title = document.getElementById('chat-title');
+const form = document.getElementById('send-form');
+const input = document.getElementById('message-input');
+const sendButton = document.getElementById('send');
+const notice = document.getElementById('chat-notice');
+const creditsLeft = document.getElementById('credits-left');
+
+const realtime = new Realtime();
+const chats = new Map();
+let currentChatId = null;
+let sending = false;
+let blockedUntil = 0;
+let blockTimer = null;
+
+function setCredits(credits) {
+  creditsLeft.textContent = Number(credits).toLocaleString();
+  creditsLeft.dataset.value = String(credits);
+}
+
+function clearNotice() {
+  notice.className = 'alert';
+  notice.textContent = '';
+  delete notice.dataset.code;
+}
+
+/** A clear sentence for each error a chat request can meet. */
+function showError(frame) {
+  notice.dataset.code = frame.code;
+  if (frame.code === 'insufficient_credits') {
+    showAlert(notice, 'warning', 'You are out of credits: this message costs more than your balance. Ask an administrator for more credits.');
+  } else if (frame.code === 'rate_limited') {
+    blockFor(frame.retry_after_ms || 1000);
+  } else if (frame.code === 'disconnected') {
+    showAlert(notice, 'warning', 'Not connected right now. Reconnecting… your message was not sent.');
+  } else {
+    showAlert(notice, 'error', frame.message || 'Something went wrong.');
+  }
+}
+
+/** Rate limited: say how long to wait, count down, and keep Send disabled until then. */
+function blockFor(ms) {
+  blockedUntil = Date.now() + ms;
+  clearInterval(blockTimer);
+  const tick = () => {
+    const left = blockedUntil - Date.now();
+    if (left <= 0) {
+      clearInterval(blockTimer);
+      if (notice.dataset.code === 'rate_limited') clearNotice();
+      updateSendState();
+      return;
+    }
+    showAlert(notice, 'warning', `You are sending messages too fast. You can send again in ${Math.ceil(left / 1000)} s.`);
+    notice.dataset.code = 'rate_limited';
+    updateSendState();
+  };
+  tick();
+  blockTimer = setInterval(tick, 250);
+}
+
+function updateSendState() {
+  sendButton.disabled = sending || realtime.state !== 'open' || Date.now() < blockedUntil || !input.value.trim();
+}
+
+function renderList() {
+  const ordered = [...chats.values()].sort((a, b) => b.updated_at.localeCompare(a.updated_at));
+  list.replaceChildren(
+    ...ordered.map((chat) => {
+      const button = el('button', {
+        type: 'button',
+        title: chat.title,
+        text: chat.title,
+        'aria-current': chat.id === currentChatId ? 'true' : 'false',
+        dataset: { chatId: chat.id },
+      });
+      button.addEventListener('click', () => selectChat(chat.id));
+      return el('li', {}, button);
+    }),
+  );
+  listEmpty.hidden = chats.size > 0;
+}
+
+function rememberChat(chat) {
+  chats.set(chat.id, chat);
+  renderList();
+}
+
+function placeholder(text) {
+  messages.replaceChildren(el('p', { class: 'placeholder', text }));
+}
+
+function nearBottom() {
+  return messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80;
+}
+
+function scrollDown(force) {
+  if (force || nearBottom()) messages.scrollTop = messages.scrollHeight;
+}
+
+/** The bubble of a message, created on first sight (deltas can arrive before anything else). */
+function bubbleFor(messageId, role) {
+  let bubble = messages.querySelector(`[data-message-id="${CSS.escape(messageId)}"]`);
+  if (!bubble) {
+    messages.querySelector('.placeholder')?.remove();
+    bubble = el('div', { class: `bubble ${role}`, dataset: { messageId, role } });
+    messages.append(bubble);
+  }
+  return bubble;
+}
+
+function showMessage(message) {
+  const stick = nearBottom();
+  const bubble = bubbleFor(message.id, message.role);
+  bubble.textContent = message.content;
+  bubble.classList.remove('streaming');
+  bubble.dataset.done = 'true';
+  scrollDown(stick);
+}
+
+async function selectChat(chatId) {
+  currentChatId = chatId;
+  history.replaceState(null, '', `#${chatId}`);
+  const chat = chats.get(chatId);
+  title.textContent = chat ? chat.title : 'Chat';
+  renderList();
+  placeholder('Loading…');
+  try {
+    const frame = await realtime.request({ type: 'chat.history', chat_id: chatId, limit: 100 });
+    if (frame.chat_id !== currentChatId) return;
+    if (frame.messages.length === 0) placeholder('No messages yet. Say hello!');
+    else messages.replaceChildren();
+    for (const message of frame.messages) showMessage(message);
+    scrollDown(true);
+  } catch (error) {
+    if (error.code === 'not_found') {
+      chats.delete(chatId);
+      currentChatId = null;
+      renderList();
+      placeholder('That chat does not exist. Pick another one.');
+    } else {
+      showError(error);
+    }
+  }
+  input.focus();
+}
+
+async function createChat(title) {
+  const frame = await realtime.request(title ? { type: 'chat.create', title } : { type: 'chat.create' });
+  rememberChat(frame.chat);
+  await selectChat(frame.chat.id);
+  return frame.chat.id;
+}
+
+function titleFrom(content) {
+  const line = content.split('\n')[0].trim();
+  return line.length > 60 ? `${line.slice(0, 59)}…` : line;
+}
+
+form.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const content = input.value.trim();
+  if (!content || sending) return;
+  clearNotice();
+  sending = true;
+  updateSendState();
+  try {
+    // Writing without a chat starts one, titled after the first words.
+    const chatId = currentChatId || (await createChat(titleFrom(content)));
+    // Resolves with the stored user message; the reply follows as chat.delta / chat.done.
+    await realtime.request({ type: 'chat.send', chat_id: chatId, content });
+    input.value = '';
+    input.rows = 1;
+  } catch (error) {
+    showError(error);
+  } finally {
+    sending = false;
+    updateSendState();
+    input.focus();
+  }
+});
+
+input.addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    form.requestSubmit();
+  }
+});
+input.addEventListener('input', () => {
+  input.rows = Math.min(6, Math.max(1, input.value.split('\n').length));
+  updateSendState();
+});
+
+document.getElementById('new-chat').addEventListener('click', async () => {
+  clearNotice();
+  try {
+    await createChat(null);
+  } catch (error) {
+    showError(error);
+  }
+});
+
+realtime.on('hello', async (frame) => {
+  setCredits(frame.credits);
+  if (notice.dataset.code === 'disconnected') clearNotice();
+  try {
+    const answer = await realtime.request({ type: 'chat.list' });
+    chats.clear();
+    for (const chat of answer.chats) chats.set(chat.id, chat);
+    renderList();
+    const wanted = currentChatId || decodeURIComponent(location.hash.slice(1));
+    if (wanted && chats.has(wanted)) await selectChat(wanted);
+    else if (chats.size > 0 && !currentChatId) await selectChat(list.querySelector('button').dataset.chatId);
+    else if (chats.size === 0) placeholder('No chats yet. Write a message to start one.');
+  } catch (error) {
+    showError(error);
+  }
+});
+realtime.on('status', updateSendState);
+realtime.on('credits', (frame) => setCredits(frame.credits));
+realtime.on('credits.updated', (frame) => setCredits(frame.credits));
+realtime.on('chat.created', (frame) => rememberChat(frame.chat));
+realtime.on('chat.message', (frame) => {
+  const chat = chats.get(frame.chat_id);
+  if (chat) rememberChat({ ...chat, updated_at: frame.message.created_at });
+  if (frame.chat_id === currentChatId) showMessage(frame.message);
+});
+realtime.on('chat.delta', (frame) => {
+  if (frame.chat_id !== currentChatId) return;
+  const stick = nearBottom();
+  const bubble = bubbleFor(frame.message_id, 'assistant');
+  if (bubble.dataset.done) return;
+  bubble.classList.add('streaming');
+  bubble.append(frame.delta);
+  scrollDown(stick);
+});
+realtime.on('chat.done', (frame) => {
+  setCredits(frame.credits);
+  if (frame.chat_id === currentChatId) showMessage(frame.message);
+});
+
+bindStatusPill(realtime, document.getElementById('conn-status'));
+await initShell();
+realtime.connect();

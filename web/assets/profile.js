@@ -1,0 +1,138 @@
+// /profile: names, the API key (regenerate, shown once), and usage figures that follow the
+// WebSocket: credits from `credits.updated`, chat and image counts refreshed on `chat.done`
+// and `image.created`, the ledger reloaded after every balance change.
+
+import { api, clearFormErrors, showAlert, showFormErrors } from './api.js';
+import { copyToClipboard } from './clipboard.js';
+import { pagedLedger } from './ledger.js';
+import { initShell } from './shell.js';
+import { Realtime, bindStatusPill } from './ws.js';
+
+const USAGE_PAGE = 20;
+
+const form = document.getElementById('profile-form');
+const formError = document.getElementById('profile-error');
+const status = document.getElementById('profile-status');
+const saveButton = document.getElementById('save-profile');
+
+function showUser(user) {
+  form.elements.first_name.value = user.first_name;
+  form.elements.last_name.value = user.last_name;
+  document.getElementById('email').value = user.email;
+  document.getElementById('api-key').value = `${user.api_key_prefix}…`;
+  setFigure('stat-credits', user.credits);
+}
+
+function setFigure(id, value) {
+  const node = document.getElementById(id);
+  const text = Number(value).toLocaleString();
+  if (node.textContent === text) return;
+  node.textContent = text;
+  node.dataset.value = String(value);
+  // Restart the highlight so a change catches the eye.
+  node.classList.remove('flash');
+  void node.offsetWidth;
+  node.classList.add('flash');
+}
+
+async function loadStats() {
+  try {
+    const stats = await api('GET', '/api/me/stats');
+    setFigure('stat-credits', stats.credits);
+    setFigure('stat-chats', stats.total_chats);
+    setFigure('stat-images', stats.total_images);
+  } catch (error) {
+    showAlert(formError, 'error', `Could not load usage: ${error.message}`);
+  }
+}
+
+const ledger = pagedLedger({
+  rows: document.getElementById('usage-rows'),
+  more: document.getElementById('usage-more'),
+  count: document.getElementById('usage-count'),
+  fetchPage: (before) => {
+    const params = new URLSearchParams({ limit: String(USAGE_PAGE) });
+    if (before) params.set('before', before);
+    return api('GET', `/api/me/usage?${params}`);
+  },
+  onError: (error) => showAlert(formError, 'error', `Could not load the credit history: ${error.message}`),
+});
+
+// Several balance changes in a burst (a grant, then a chat) reload the ledger once.
+let ledgerTimer = null;
+function reloadLedgerSoon() {
+  clearTimeout(ledgerTimer);
+  ledgerTimer = setTimeout(() => ledger.load(true), 250);
+}
+
+form.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  clearFormErrors(form, formError);
+  status.textContent = '';
+  saveButton.disabled = true;
+  try {
+    const user = await api('PUT', '/api/me', {
+      first_name: form.elements.first_name.value.trim(),
+      last_name: form.elements.last_name.value.trim(),
+    });
+    showUser(user);
+    status.className = 'status';
+    status.textContent = 'Saved.';
+  } catch (error) {
+    showFormErrors(form, formError, error);
+  } finally {
+    saveButton.disabled = false;
+  }
+});
+
+const confirmBox = document.getElementById('regenerate-confirm-box');
+document.getElementById('regenerate-key').addEventListener('click', () => {
+  confirmBox.hidden = false;
+  document.getElementById('regenerate-confirm').focus();
+});
+document.getElementById('regenerate-cancel').addEventListener('click', () => {
+  confirmBox.hidden = true;
+});
+document.getElementById('regenerate-confirm').addEventListener('click', async (event) => {
+  const button = event.currentTarget;
+  button.disabled = true;
+  try {
+    const { api_key: key } = await api('POST', '/api/me/api-key');
+    confirmBox.hidden = true;
+    document.getElementById('api-key').value = `${key.slice(0, 10)}…`;
+    document.getElementById('new-key').value = key;
+    document.getElementById('new-key-box').hidden = false;
+  } catch (error) {
+    showAlert(formError, 'error', `Could not regenerate the key: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+});
+document.getElementById('copy-key').addEventListener('click', (event) => {
+  copyToClipboard(document.getElementById('new-key'), event.currentTarget);
+});
+
+const me = await initShell();
+showUser(me);
+loadStats();
+ledger.load(true);
+
+const realtime = new Realtime();
+bindStatusPill(realtime, document.getElementById('live-status'));
+let connections = 0;
+realtime.on('hello', (frame) => {
+  setFigure('stat-credits', frame.credits);
+  // After a reconnect, catch up with what happened while the socket was away.
+  connections += 1;
+  if (connections > 1) {
+    loadStats();
+    reloadLedgerSoon();
+  }
+});
+realtime.on('credits.updated', (frame) => {
+  setFigure('stat-credits', frame.credits);
+  reloadLedgerSoon();
+});
+realtime.on('chat.done', loadStats);
+realtime.on('image.created', loadStats);
+realtime.connect();
