@@ -129,7 +129,8 @@ mod tests {
     #[test]
     fn an_oversized_header_fails_before_its_payload_arrives() {
         for (case, length) in [("16-bit length", 1001), ("64-bit length", 1 << 30)] {
-            let mut guard = FrameGuard::new(futures_util::stream::empty::<Result<Bytes, PayloadError>>(), 1000);
+            let mut guard =
+                FrameGuard::new(futures_util::stream::empty::<Result<Bytes, PayloadError>>(), 1000);
             let mut bytes = header(5);
             bytes.extend([0; 5]);
             bytes.extend(header(length));

@@ -343,7 +343,8 @@ pub async fn write_frames(
     let mut close_reason = None;
     while let Some(frame) = outbound.recv().await {
         if let Outbound::Close(code, reason) = frame {
-            close_reason = Some(CloseReason { code: CloseCode::from(code), description: Some(reason.to_owned()) });
+            close_reason =
+                Some(CloseReason { code: CloseCode::from(code), description: Some(reason.to_owned()) });
             break;
         }
         if shared.abandoned.load(Ordering::Acquire) {

@@ -54,8 +54,8 @@ pub async fn upgrade(
     let payload = web::Payload::from_request(&req, &mut dev::Payload::from(guarded))
         .into_inner()
         .map_err(|_| ApiError::Internal("payload".into()))?;
-    let (response, session, stream) =
-        actix_ws::handle(&req, payload).map_err(|_| ApiError::field("upgrade", "not a WebSocket handshake"))?;
+    let (response, session, stream) = actix_ws::handle(&req, payload)
+        .map_err(|_| ApiError::field("upgrade", "not a WebSocket handshake"))?;
     let stream = stream
         .max_frame_size(MAX_MESSAGE_BYTES)
         .aggregate_continuations()

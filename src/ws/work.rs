@@ -120,7 +120,9 @@ pub async fn handle(request: Request, message: ClientMessage) {
         ClientMessage::ImageGenerate { prompt, width, height } => {
             image_generate(&request, prompt, width, height).await
         }
-        ClientMessage::Ping {} | ClientMessage::PresenceSubscribe {} | ClientMessage::PresenceUnsubscribe {} => Ok(()),
+        ClientMessage::Ping {}
+        | ClientMessage::PresenceSubscribe {}
+        | ClientMessage::PresenceUnsubscribe {} => Ok(()),
     };
     if let Err(e) = result {
         request.reply(e.into_message());
@@ -200,8 +202,8 @@ async fn chat_send(request: &Request, chat_id: String, content: String) -> Resul
     own_chat(request, &chat_id).await?;
     let price = request.state.config.price_chat_message;
     let message_id = uuid::Uuid::now_v7().to_string();
-    charge(request, ServiceType::Chat, price, &message_id).await?;
-    if let Err(e) = converse(request, &chat_id, &message_id, content).await {
+    let charged_balance = charge(request, ServiceType::Chat, price, &message_id).await?;
+    if let Err(e) = converse(request, &chat_id, &message_id, content, charged_balance).await {
         refund(request, ServiceType::Chat, price, &message_id).await;
         tracing::warn!(error = %e, "chat reply failed; charge refunded");
         return Err(WsError::Unavailable("The assistant could not answer; your credits were refunded"));
@@ -215,6 +217,7 @@ async fn converse(
     chat_id: &str,
     message_id: &str,
     content: String,
+    charged_balance: i64,
 ) -> Result<(), WsError> {
     let store = &request.state.store;
     let user_message = ChatMessage {
@@ -267,8 +270,16 @@ async fn converse(
         created_at: now,
     };
     store.insert_message(&assistant_message).await?;
-    store.touch_chat(chat_id, now).await?;
-    let credits = current_balance(request).await?;
+    // The reply is stored: from here on nothing is refunded, so failures only cost freshness.
+    if let Err(e) = store.touch_chat(chat_id, now).await {
+        tracing::warn!(error = %e, "could not touch the chat");
+    }
+    // Other charges of the user may have landed meanwhile, so the balance is read again; if that
+    // read fails, the balance right after this message's charge is still true enough to show.
+    let credits = match current_balance(request).await {
+        Ok(credits) => credits,
+        Err(_) => charged_balance,
+    };
     request.push(&ServerMessage::ChatDone {
         chat_id: chat_id.to_owned(),
         message: message_view(&assistant_message),
@@ -295,7 +306,7 @@ async fn image_generate(
     }
     let price = request.state.config.price_image;
     let image_id = uuid::Uuid::now_v7().to_string();
-    charge(request, ServiceType::Image, price, &image_id).await?;
+    let charged_balance = charge(request, ServiceType::Image, price, &image_id).await?;
     let image = Image {
         id: image_id.clone(),
         user_id: request.user_id.clone(),
@@ -311,7 +322,8 @@ async fn image_generate(
                 WsError::Unavailable("image generator failed")
             })?;
         request.state.store.insert_image(&image, &png).await?;
-        current_balance(request).await
+        // Stored: from here on nothing is refunded (see `converse`).
+        Ok::<i64, WsError>(current_balance(request).await.unwrap_or(charged_balance))
     };
     match made.await {
         Ok(credits) => {
@@ -325,15 +337,21 @@ async fn image_generate(
     }
 }
 
-/// Charges before the work (after the rate limit); nothing is charged when refused.
-async fn charge(request: &Request, service: ServiceType, price: i64, reference: &str) -> Result<(), WsError> {
+/// Charges before the work (after the rate limit); nothing is charged when refused. Answers the
+/// balance after the charge.
+async fn charge(
+    request: &Request,
+    service: ServiceType,
+    price: i64,
+    reference: &str,
+) -> Result<i64, WsError> {
     let decision = request.state.realtime.check_rate(&request.user_id).await;
     if !decision.allowed {
         crate::metrics::record_rate_limited("ws");
         return Err(WsError::RateLimited { retry_after_ms: decision.retry_after.as_millis().max(1) as u64 });
     }
     if price == 0 {
-        return Ok(());
+        return current_balance(request).await;
     }
     let change = CreditChange {
         user_id: request.user_id.clone(),
@@ -344,9 +362,9 @@ async fn charge(request: &Request, service: ServiceType, price: i64, reference: 
         refund_of: None,
     };
     match request.state.realtime.change_credits(change).await {
-        Ok(_) => {
+        Ok(entry) => {
             crate::metrics::record_credit_usage(service.as_str(), price as u64);
-            Ok(())
+            Ok(entry.balance_after)
         }
         Err(CreditError::Insufficient { balance }) => {
             crate::metrics::record_insufficient(service.as_str());
