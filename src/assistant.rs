@@ -318,15 +318,11 @@ fn parse_line(line: &[u8]) -> Result<SseLine, AssistantError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
+
+    use crate::test_support::{Recorded, read_request};
     use tokio::net::TcpListener;
     use tokio::sync::oneshot;
-
-    /// The head and body of the one request a test server received.
-    struct Recorded {
-        head: String,
-        body: Vec<u8>,
-    }
 
     /// Starts an HTTP/1.1 server on a free port that answers one request by writing `parts` one at a time
     /// with a short pause between them, then waits `linger` before closing. Returns its base URL.
@@ -336,30 +332,7 @@ mod tests {
         let (sender, receiver) = oneshot::channel();
         tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
-            let mut received = Vec::new();
-            let head_end = loop {
-                let mut chunk = [0u8; 4096];
-                let n = socket.read(&mut chunk).await.unwrap();
-                assert!(n > 0, "the client closed before sending its headers");
-                received.extend_from_slice(&chunk[..n]);
-                if let Some(i) = received.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break i + 4;
-                }
-            };
-            let head = String::from_utf8(received[..head_end].to_vec()).unwrap();
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
-                })
-                .map_or(0, |v| v.parse::<usize>().unwrap());
-            let mut body = received[head_end..].to_vec();
-            while body.len() < length {
-                let mut chunk = [0u8; 4096];
-                let n = socket.read(&mut chunk).await.unwrap();
-                body.extend_from_slice(&chunk[..n]);
-            }
-            let _ = sender.send(Recorded { head, body });
+            let _ = sender.send(read_request(&mut socket).await);
             for part in parts {
                 socket.write_all(&part).await.unwrap();
                 socket.flush().await.unwrap();

@@ -160,7 +160,7 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_WS_OUTBOUND_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1024..=(1 << 30)))]
     pub ws_outbound_bytes: u32,
 
-    /// Password hashes computed at once (default: the number of CPUs).
+    /// Password hashes computed at once (default: the number of CPUs minus one, at least 1).
     #[arg(long, env = "SWITCHBOARD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
     pub hash_concurrency: Option<u16>,
 }

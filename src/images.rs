@@ -349,15 +349,11 @@ impl ImageGenerator for OpenAiImageGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
+
+    use crate::test_support::{Recorded, read_request};
     use tokio::net::TcpListener;
     use tokio::sync::oneshot;
-
-    /// The head and body of the one request a test server received.
-    struct Recorded {
-        head: String,
-        body: Vec<u8>,
-    }
 
     /// Starts an HTTP/1.1 server on a free port that answers one request with `answer` and closes.
     async fn serve_once(answer: Vec<u8>) -> (String, oneshot::Receiver<Recorded>) {
@@ -366,30 +362,7 @@ mod tests {
         let (sender, receiver) = oneshot::channel();
         tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
-            let mut received = Vec::new();
-            let head_end = loop {
-                let mut chunk = [0u8; 4096];
-                let n = socket.read(&mut chunk).await.unwrap();
-                assert!(n > 0, "the client closed before sending its headers");
-                received.extend_from_slice(&chunk[..n]);
-                if let Some(i) = received.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break i + 4;
-                }
-            };
-            let head = String::from_utf8(received[..head_end].to_vec()).unwrap();
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
-                })
-                .map_or(0, |v| v.parse::<usize>().unwrap());
-            let mut body = received[head_end..].to_vec();
-            while body.len() < length {
-                let mut chunk = [0u8; 4096];
-                let n = socket.read(&mut chunk).await.unwrap();
-                body.extend_from_slice(&chunk[..n]);
-            }
-            let _ = sender.send(Recorded { head, body });
+            let _ = sender.send(read_request(&mut socket).await);
             // The client may hang up early (an oversized answer), so write errors are expected.
             let _ = socket.write_all(&answer).await;
             let _ = socket.shutdown().await;

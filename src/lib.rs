@@ -28,4 +28,6 @@ pub mod security;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod ws;

@@ -75,10 +75,7 @@ impl Application {
             Some(secret) => secret.clone().into_bytes(),
             None => load_or_create_secret(&config.data_dir)?,
         };
-        let concurrency = config
-            .hash_concurrency
-            .map(usize::from)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let concurrency = config.hash_concurrency.map(usize::from).unwrap_or_else(default_hash_concurrency);
         let state = web::Data::new(AppState {
             jwt: JwtKeys::new(&secret),
             csrf_key: tokens::hmac_token(&secret, "csrf").into_bytes(),
@@ -154,6 +151,12 @@ async fn close_sockets(state: &AppState) {
         tracing::info!(sessions, "closing WebSocket sessions");
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// One hash per CPU but one: argon2id on every core starves the other requests (BENCHMARKS.md:
+/// on 2 cores, GET /api/me p99 during a login storm was 13 ms with 2 hashes at once, 6 ms with 1).
+fn default_hash_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
 async fn open_store(config: &Config) -> Result<DynStore, StartError> {

@@ -66,6 +66,9 @@ enum Command {
         /// Seconds to run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Pause of each session between pings (0: as fast as the replies come, a saturation test).
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
     },
     /// Charged chat round trips (chat.send until chat.done) over many sessions.
     WsChat {
@@ -96,7 +99,9 @@ async fn main() {
         Command::WsIdle { url, sessions, users, server_pid } => {
             ws::idle(&url, sessions, users, server_pid).await
         }
-        Command::WsPing { url, sessions, users, seconds } => ws::ping(&url, sessions, users, seconds).await,
+        Command::WsPing { url, sessions, users, seconds, interval_ms } => {
+            ws::ping(&url, sessions, users, seconds, interval_ms).await
+        }
         Command::WsChat { url, sessions, users, seconds } => ws::chat(&url, sessions, users, seconds).await,
     }
 }

@@ -100,17 +100,25 @@ pub async fn idle(url: &str, sessions: usize, users: usize, server_pid: u32) {
 }
 
 /// Every session does ping → pong round trips for `seconds`.
-pub async fn ping(url: &str, sessions: usize, users: usize, seconds: u64) {
+pub async fn ping(url: &str, sessions: usize, users: usize, seconds: u64, interval_ms: u64) {
     let tokens = tokens(url, users).await;
     let sockets = connect_many(url, sessions, &tokens).await;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let tasks: Vec<_> = sockets
         .into_iter()
-        .map(|mut socket| {
+        .enumerate()
+        .map(|(n, mut socket)| {
             tokio::spawn(async move {
                 let mut tally = Tally::new();
                 let frame = json!({"type": "ping"}).to_string();
+                // Spread the sessions' pings evenly over the interval.
+                if interval_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(n as u64 * interval_ms / sessions as u64)).await;
+                }
                 while Instant::now() < deadline {
+                    if interval_ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(interval_ms)).await;
+                    }
                     let start = Instant::now();
                     if socket.send(Message::text(frame.clone())).await.is_err() {
                         tally.failed += 1;
@@ -128,7 +136,8 @@ pub async fn ping(url: &str, sessions: usize, users: usize, seconds: u64) {
         })
         .collect();
     let total = collect(tasks).await;
-    println!("{}", total.line(&format!("ws ping round trips, {sessions} sessions"), seconds as f64));
+    let label = format!("ws ping round trips, {sessions} sessions, pause {interval_ms} ms");
+    println!("{}", total.line(&label, seconds as f64));
 }
 
 /// Every session sends `chat.send` and waits for its `chat.done`, for `seconds`.
