@@ -19,6 +19,9 @@ pub enum ApiError {
     /// 400: the body is not valid JSON.
     #[error("The request body is not valid JSON")]
     MalformedJson,
+    /// 400: a request this endpoint cannot take (e.g. `/ws` without a WebSocket handshake).
+    #[error("{0}")]
+    BadRequest(&'static str),
     /// 400: a token in the body (reset token) is invalid, used or expired.
     #[error("{0}")]
     InvalidToken(&'static str),
@@ -82,6 +85,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::MalformedJson => "malformed_json",
+            ApiError::BadRequest(_) => "bad_request",
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::Unauthorized => "unauthorized",
             ApiError::InvalidCredentials => "invalid_credentials",
@@ -117,7 +121,9 @@ pub struct ErrorBody {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::MalformedJson | ApiError::InvalidToken(_) => StatusCode::BAD_REQUEST,
+            ApiError::MalformedJson | ApiError::BadRequest(_) | ApiError::InvalidToken(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::AccountDisabled | ApiError::Forbidden | ApiError::CsrfFailed => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,

@@ -213,6 +213,14 @@ async fn ensure_admin(state: &AppState) -> Result<(), StartError> {
     };
     let email = http::validate::normalise_email(email);
     if let Some(user) = state.store.user_by_email(&email).await? {
+        // Registration is open and emails are not verified, so whoever registered this address
+        // first must not become admin by it: the account must have the configured password.
+        if !state.hasher.verify(password, Some(&user.password_hash)).await.unwrap_or(false) {
+            return Err(StartError::Config(
+                "SWITCHBOARD_ADMIN_EMAIL names an existing account whose password is not SWITCHBOARD_ADMIN_PASSWORD"
+                    .into(),
+            ));
+        }
         if user.role != Role::Admin || !user.active {
             let update = UserUpdate { role: Some(Role::Admin), active: Some(true), ..Default::default() };
             state.store.update_user(&user.id, &update, crate::store::now()).await?;

@@ -170,14 +170,25 @@ pub struct ToUser {
     pub event: SessionEvent,
 }
 
-/// Revoke the sockets of a user (all of them, or those of one login session).
+/// Which of a user's sockets a [`Revoke`] closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeScope {
+    /// Every socket of the user.
+    All,
+    /// Sockets opened with a credential of this login session.
+    LoginSession(Arc<str>),
+    /// Sockets opened with an API key (no login session).
+    ApiKeys,
+}
+
+/// Revoke sockets of a user.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct Revoke {
     /// Whose sockets.
     pub user_id: Arc<str>,
-    /// Only sockets opened with a credential of this login session; `None`: all.
-    pub auth_session: Option<Arc<str>>,
+    /// Which of them.
+    pub scope: RevokeScope,
     /// Reason told to the client.
     pub reason: &'static str,
 }
@@ -351,7 +362,11 @@ impl Handler<Revoke> for PresenceActor {
             .sessions
             .iter()
             .filter(|(_, s)| s.user_id == msg.user_id)
-            .filter(|(_, s)| msg.auth_session.is_none() || s.auth_session == msg.auth_session)
+            .filter(|(_, s)| match &msg.scope {
+                RevokeScope::All => true,
+                RevokeScope::LoginSession(id) => s.auth_session.as_ref() == Some(id),
+                RevokeScope::ApiKeys => s.auth_session.is_none(),
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for session_id in &targets {
@@ -458,7 +473,11 @@ mod tests {
         presence.send(join("ws-a", "ada", a)).await.unwrap();
         presence.send(join("ws-b", "ada", b)).await.unwrap();
         let revoked = presence
-            .send(Revoke { user_id: "ada".into(), auth_session: Some("login-ws-a".into()), reason: "logout" })
+            .send(Revoke {
+                user_id: "ada".into(),
+                scope: RevokeScope::LoginSession("login-ws-a".into()),
+                reason: "logout",
+            })
             .await
             .unwrap();
         assert_eq!(revoked, 1);

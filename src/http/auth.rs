@@ -270,16 +270,20 @@ pub async fn refresh(
     issue_tokens(&req, &state, &user, &found.session_id).await
 }
 
-/// Ends the current session: its access and refresh tokens stop working at once.
-#[utoipa::path(post, path = "/api/logout", tag = "auth", responses((status = 204), (status = 401, body = ErrorBody)))]
-pub async fn logout(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    current: CurrentUser,
-) -> Result<HttpResponse, ApiError> {
-    if let Some(sid) = &current.session_id {
-        state.store.revoke_session(sid, crate::store::now()).await?;
-        state.realtime.revoke_sockets(&current.user.id, Some(sid), "logout");
+/// Ends the current session: its access and refresh tokens stop working at once. Without a
+/// valid access credential (the 15-minute cookie has expired) it still clears the cookies, so
+/// the browser cannot sign itself back in with the refresh cookie.
+#[utoipa::path(post, path = "/api/logout", tag = "auth", responses((status = 204), (status = 403, body = ErrorBody)))]
+pub async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    match crate::auth::extract::authenticate(&state, &req).await {
+        Ok(current) => {
+            if let Some(sid) = &current.session_id {
+                state.store.revoke_session(sid, crate::store::now()).await?;
+                state.realtime.revoke_sockets(&current.user.id, Some(sid), "logout");
+            }
+        }
+        Err(ApiError::Unauthorized) => {}
+        Err(other) => return Err(other),
     }
     let mut response = HttpResponse::NoContent();
     for cookie in cleared_cookies(&req, &state) {

@@ -174,6 +174,8 @@ pub async fn regenerate_api_key(
         ..Default::default()
     };
     state.store.update_user(&current.user.id, &update, crate::store::now()).await?;
+    // Sockets opened with the old key (or with a ticket it bought) must not outlive it.
+    state.realtime.revoke_api_key_sockets(&current.user.id, "api_key_regenerated");
     tracing::info!(event = "api_key_regenerated", user_id = %current.user.id, client_ip = %ip,
         "API key regenerated");
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(ApiKeyResponse { api_key }))
@@ -185,11 +187,16 @@ pub async fn regenerate_api_key(
 pub async fn change_password(
     state: web::Data<AppState>,
     current: CurrentUser,
+    ip: crate::security::client_ip::ClientIp,
     ValidJson(body): ValidJson<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    // The same throttle as login: a stolen token or API key must not become a way to guess
+    // the password without the login throttle.
+    state.security.auth.begin_login(ip, &current.user.email).await?;
     if !state.hasher.verify(&body.current_password, Some(&current.user.password_hash)).await? {
         return Err(ApiError::field("current_password", "is not the current password"));
     }
+    state.security.auth.login_succeeded(ip, &current.user.email);
     super::auth::set_password(&state, &current.user.id, &body.new_password).await?;
     tracing::info!(event = "password_changed", user_id = %current.user.id, "password changed");
     Ok(HttpResponse::NoContent().finish())

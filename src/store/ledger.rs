@@ -50,6 +50,11 @@ pub async fn balance(store: &dyn Store, user_id: &str) -> Result<(i64, i64), Cre
     Ok((0, user.initial_credits))
 }
 
+/// Whether `entry` is the user's newest ledger entry (it was stored).
+async fn landed(store: &dyn Store, entry: &LedgerEntry) -> bool {
+    matches!(store.last_ledger_entry(&entry.user_id).await, Ok(Some(last)) if last.id == entry.id)
+}
+
 /// Applies `change` atomically and returns the new ledger entry.
 /// The balance never drops below zero, whatever number of writers race.
 pub async fn apply(store: &dyn Store, change: &CreditChange) -> Result<LedgerEntry, CreditError> {
@@ -72,13 +77,24 @@ pub async fn apply(store: &dyn Store, change: &CreditChange) -> Result<LedgerEnt
             created_at: crate::store::now(),
         };
         match store.insert_ledger_entry(&entry).await {
-            Ok(()) => {
-                store.cache_balance(&entry.user_id, entry.seq, entry.balance_after).await?;
-                return Ok(entry);
+            Ok(()) => {}
+            // Another writer took this sequence number, unless it was this very entry, written
+            // by a driver retry after a lost acknowledgement.
+            Err(StoreError::Duplicate) if !landed(store, &entry).await => continue,
+            Err(StoreError::Duplicate) => {}
+            // The write may have been applied even though its answer was lost: look before
+            // reporting a failure, or the caller would refund or retry a change that stands.
+            Err(other) if landed(store, &entry).await => {
+                tracing::warn!(error = %other, "ledger insert answered an error but was applied")
             }
-            Err(StoreError::Duplicate) => continue,
             Err(other) => return Err(other.into()),
         }
+        // The ledger entry is the truth and the balance on the user a cache: a failed cache
+        // update is repaired by the next change and must not turn a stored change into an error.
+        if let Err(e) = store.cache_balance(&entry.user_id, entry.seq, entry.balance_after).await {
+            tracing::warn!(error = %e, user_id = %entry.user_id, "could not refresh the cached balance");
+        }
+        return Ok(entry);
     }
     Err(StoreError::Unavailable("ledger contention: too many concurrent writers".into()).into())
 }

@@ -189,7 +189,13 @@ where
 
 fn map_err(e: rusqlite::Error) -> StoreError {
     match &e {
-        rusqlite::Error::SqliteFailure(err, _) if err.code == rusqlite::ErrorCode::ConstraintViolation => {
+        // Only unique and primary-key violations are duplicates; NOT NULL or CHECK failures are bugs.
+        rusqlite::Error::SqliteFailure(err, _)
+            if matches!(
+                err.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ) =>
+        {
             StoreError::Duplicate
         }
         rusqlite::Error::SqliteFailure(err, _)
@@ -242,14 +248,29 @@ fn ledger_from_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
         id: r.get(0)?,
         user_id: r.get(1)?,
         seq: r.get(2)?,
-        service_type: ServiceType::parse(&service).unwrap_or(ServiceType::Grant),
+        service_type: ServiceType::parse(&service)
+            .ok_or_else(|| unknown_value(3, "service_type", &service))?,
         amount: r.get(4)?,
         balance_after: r.get(5)?,
         reference: r.get(6)?,
         actor_id: r.get(7)?,
-        refund_of: r.get::<_, Option<String>>(8)?.as_deref().and_then(ServiceType::parse),
+        refund_of: match r.get::<_, Option<String>>(8)? {
+            Some(service) => {
+                Some(ServiceType::parse(&service).ok_or_else(|| unknown_value(8, "refund_of", &service))?)
+            }
+            None => None,
+        },
         created_at: from_millis(r.get(9)?),
     })
+}
+
+/// A stored value this version does not know: corrupt data, reported instead of guessed.
+fn unknown_value(column: usize, name: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("unknown {name} {value:?}").into(),
+    )
 }
 
 fn user_where(conn: &Connection, column: &str, value: &str) -> rusqlite::Result<Option<User>> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::{Actor, Addr};
 use switchboard_actors::credit::{CreditFailure, CreditRegistry, Ledger, LedgerFuture};
-use switchboard_actors::presence::{PresenceActor, Revoke, SessionEvent, ToUser};
+use switchboard_actors::presence::{PresenceActor, Revoke, RevokeScope, SessionEvent, ToUser};
 use switchboard_actors::rate_limit::{Check, Decision, RateLimiterActor};
 
 use super::protocol::ServerMessage;
@@ -20,9 +20,11 @@ use crate::store::{DynStore, LedgerEntry, StoreError};
 /// Credit actors stop after this long without a change.
 const CREDIT_ACTOR_IDLE: Duration = Duration::from_secs(120);
 
-/// The store's ledger, as the credit actors see it.
+/// The store's ledger, as the credit actors see it. It also tells the user's sessions the new
+/// balance, inside the credit actor's turn, so `credits.updated` frames arrive in ledger order.
 pub struct StoreLedger {
     store: DynStore,
+    presence: Addr<PresenceActor>,
 }
 
 impl Ledger for StoreLedger {
@@ -31,9 +33,25 @@ impl Ledger for StoreLedger {
     type Error = CreditError;
 
     fn apply(&self, _user_id: &str, change: CreditChange) -> LedgerFuture<LedgerEntry, CreditError> {
-        let store = self.store.clone();
-        Box::pin(async move { ledger::apply(&*store, &change).await })
+        let (store, presence) = (self.store.clone(), self.presence.clone());
+        Box::pin(async move {
+            let entry = ledger::apply(&*store, &change).await?;
+            push_to(
+                &presence,
+                &entry.user_id,
+                &ServerMessage::CreditsUpdated { credits: entry.balance_after },
+                None,
+            );
+            Ok(entry)
+        })
     }
+}
+
+/// Sends a frame to every session of a user through the presence actor.
+fn push_to(presence: &Addr<PresenceActor>, user_id: &str, message: &ServerMessage, reply_to: Option<&str>) {
+    crate::metrics::record_ws_message("out", message.kind());
+    let frame: Arc<str> = message.encode(reply_to).into();
+    presence.do_send(ToUser { user_id: user_id.into(), event: SessionEvent::Frame(frame) });
 }
 
 /// The realtime side of the server, shared by the WebSocket sessions and the REST handlers
@@ -61,9 +79,13 @@ impl Realtime {
     /// Starts the actors on the current actix system.
     pub fn start(config: &Config, store: DynStore) -> Realtime {
         let ws_limit = NonZeroU32::new(config.ws_rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
+        let presence = PresenceActor::default().start();
         Realtime {
-            presence: PresenceActor::default().start(),
-            credits: CreditRegistry::new(Arc::new(StoreLedger { store }), CREDIT_ACTOR_IDLE),
+            credits: CreditRegistry::new(
+                Arc::new(StoreLedger { store, presence: presence.clone() }),
+                CREDIT_ACTOR_IDLE,
+            ),
+            presence,
             ws_limiter: RateLimiterActor::per_minute(ws_limit).start(),
             assistant: crate::assistant::from_config(config),
             images: crate::images::from_config(config),
@@ -73,36 +95,34 @@ impl Realtime {
         }
     }
 
-    /// Applies a balance change through the user's credit actor and tells every session of
-    /// the user the new balance.
+    /// Applies a balance change through the user's credit actor, which also tells every
+    /// session of the user the new balance.
     pub async fn change_credits(&self, change: CreditChange) -> Result<LedgerEntry, CreditError> {
         let user_id = change.user_id.clone();
-        let entry = match self.credits.apply(&user_id, change).await {
-            Ok(entry) => entry,
-            Err(CreditFailure::Ledger(e)) => return Err(e),
+        match self.credits.apply(&user_id, change).await {
+            Ok(entry) => Ok(entry),
+            Err(CreditFailure::Ledger(e)) => Err(e),
             Err(CreditFailure::Unreachable) => {
-                return Err(StoreError::Unavailable("credit actor unreachable".into()).into());
+                Err(StoreError::Unavailable("credit actor unreachable".into()).into())
             }
-        };
-        self.push(&user_id, &ServerMessage::CreditsUpdated { credits: entry.balance_after }, None);
-        Ok(entry)
+        }
     }
 
     /// Sends a frame to every session of a user.
     pub fn push(&self, user_id: &str, message: &ServerMessage, reply_to: Option<&str>) {
-        crate::metrics::record_ws_message("out", message.kind());
-        let frame: Arc<str> = message.encode(reply_to).into();
-        self.presence.do_send(ToUser { user_id: user_id.into(), event: SessionEvent::Frame(frame) });
+        push_to(&self.presence, user_id, message, reply_to);
     }
 
     /// Sends `session.revoked` and closes (4001) the sockets of a user: all of them, or those
     /// opened with a credential of one login session.
     pub fn revoke_sockets(&self, user_id: &str, auth_session: Option<&str>, reason: &'static str) {
-        self.presence.do_send(Revoke {
-            user_id: user_id.into(),
-            auth_session: auth_session.map(Into::into),
-            reason,
-        });
+        let scope = auth_session.map_or(RevokeScope::All, |sid| RevokeScope::LoginSession(sid.into()));
+        self.presence.do_send(Revoke { user_id: user_id.into(), scope, reason });
+    }
+
+    /// Closes the sockets a user opened with an API key (after the key was replaced).
+    pub fn revoke_api_key_sockets(&self, user_id: &str, reason: &'static str) {
+        self.presence.do_send(Revoke { user_id: user_id.into(), scope: RevokeScope::ApiKeys, reason });
     }
 
     /// Counts one paid message of a user against the WebSocket rate limit.

@@ -20,6 +20,9 @@ use super::work::{self, Request};
 use crate::startup::AppState;
 use crate::store::{Role, User};
 
+/// Requests of one session that may wait for an answer at once (beyond: `rate_limited`).
+const MAX_IN_FLIGHT: usize = 64;
+
 /// Silent heartbeat intervals after which a connection is closed.
 const MISSED_HEARTBEATS: u32 = 3;
 
@@ -107,6 +110,7 @@ pub struct WsSession {
     outbound: Outbox,
     last_heard: Instant,
     leave_reason: LeaveReason,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl WsSession {
@@ -125,6 +129,7 @@ impl WsSession {
             outbound,
             last_heard: Instant::now(),
             leave_reason: LeaveReason::Closed,
+            in_flight: Arc::default(),
         }
     }
 
@@ -168,6 +173,19 @@ impl WsSession {
                 self.send(&ServerMessage::PresenceUnsubscribed, reply_to.as_deref(), ctx);
             }
             other => {
+                // A client may pipeline requests, but not without bound: each holds a task and
+                // storage work until it is answered.
+                if self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
+                    crate::metrics::record_rate_limited("ws");
+                    let error = ServerMessage::Error {
+                        code: ErrorCode::RateLimited,
+                        message: format!("At most {MAX_IN_FLIGHT} requests may wait for an answer at once"),
+                        retry_after_ms: Some(100),
+                    };
+                    return self.send(&error, reply_to.as_deref(), ctx);
+                }
+                self.in_flight.fetch_add(1, Ordering::AcqRel);
+                let in_flight = self.in_flight.clone();
                 let request = Request {
                     state: self.state.clone(),
                     user_id: self.user.id.clone(),
@@ -175,7 +193,10 @@ impl WsSession {
                     reply_to,
                 };
                 // Storage and paid work run off the actor, so the session keeps reading frames.
-                actix::spawn(work::handle(request, other));
+                actix::spawn(async move {
+                    work::handle(request, other).await;
+                    in_flight.fetch_sub(1, Ordering::AcqRel);
+                });
             }
         }
     }
@@ -195,11 +216,10 @@ impl WsSession {
                 };
                 actor.send(&message, reply_to.as_deref(), ctx);
             }
-            Err(_) => actor.send(
-                &ServerMessage::error(ErrorCode::Unavailable, "Presence is unavailable"),
-                None,
-                ctx,
-            ),
+            Err(_) => {
+                let error = ServerMessage::error(ErrorCode::Unavailable, "Presence is unavailable");
+                actor.send(&error, reply_to.as_deref(), ctx)
+            }
         }));
     }
 

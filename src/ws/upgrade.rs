@@ -55,7 +55,7 @@ pub async fn upgrade(
         .into_inner()
         .map_err(|_| ApiError::Internal("payload".into()))?;
     let (response, session, stream) = actix_ws::handle(&req, payload)
-        .map_err(|_| ApiError::field("upgrade", "not a WebSocket handshake"))?;
+        .map_err(|_| ApiError::BadRequest("GET /ws needs a WebSocket handshake"))?;
     let stream = stream
         .max_frame_size(MAX_MESSAGE_BYTES)
         .aggregate_continuations()

@@ -910,11 +910,10 @@ async fn the_configured_admin_is_created_at_start_and_can_log_in() {
 }
 
 #[actix_web::test]
-async fn the_configured_admin_email_promotes_an_existing_user_at_start() {
+async fn the_configured_admin_email_promotes_an_existing_user_with_that_password_at_start() {
     let first = spawn_app().await;
-    let own_password = "amber-canyon-whistle-77";
     let email = unique_email();
-    let registered = first.post_register(&email, own_password).await;
+    let registered = first.post_register(&email, PASSWORD).await;
     assert_eq!(registered.status(), StatusCode::CREATED);
     let api_key = registered.json::<Value>().await.unwrap()["api_key"].as_str().unwrap().to_owned();
 
@@ -922,14 +921,50 @@ async fn the_configured_admin_email_promotes_an_existing_user_at_start() {
     let second =
         spawn_app_sharing_store(&first, &["--admin-email", &shouted, "--admin-password", PASSWORD]).await;
 
-    let response = second.post_login(&email, own_password).await;
-    assert_eq!(response.status(), StatusCode::OK, "the user keeps its own password");
+    let response = second.post_login(&email, PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK, "the user logs in as before");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["user"]["role"], "admin", "promoted");
     let me: Value = second.get_with("/api/me", &api_key).await.json().await.unwrap();
     assert_eq!(me["role"], "admin", "the stored role changed");
-    let configured = second.post_login(&email, PASSWORD).await;
-    assert_eq!(configured.status(), StatusCode::UNAUTHORIZED, "promotion does not replace the password");
+}
+
+#[actix_web::test]
+async fn an_existing_account_with_another_password_is_not_promoted_and_start_up_stops() {
+    let first = spawn_app().await;
+    let email = unique_email();
+    let registered = first.post_register(&email, "amber-canyon-whistle-77").await;
+    assert_eq!(registered.status(), StatusCode::CREATED);
+
+    let data_dir = first.data_dir.path().to_str().unwrap();
+    let mut args: Vec<String> = [
+        "switchboard",
+        "--bind",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir,
+        "--admin-email",
+        &email,
+        "--admin-password",
+        PASSWORD,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(uri) = &first.config.mongodb_uri {
+        args.extend([
+            "--mongodb-uri".into(),
+            uri.clone(),
+            "--mongodb-db".into(),
+            first.config.mongodb_db.clone(),
+        ]);
+    }
+    let config = <switchboard::config::Config as clap::Parser>::try_parse_from(args).expect("config");
+    let error = switchboard::startup::Application::build(config).await.err().expect("start-up refused");
+    assert!(error.to_string().contains("SWITCHBOARD_ADMIN_EMAIL"), "the line names the setting: {error}");
+
+    let me = first.post_login(&email, "amber-canyon-whistle-77").await.json::<Value>().await.unwrap();
+    assert_eq!(me["user"]["role"], "user", "whoever registered the address first is not made admin");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1005,4 +1040,20 @@ async fn answers_that_carry_secrets_are_not_cacheable() {
         })
         .collect();
     assert!(failures.is_empty(), "answers without Cache-Control: no-store:\n{}", failures.join("\n"));
+}
+
+#[actix_web::test]
+async fn logout_without_a_valid_access_cookie_still_clears_the_refresh_cookie() {
+    // After 15 idle minutes the browser has dropped sb_access but still holds sb_refresh; a
+    // logout must not leave it there to sign the user back in.
+    let app = spawn_app().await;
+    let response =
+        app.request(Method::POST, "/api/logout").header("cookie", "sb_csrf=stale").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT, "logout answers 204");
+    let refresh = set_cookie(&response, "sb_refresh").expect("sb_refresh is cleared");
+    assert!(refresh.contains("Max-Age=0") && refresh.contains("Path=/api/token/refresh"), "{refresh}");
+    assert!(
+        set_cookie(&response, "sb_access").is_some_and(|c| c.contains("Max-Age=0")),
+        "sb_access is cleared"
+    );
 }

@@ -806,3 +806,17 @@ async fn a_password_reset_ends_every_session() {
         app.post_json("/api/token/refresh", &json!({"refresh_token": login["refresh_token"]})).await;
     assert_eq!(refresh.status(), StatusCode::UNAUTHORIZED, "refresh token from before the reset");
 }
+
+#[actix_web::test]
+async fn guessing_the_current_password_is_throttled_like_login() {
+    let app = spawn_app_with(&["--login-failures-per-account", "3"]).await;
+    let (_, token) = app.user_with_token().await;
+    let guess = json!({"current_password": "not-the-password-1", "new_password": "fresh-meadow-lantern-88"});
+    for attempt in 1..=3 {
+        let response = app.post_json_with("/api/me/password", &token, &guess).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "wrong guess {attempt}");
+    }
+    let throttled = app.post_json_with("/api/me/password", &token, &guess).await;
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS, "the fourth guess is throttled");
+    assert!(throttled.headers().contains_key("retry-after"), "with Retry-After");
+}

@@ -1363,3 +1363,50 @@ async fn sigterm_closes_every_socket_with_1001_and_the_process_exits_0_within_10
         read_log(&stderr_path)
     );
 }
+
+#[actix_web::test]
+async fn regenerating_the_api_key_closes_the_sockets_opened_with_the_old_key_only() {
+    let app = spawn_app().await;
+    let (user, token) = app.user_with_token().await;
+    let mut by_key = app.connect_ws(&user.api_key).await;
+    let mut by_token = app.connect_ws(&token).await;
+    let response = app.post_json_with("/api/me/api-key", &token, &json!({})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (revoked, _) = by_key.recv_until("session.revoked").await;
+    assert_eq!(revoked["reason"], "api_key_regenerated");
+    assert_eq!(by_key.closed().await, Some(4001), "the old key's socket closes with 4001");
+    let pong = by_token.request("p", json!({"type": "ping"})).await;
+    assert_eq!(pong["type"], "pong", "the access-token socket stays open");
+}
+
+#[actix_web::test]
+async fn a_plain_get_of_ws_without_a_handshake_is_a_400() {
+    let app = spawn_app().await;
+    let (_, token) = app.user_with_token().await;
+    let response = app.get_with("/ws", &token).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "bad_request", "{body}");
+}
+
+#[actix_web::test]
+async fn pipelining_past_the_in_flight_cap_is_answered_rate_limited_not_queued() {
+    let app = spawn_app().await;
+    let (_, token) = app.user_with_token().await;
+    let mut ws = app.connect_ws(&token).await;
+    // chat.create writes a row each; 200 at once exceed the 64 a session may have waiting.
+    for n in 0..200 {
+        ws.send(json!({"type": "chat.create", "id": format!("c{n}")})).await;
+    }
+    let (mut created, mut limited) = (0, 0);
+    while created + limited < 200 {
+        let frame = ws.recv().await;
+        match frame["type"].as_str() {
+            Some("chat.created") => created += 1,
+            Some("error") if frame["code"] == "rate_limited" => limited += 1,
+            _ => {}
+        }
+    }
+    assert!(created >= 64, "at least the cap is served: {created}");
+    assert!(limited > 0, "the rest are refused, not queued without bound");
+}
