@@ -114,9 +114,11 @@ pub async fn update_me(
 /// Balance, counts and credits spent per service.
 #[utoipa::path(get, path = "/api/me/stats", tag = "profile", responses((status = 200, body = StatsResponse)))]
 pub async fn stats(state: web::Data<AppState>, current: CurrentUser) -> Result<HttpResponse, ApiError> {
+    // The ledger, not the cached balance on the user: the stats page is where users check.
+    let (_, credits) = crate::store::ledger::balance(&*state.store, &current.user.id).await?;
     let stats = state.store.user_stats(&current.user.id).await?;
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(StatsResponse {
-        credits: current.user.credits,
+        credits,
         total_chats: stats.total_chats,
         total_images: stats.total_images,
         credits_used: CreditsUsedView { chat: stats.credits_used.chat, image: stats.credits_used.image },

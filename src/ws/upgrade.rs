@@ -40,7 +40,9 @@ pub async fn upgrade(
     state: web::Data<AppState>,
     query: Query<WsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let current = credential(&req, &state, &query).await?;
+    let mut current = credential(&req, &state, &query).await?;
+    // `hello` shows the ledger's balance, not the cache on the user record.
+    current.user.credits = crate::store::ledger::balance(&*state.store, &current.user.id).await?.1;
     let realtime = &state.realtime;
     let open =
         realtime.presence.send(CountSessions { user_id: current.user.id.as_str().into() }).await.unwrap_or(0);

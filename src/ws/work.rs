@@ -388,9 +388,18 @@ async fn refund(request: &Request, service: ServiceType, price: i64, reference: 
         actor_id: None,
         refund_of: Some(service),
     };
-    if let Err(e) = request.state.realtime.change_credits(change).await {
-        tracing::error!(error = %e, user_id = %request.user_id, reference, "refund failed");
+    // A refund is never refused for the balance, so every failure is transient: try again a
+    // few times (a lost answer is checked against the ledger, so a retry never refunds twice).
+    for (attempt, pause_ms) in [0u64, 100, 500, 2000].into_iter().enumerate() {
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+        match request.state.realtime.change_credits(change.clone()).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, user_id = %request.user_id, reference, attempt, "refund failed")
+            }
+        }
     }
+    tracing::error!(user_id = %request.user_id, reference, "refund given up after retries");
 }
 
 /// The wire view of a chat.
