@@ -1,13 +1,15 @@
-//! Password hashing with argon2id (OWASP parameters: m = 19 MiB, t = 2, p = 1), run on the
-//! blocking pool behind a semaphore so a login storm cannot occupy every thread.
+//! Password hashing with argon2id (OWASP parameters: m = 19 MiB, t = 2, p = 1), run on a few
+//! dedicated threads so a login storm can neither occupy every thread nor make every thread of
+//! the blocking pool keep a 19 MiB block in its allocator arena.
 
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 /// The 10,000 most common passwords (see `assets/README.md` for the source and licence).
 static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> =
@@ -23,20 +25,33 @@ pub fn is_common(password: &str) -> bool {
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
 
-/// Hashes and verifies passwords with a bound on how many run at once.
+/// Work for a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashes and verifies passwords on `concurrency` dedicated threads; requests beyond that wait
+/// in line. The threads end when the last clone of the hasher is dropped.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     /// A real hash of a random password: verifying against it costs what a real check costs,
     /// so a login for an unknown email takes as long as one with a wrong password.
     dummy_hash: Arc<str>,
 }
 
 impl PasswordHasher {
-    /// A hasher allowing `concurrency` hashes at once.
+    /// A hasher with `concurrency` hashing threads.
     pub fn new(concurrency: usize) -> Result<PasswordHasher, HashError> {
         let dummy = hash_blocking(&uuid::Uuid::new_v4().to_string())?;
-        Ok(PasswordHasher { permits: Arc::new(Semaphore::new(concurrency.max(1))), dummy_hash: dummy.into() })
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..concurrency.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || hash_worker(&queue))
+                .map_err(|e| HashError(e.to_string()))?;
+        }
+        Ok(PasswordHasher { jobs, dummy_hash: dummy.into() })
     }
 
     /// The PHC string of `password`.
@@ -55,8 +70,23 @@ impl PasswordHasher {
     }
 
     async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
-        tokio::task::spawn_blocking(f).await.map_err(|e| HashError(e.to_string()))
+        let (answer, answered) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = answer.send(f());
+        });
+        self.jobs.send(job).map_err(|_| HashError("the hashing threads have stopped".into()))?;
+        answered.await.map_err(|_| HashError("a hashing job failed".into()))
+    }
+}
+
+/// One hashing thread: takes jobs until every sender is gone.
+fn hash_worker(queue: &Mutex<mpsc::Receiver<Job>>) {
+    loop {
+        // The lock is held only while waiting for the next job, never while hashing.
+        let next = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
+        let Ok(job) = next else { return };
+        // A panicking job drops its answer (the caller sees an error); the thread stays.
+        let _ = catch_unwind(AssertUnwindSafe(job));
     }
 }
 
