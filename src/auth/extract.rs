@@ -152,12 +152,37 @@ pub async fn by_access_token(
     credential: Credential,
 ) -> Result<CurrentUser, ApiError> {
     let claims = state.jwt.verify_access(token).ok_or(ApiError::Unauthorized)?;
-    let session = state.store.session(&claims.sid).await?.ok_or(ApiError::Unauthorized)?;
-    if session.revoked_at.is_some() || session.user_id != claims.sub {
+    session_user(state, &claims.sub, Some(&claims.sid), credential).await
+}
+
+/// Checks a single-use WebSocket ticket: signature, expiry, first use, then as an access token.
+pub async fn by_ws_ticket(state: &AppState, ticket: &str) -> Result<CurrentUser, ApiError> {
+    let claims = state.jwt.verify_ws_ticket(ticket).ok_or(ApiError::Unauthorized)?;
+    let expires =
+        time::OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| ApiError::Unauthorized)?;
+    if !state.store.consume_once(&format!("ws-ticket:{}", claims.jti), expires).await? {
         return Err(ApiError::Unauthorized);
     }
-    let user = state.store.user_by_id(&claims.sub).await?.ok_or(ApiError::Unauthorized)?;
-    active(CurrentUser { user, session_id: Some(session.id), credential })
+    // A ticket bought with an API key names no login session.
+    let sid = Some(claims.sid.as_str()).filter(|sid| !sid.is_empty());
+    session_user(state, &claims.sub, sid, Credential::AccessToken).await
+}
+
+/// The active user `user_id`, whose login session `sid` (when there is one) is theirs and open.
+async fn session_user(
+    state: &AppState,
+    user_id: &str,
+    sid: Option<&str>,
+    credential: Credential,
+) -> Result<CurrentUser, ApiError> {
+    if let Some(sid) = sid {
+        let session = state.store.session(sid).await?.ok_or(ApiError::Unauthorized)?;
+        if session.revoked_at.is_some() || session.user_id != user_id {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    let user = state.store.user_by_id(user_id).await?.ok_or(ApiError::Unauthorized)?;
+    active(CurrentUser { user, session_id: sid.map(str::to_owned), credential })
 }
 
 fn active(current: CurrentUser) -> Result<CurrentUser, ApiError> {

@@ -133,7 +133,7 @@ pub async fn list_users(
         }
     }
     let (users, total) = state.store.list_users(search, limit, offset).await?;
-    Ok(no_store().json(UserListView { users: users.iter().map(UserView::from).collect(), total }))
+    Ok(HttpResponse::Ok().json(UserListView { users: users.iter().map(UserView::from).collect(), total }))
 }
 
 /// One user with their stats.
@@ -148,7 +148,7 @@ pub async fn get_user(
 ) -> Result<HttpResponse, ApiError> {
     let user = find_user(&state, &id).await?;
     let stats = state.store.user_stats(&user.id).await?;
-    Ok(no_store().json(AdminUserView {
+    Ok(HttpResponse::Ok().json(AdminUserView {
         stats: StatsResponse {
             credits: user.credits,
             total_chats: stats.total_chats,
@@ -210,12 +210,9 @@ pub async fn update_user(
         _ => None,
     };
     if let Some(reason) = reason {
-        let revoked = state.store.revoke_user_sessions(&user.id, now).await?;
-        state.realtime.revoke_sockets(&user.id, None, reason);
-        tracing::info!(event = "sessions_revoked", user_id = %user.id, sessions = revoked.len(), reason,
-            "every session of the user ended");
+        super::auth::end_all_sessions(&state, &user.id, reason).await?;
     }
-    Ok(no_store().json(UserView::from(&user)))
+    Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
 
 /// Adds (or, with a negative amount, takes) credits: a ledger entry of type `grant` whose `ref` is
@@ -256,7 +253,7 @@ pub async fn grant_credits(
     if user.credits_seq < entry.seq {
         user.credits = entry.balance_after;
     }
-    Ok(no_store().json(UserView::from(&user)))
+    Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
 
 /// A user's ledger, newest first, paged like `GET /api/me/usage`.
@@ -290,11 +287,4 @@ pub async fn presence(state: web::Data<AppState>, _admin: Admin) -> Result<HttpR
 
 async fn find_user(state: &AppState, id: &str) -> Result<User, ApiError> {
     state.store.user_by_id(id).await?.ok_or(ApiError::NotFound)
-}
-
-/// Admin answers carry other people's data: never cached.
-fn no_store() -> actix_web::HttpResponseBuilder {
-    let mut response = HttpResponse::Ok();
-    response.insert_header(("Cache-Control", "no-store"));
-    response
 }

@@ -136,9 +136,7 @@ pub async fn register(
     state.security.auth.check_register(ip).await?;
     let (user, api_key) = create_user(&state, &body, Role::User).await?;
     tracing::info!(event = "user_registered", user_id = %user.id, client_ip = %ip, "user registered");
-    Ok(HttpResponse::Created()
-        .insert_header(("Cache-Control", "no-store"))
-        .json(RegisterResponse { user: UserView::from(&user), api_key }))
+    Ok(HttpResponse::Created().json(RegisterResponse { user: UserView::from(&user), api_key }))
 }
 
 /// Inserts a new user; shared by registration and the admin bootstrap.
@@ -394,8 +392,21 @@ pub async fn set_password(state: &AppState, user_id: &str, password: &str) -> Re
     let now = crate::store::now();
     let update = crate::store::UserUpdate { password_hash: Some(hash), ..Default::default() };
     state.store.update_user(user_id, &update, now).await?.ok_or(ApiError::NotFound)?;
-    state.store.revoke_user_sessions(user_id, now).await?;
-    state.realtime.revoke_sockets(user_id, None, "password_changed");
+    end_all_sessions(state, user_id, "password_changed").await
+}
+
+/// Revokes every login session of a user and closes all their sockets (`session.revoked` with
+/// `reason`, then 4001): after a password change or reset, a deactivation or a role change.
+pub async fn end_all_sessions(state: &AppState, user_id: &str, reason: &'static str) -> Result<(), ApiError> {
+    let revoked = state.store.revoke_user_sessions(user_id, crate::store::now()).await?;
+    state.realtime.revoke_sockets(user_id, None, reason);
+    tracing::info!(
+        event = "sessions_revoked",
+        user_id,
+        sessions = revoked.len(),
+        reason,
+        "every session of the user ended"
+    );
     Ok(())
 }
 
@@ -404,9 +415,7 @@ pub async fn set_password(state: &AppState, user_id: &str, password: &str) -> Re
 pub async fn ws_ticket(state: web::Data<AppState>, current: CurrentUser) -> HttpResponse {
     let sid = current.session_id.as_deref().unwrap_or_default();
     let ticket = state.jwt.issue_ws_ticket(&current.user.id, sid);
-    HttpResponse::Ok()
-        .insert_header(("Cache-Control", "no-store"))
-        .json(WsTicketResponse { ticket, expires_in: WS_TICKET_SECONDS })
+    HttpResponse::Ok().json(WsTicketResponse { ticket, expires_in: WS_TICKET_SECONDS })
 }
 
 async fn issue_tokens(
@@ -443,7 +452,6 @@ async fn issue_tokens(
         cookie(CSRF_COOKIE, csrf_token(state, sid), "/", false, SameSite::Lax, REFRESH_DAYS * 86_400, secure),
     ];
     let mut response = HttpResponse::Ok();
-    response.insert_header(("Cache-Control", "no-store"));
     for c in cookies {
         response.cookie(c);
     }

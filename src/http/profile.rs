@@ -90,7 +90,7 @@ pub struct UsageQuery {
 /// The signed-in user.
 #[utoipa::path(get, path = "/api/me", tag = "profile", responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
 pub async fn get_me(current: CurrentUser) -> HttpResponse {
-    HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(UserView::from(&current.user))
+    HttpResponse::Ok().json(UserView::from(&current.user))
 }
 
 /// Changes first and last name.
@@ -108,7 +108,7 @@ pub async fn update_me(
     };
     let user = state.store.update_user(&current.user.id, &update, crate::store::now()).await?;
     let user = user.ok_or(ApiError::Unauthorized)?;
-    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(UserView::from(&user)))
+    Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
 
 /// Balance, counts and credits spent per service.
@@ -117,7 +117,7 @@ pub async fn stats(state: web::Data<AppState>, current: CurrentUser) -> Result<H
     // The ledger, not the cached balance on the user: the stats page is where users check.
     let (_, credits) = crate::store::ledger::balance(&*state.store, &current.user.id).await?;
     let stats = state.store.user_stats(&current.user.id).await?;
-    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(StatsResponse {
+    Ok(HttpResponse::Ok().json(StatsResponse {
         credits,
         total_chats: stats.total_chats,
         total_images: stats.total_images,
@@ -158,9 +158,7 @@ pub async fn usage_page(
         _ => None,
     };
     let entries = entries.iter().map(LedgerEntryView::from).collect();
-    Ok(HttpResponse::Ok()
-        .insert_header(("Cache-Control", "no-store"))
-        .json(UsagePage { entries, next_before }))
+    Ok(HttpResponse::Ok().json(UsagePage { entries, next_before }))
 }
 
 /// Replaces the API key; the old key fails at once.
@@ -180,7 +178,7 @@ pub async fn regenerate_api_key(
     state.realtime.revoke_api_key_sockets(&current.user.id, "api_key_regenerated");
     tracing::info!(event = "api_key_regenerated", user_id = %current.user.id, client_ip = %ip,
         "API key regenerated");
-    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(ApiKeyResponse { api_key }))
+    Ok(HttpResponse::Ok().json(ApiKeyResponse { api_key }))
 }
 
 /// Changes the password after checking the current one; every session ends.

@@ -81,7 +81,7 @@ async fn credential(req: &HttpRequest, state: &AppState, query: &WsQuery) -> Res
         return crate::auth::extract::by_access_token(state, token, Credential::AccessToken).await;
     }
     if let Some(ticket) = &query.ticket {
-        return by_ticket(state, ticket).await;
+        return crate::auth::extract::by_ws_ticket(state, ticket).await;
     }
     if let Some(cookie) = req.cookie(ACCESS_COOKIE) {
         if !origin_allowed(req, state) {
@@ -93,29 +93,6 @@ async fn credential(req: &HttpRequest, state: &AppState, query: &WsQuery) -> Res
         return crate::auth::extract::by_access_token(state, cookie.value(), Credential::Cookie).await;
     }
     Err(ApiError::Unauthorized)
-}
-
-async fn by_ticket(state: &AppState, ticket: &str) -> Result<CurrentUser, ApiError> {
-    let claims = state.jwt.verify_ws_ticket(ticket).ok_or(ApiError::Unauthorized)?;
-    let expires =
-        time::OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| ApiError::Unauthorized)?;
-    if !state.store.consume_once(&format!("ws-ticket:{}", claims.jti), expires).await? {
-        return Err(ApiError::Unauthorized);
-    }
-    let session_id = if claims.sid.is_empty() {
-        None
-    } else {
-        let session = state.store.session(&claims.sid).await?.ok_or(ApiError::Unauthorized)?;
-        if session.revoked_at.is_some() || session.user_id != claims.sub {
-            return Err(ApiError::Unauthorized);
-        }
-        Some(session.id)
-    };
-    let user = state.store.user_by_id(&claims.sub).await?.ok_or(ApiError::Unauthorized)?;
-    if !user.active {
-        return Err(ApiError::AccountDisabled);
-    }
-    Ok(CurrentUser { user, session_id, credential: Credential::AccessToken })
 }
 
 /// Cookie connections must come from this server's own origin or an allowed one; a browser
