@@ -148,6 +148,15 @@ pub struct Config {
     #[arg(long, env = "WS_RATE_LIMIT_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_rate_limit_per_minute: u32,
 
+    /// Free WebSocket requests that touch storage (credits.get, chat.create, chat.list,
+    /// chat.history) per minute per user; pings are never limited.
+    #[arg(long, env = "SWITCHBOARD_WS_FREE_PER_MINUTE", default_value_t = 1200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_free_per_minute: u32,
+
+    /// Chats one user may keep; beyond it chat.create is refused with `quota_exceeded`.
+    #[arg(long, env = "SWITCHBOARD_MAX_CHATS_PER_USER", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_chats_per_user: u32,
+
     /// Server WebSocket ping interval, milliseconds; three silent intervals close a connection.
     #[arg(long, env = "SWITCHBOARD_WS_HEARTBEAT_MS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub ws_heartbeat_ms: u64,

@@ -10,6 +10,7 @@
 //! - [`assistant`]: the chat assistant interface: built-in echo and an OpenAI-compatible streaming client.
 //! - [`images`]: the image generator interface: the built-in PNG drawer and an OpenAI-compatible client.
 //! - [`metrics`]: Prometheus metric names, recording helpers, request middleware and `/metrics`.
+//! - [`seams`]: interfaces to what several nodes share (limits, the session cap), in-process today.
 //! - [`security`]: client IP, REST rate limit, brute-force throttles, origin checks, security headers, CORS.
 //! - [`telemetry`]: logging setup.
 //! - [`pages`]: the browser pages and their assets, embedded from `web/`.
@@ -24,6 +25,7 @@ pub mod images;
 pub mod mail;
 pub mod metrics;
 pub mod pages;
+pub mod seams;
 pub mod security;
 pub mod startup;
 pub mod store;

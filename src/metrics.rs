@@ -46,8 +46,9 @@ pub mod labels {
     pub const SERVICE_TYPES: [&str; 2] = ["chat", "image"];
     /// `result` of `auth_logins_total`.
     pub const LOGIN_RESULTS: [&str; 4] = ["success", "failure", "disabled", "throttled"];
-    /// `scope` of `rate_limited_total`: REST requests and paid WebSocket messages.
-    pub const RATE_LIMIT_SCOPES: [&str; 2] = ["rest", "ws"];
+    /// `scope` of `rate_limited_total`: REST requests, paid WebSocket messages, free WebSocket
+    /// requests that touch storage, and upgrades past the per-user session cap.
+    pub const RATE_LIMIT_SCOPES: [&str; 4] = ["rest", "ws", "ws_free", "ws_sessions"];
     /// `direction` of `ws_messages_total`.
     pub const WS_DIRECTIONS: [&str; 2] = ["in", "out"];
     /// `route` of requests that matched no route (the raw path would explode cardinality).

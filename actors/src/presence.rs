@@ -1,10 +1,15 @@
 //! Presence: every WebSocket session of this node, by user. Keeps the `active_users` and
 //! `ws_sessions` gauges, tells subscribed admins who joins (a user's first session) and leaves
 //! (their last), and routes pushes to every session of a user.
+//!
+//! Revocations are remembered for a while ([`REVOCATION_MEMORY`]): a socket whose credential was
+//! checked before a revocation that covers it, but which joins only after that revocation was
+//! handled (it was still opening), is refused at [`Join`] as if it had been open. Older joins
+//! than the memory reaches are refused outright, so no socket can slip between the two.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 
@@ -105,6 +110,13 @@ pub struct Snapshot {
     pub sessions: usize,
 }
 
+/// How long revocations are remembered for sockets that were still opening; a socket whose
+/// credential was checked longer ago than this when it joins is refused.
+pub const REVOCATION_MEMORY: Duration = Duration::from_secs(60);
+
+/// The `session.revoked` reason of a socket refused because its credential check is too old.
+pub const STALE_CHECK_REASON: &str = "credential_check_expired";
+
 /// A session opened.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -117,6 +129,9 @@ pub struct Join {
     pub email: Arc<str>,
     /// The login session its credential belongs to (none for API keys).
     pub auth_session: Option<Arc<str>>,
+    /// When its credential was checked (taken before the check began): a revocation handled
+    /// after this moment covers the session even if it joins later.
+    pub verified_at: Instant,
     /// Where to deliver events.
     pub recipient: Recipient<SessionEvent>,
 }
@@ -198,6 +213,51 @@ pub struct Revoke {
 #[rtype(result = "usize")]
 pub struct ShutdownAll;
 
+/// Revocations of the last [`REVOCATION_MEMORY`], by what they covered: when each was handled
+/// and the reason told to the sockets.
+#[derive(Default)]
+struct Revocations {
+    /// Every socket of the user.
+    users: HashMap<Arc<str>, (Instant, &'static str)>,
+    /// Sockets of one login session.
+    login_sessions: HashMap<Arc<str>, (Instant, &'static str)>,
+    /// The user's API-key sockets.
+    api_keys: HashMap<Arc<str>, (Instant, &'static str)>,
+}
+
+impl Revocations {
+    fn record(&mut self, user_id: &Arc<str>, scope: &RevokeScope, reason: &'static str) {
+        let entry = (Instant::now(), reason);
+        match scope {
+            RevokeScope::All => self.users.insert(user_id.clone(), entry),
+            RevokeScope::LoginSession(sid) => self.login_sessions.insert(sid.clone(), entry),
+            RevokeScope::ApiKeys => self.api_keys.insert(user_id.clone(), entry),
+        };
+    }
+
+    /// The reason of a remembered revocation handled after `join`'s credential was checked.
+    fn covering(&self, join: &Join) -> Option<&'static str> {
+        if join.verified_at.elapsed() > REVOCATION_MEMORY {
+            return Some(STALE_CHECK_REASON);
+        }
+        let later = |entry: Option<&(Instant, &'static str)>| {
+            entry.filter(|(at, _)| *at >= join.verified_at).map(|(_, reason)| *reason)
+        };
+        let by_credential = match &join.auth_session {
+            Some(sid) => later(self.login_sessions.get(sid)),
+            None => later(self.api_keys.get(&join.user_id)),
+        };
+        later(self.users.get(&join.user_id)).or(by_credential)
+    }
+
+    fn forget_old(&mut self) {
+        let fresh = |(at, _): &mut (Instant, &'static str)| at.elapsed() <= REVOCATION_MEMORY;
+        self.users.retain(|_, entry| fresh(entry));
+        self.login_sessions.retain(|_, entry| fresh(entry));
+        self.api_keys.retain(|_, entry| fresh(entry));
+    }
+}
+
 struct SessionEntry {
     user_id: Arc<str>,
     auth_session: Option<Arc<str>>,
@@ -215,6 +275,7 @@ pub struct PresenceActor {
     sessions: HashMap<Arc<str>, SessionEntry>,
     users: HashMap<Arc<str>, UserEntry>,
     subscribers: HashSet<Arc<str>>,
+    revocations: Revocations,
 }
 
 impl PresenceActor {
@@ -260,6 +321,7 @@ impl Actor for PresenceActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(16_384);
         self.update_gauges();
+        ctx.run_interval(REVOCATION_MEMORY / 2, |actor, _| actor.revocations.forget_old());
     }
 }
 
@@ -267,6 +329,11 @@ impl Handler<Join> for PresenceActor {
     type Result = ();
 
     fn handle(&mut self, msg: Join, _: &mut Context<Self>) {
+        if let Some(reason) = self.revocations.covering(&msg) {
+            // Never registered: the socket closes itself, and its `Leave` finds nothing.
+            msg.recipient.do_send(SessionEvent::Revoked { reason });
+            return;
+        }
         let now = SystemTime::now();
         let user = self
             .users
@@ -358,6 +425,7 @@ impl Handler<Revoke> for PresenceActor {
     type Result = usize;
 
     fn handle(&mut self, msg: Revoke, _: &mut Context<Self>) -> usize {
+        self.revocations.record(&msg.user_id, &msg.scope, msg.reason);
         let targets: Vec<Arc<str>> = self
             .sessions
             .iter()
@@ -421,6 +489,7 @@ mod tests {
             user_id: user.into(),
             email: format!("{user}@example.com").into(),
             auth_session: Some(format!("login-{session}").into()),
+            verified_at: Instant::now(),
             recipient,
         }
     }
@@ -488,5 +557,45 @@ mod tests {
         settle().await;
         assert!(matches!(a_events.lock().unwrap()[0], SessionEvent::Revoked { reason: "logout" }));
         assert_eq!(b_events.lock().unwrap().len(), 1, "b only got the frame");
+    }
+
+    #[actix::test]
+    async fn a_socket_checked_before_a_revocation_is_refused_when_it_joins_after_it() {
+        let presence = PresenceActor::default().start();
+        let checked_before = Instant::now();
+        presence
+            .send(Revoke {
+                user_id: "ada".into(),
+                scope: RevokeScope::LoginSession("login-a".into()),
+                reason: "logout",
+            })
+            .await
+            .unwrap();
+        // (case, session, login session, checked at, refused).
+        let cases = [
+            ("same login, checked before the logout", "late", "login-a", checked_before, true),
+            ("same login, checked after the logout", "fresh", "login-a", Instant::now(), false),
+            ("another login, checked before", "other", "login-b", checked_before, false),
+            (
+                "a check older than the memory",
+                "stale",
+                "login-b",
+                checked_before - REVOCATION_MEMORY * 2,
+                true,
+            ),
+        ];
+        let mut accepted = 0;
+        for (case, session, login, verified_at, refused) in cases {
+            let (recipient, events) = probe();
+            let join =
+                Join { auth_session: Some(login.into()), verified_at, ..join(session, "ada", recipient) };
+            presence.send(join).await.unwrap();
+            settle().await;
+            let revoked = events.lock().unwrap().iter().any(|e| matches!(e, SessionEvent::Revoked { .. }));
+            assert_eq!(revoked, refused, "{case}");
+            accepted += usize::from(!refused);
+            let joined = presence.send(GetSnapshot).await.unwrap().sessions;
+            assert_eq!(joined, accepted, "{case}: registered only when accepted");
+        }
     }
 }

@@ -163,9 +163,15 @@ pub async fn by_ws_ticket(state: &AppState, ticket: &str) -> Result<CurrentUser,
     if !state.store.consume_once(&format!("ws-ticket:{}", claims.jti), expires).await? {
         return Err(ApiError::Unauthorized);
     }
-    // A ticket bought with an API key names no login session.
+    // A ticket bought with an API key names no login session, but the key: it dies with it.
     let sid = Some(claims.sid.as_str()).filter(|sid| !sid.is_empty());
-    session_user(state, &claims.sub, sid, Credential::AccessToken).await
+    let current = session_user(state, &claims.sub, sid, Credential::AccessToken).await?;
+    if let Some(key) = &claims.key
+        && !tokens::constant_time_eq(key, &tokens::api_key_fingerprint(&current.user.api_key_hash))
+    {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(current)
 }
 
 /// The active user `user_id`, whose login session `sid` (when there is one) is theirs and open.

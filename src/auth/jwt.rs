@@ -49,6 +49,9 @@ pub struct WsTicketClaims {
     pub jti: String,
     /// Audience: always the ticket audience.
     pub aud: String,
+    /// For a ticket bought with an API key: a fingerprint of that key, so the ticket dies with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// Signing and verification keys derived from the JWT secret.
@@ -79,8 +82,8 @@ impl JwtKeys {
         self.sign(&claims)
     }
 
-    /// A new ws ticket for `user_id` in session `sid`.
-    pub fn issue_ws_ticket(&self, user_id: &str, sid: &str) -> String {
+    /// A new ws ticket for `user_id` in session `sid` (empty for an API key, whose fingerprint is `key`).
+    pub fn issue_ws_ticket(&self, user_id: &str, sid: &str, key: Option<String>) -> String {
         let iat = crate::store::now().unix_timestamp();
         let claims = WsTicketClaims {
             sub: user_id.to_owned(),
@@ -89,6 +92,7 @@ impl JwtKeys {
             exp: iat + WS_TICKET_SECONDS,
             jti: uuid::Uuid::new_v4().to_string(),
             aud: WS_TICKET_AUDIENCE.to_owned(),
+            key,
         };
         self.sign(&claims)
     }
@@ -137,7 +141,7 @@ mod tests {
     fn tokens_of_another_purpose_secret_or_algorithm_are_refused() {
         let keys = JwtKeys::new(b"secret one, long enough for HS256");
         let other = JwtKeys::new(b"secret two, long enough for HS256");
-        let ticket = keys.issue_ws_ticket("u1", "s1");
+        let ticket = keys.issue_ws_ticket("u1", "s1", None);
         assert!(keys.verify_access(&ticket).is_none(), "a ws ticket is not an access token");
         assert!(keys.verify_ws_ticket(&ticket).is_some());
         assert!(other.verify_access(&keys.issue_access("u1", Role::User, "s1")).is_none(), "other secret");

@@ -29,6 +29,13 @@ pub fn api_key_prefix(key: &str) -> String {
     key.chars().take(API_KEY_SHOWN_CHARS).collect()
 }
 
+/// A short fingerprint of an API key, from its stored hash: what a ws ticket bought with the key
+/// carries, so the ticket is refused once the key is replaced. 64 bits are plenty to tell a
+/// user's keys apart, and reveal nothing usable about the key.
+pub fn api_key_fingerprint(api_key_hash: &str) -> String {
+    api_key_hash.chars().take(16).collect()
+}
+
 /// SHA-256, hex: how high-entropy secrets are stored (a slow hash adds nothing for 256 random bits).
 pub fn sha256_hex(secret: &str) -> String {
     Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()

@@ -29,11 +29,15 @@ pub const MAX_GRANT: i64 = 1_000_000_000;
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListUsersQuery {
-    /// Part of an email, first name or last name, case-insensitive; at most 254 characters.
+    /// Part of an email, first name or last name, case-insensitive; at most 254 characters,
+    /// no control characters.
+    #[param(max_length = 254, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub q: Option<String>,
     /// Users per page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Users to skip, 0 or more (default 0).
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -56,13 +60,19 @@ pub struct AdminUserView {
     pub stats: StatsResponse,
 }
 
-/// Body of `PATCH /api/admin/users/{id}`: at least one field.
+/// Body of `PATCH /api/admin/users/{id}`: at least one field. A field is left as it is by
+/// leaving it out; `null` is refused, since it says nothing a missing field does not.
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateUserRequest {
     /// `user` or `admin`; a change ends every session of the user.
+    #[serde(default, deserialize_with = "super::json::present")]
+    #[schema(nullable = false)]
     pub role: Option<Role>,
     /// False deactivates the account and ends every session; true reactivates it.
+    #[serde(default, deserialize_with = "super::json::present")]
+    #[schema(nullable = false)]
     pub active: Option<bool>,
 }
 
@@ -72,10 +82,37 @@ pub struct UpdateUserRequest {
 pub struct GrantCreditsRequest {
     /// Credits to add (positive) or take (negative); not zero, at most 1,000,000,000 either way.
     #[validate(custom(function = "grant_amount"))]
+    #[serde(deserialize_with = "super::json::whole_number")]
+    #[schema(schema_with = nonzero_amount_schema)]
     pub amount: i64,
-    /// Why, 1 to 200 characters; recorded as the ledger entry's `ref`.
+    /// Why, 1 to 200 characters (no control characters); recorded as the ledger entry's `ref`.
     #[validate(custom(function = "grant_reason"))]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub reason: String,
+}
+
+/// The schema of `amount`: a whole number from −1e9 to −1 or from 1 to 1e9.
+fn nonzero_amount_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    let range = |min: i64, max: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(min as f64))
+            .maximum(Some(max as f64))
+    };
+    OneOfBuilder::new()
+        .item(range(-MAX_GRANT, -1))
+        .item(range(1, MAX_GRANT))
+        .description(Some(
+            "Credits to add (positive) or take (negative); not zero, at most 1,000,000,000 either way.",
+        ))
+        .build()
+        .into()
 }
 
 fn grant_amount(amount: i64) -> Result<(), ValidationError> {
@@ -209,6 +246,10 @@ pub async fn update_user(
         (_, Some(_)) => Some("role_changed"),
         _ => None,
     };
+    if active_changed == Some(false) {
+        // A reset link mailed before the deactivation must not act on the account later.
+        state.store.void_reset_tokens(&user.id).await?;
+    }
     if let Some(reason) = reason {
         super::auth::end_all_sessions(&state, &user.id, reason).await?;
     }

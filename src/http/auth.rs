@@ -29,15 +29,27 @@ const RESET_MINUTES: i64 = 30;
 pub struct RegisterRequest {
     /// Email address (unique, case-insensitive).
     #[validate(custom(function = "validate::email"))]
+    #[schema(format = "email", max_length = 254)]
     pub email: String,
     /// 8 to 128 characters, not a common password.
     #[validate(custom(function = "validate::new_password"))]
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
     /// Given name, 1 to 100 characters.
     #[validate(custom(function = "validate::name"))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub first_name: String,
     /// Family name, 1 to 100 characters.
     #[validate(custom(function = "validate::name"))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub last_name: String,
 }
 
@@ -56,9 +68,11 @@ pub struct RegisterResponse {
 pub struct LoginRequest {
     /// Email address.
     #[validate(length(min = 1, max = 254))]
+    #[schema(min_length = 1, max_length = 254)]
     pub email: String,
-    /// Password.
+    /// Password (1 to 1024 bytes).
     #[validate(custom(function = "validate::login_password"))]
+    #[schema(min_length = 1, max_length = 256)]
     pub password: String,
 }
 
@@ -83,6 +97,7 @@ pub struct TokenResponse {
 pub struct RefreshRequest {
     /// The refresh token from login or the previous refresh.
     #[validate(length(min = 1, max = 256))]
+    #[schema(min_length = 1, max_length = 256)]
     pub refresh_token: String,
 }
 
@@ -92,6 +107,7 @@ pub struct RefreshRequest {
 pub struct ForgotRequest {
     /// The account's email.
     #[validate(custom(function = "validate::email"))]
+    #[schema(format = "email", max_length = 254)]
     pub email: String,
 }
 
@@ -101,9 +117,11 @@ pub struct ForgotRequest {
 pub struct ResetRequest {
     /// The token from the mailed link.
     #[validate(length(min = 1, max = 256))]
+    #[schema(min_length = 1, max_length = 256)]
     pub token: String,
-    /// The new password.
+    /// The new password: 8 to 128 characters, not a common password.
     #[validate(custom(function = "validate::new_password"))]
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
@@ -124,7 +142,7 @@ pub struct WsTicketResponse {
 }
 
 /// Creates an account with the starting credits and a first API key.
-#[utoipa::path(post, path = "/api/register", tag = "auth", request_body = RegisterRequest,
+#[utoipa::path(post, path = "/api/register", tag = "auth", request_body = RegisterRequest, security(()),
     responses((status = 201, body = RegisterResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody, description = "too many registrations from this IP")))]
 pub async fn register(
@@ -178,7 +196,7 @@ pub async fn create_user(
 }
 
 /// Checks email and password and opens a session (tokens in the body and as cookies).
-#[utoipa::path(post, path = "/api/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/login", tag = "auth", request_body = LoginRequest, security(()),
     responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 429, body = ErrorBody, description = "too many failures for this account or IP")))]
 pub async fn login(
@@ -228,7 +246,9 @@ pub async fn login(
 
 /// Exchanges a refresh token for new tokens; a reused token revokes its whole session.
 #[utoipa::path(post, path = "/api/token/refresh", tag = "auth", request_body(content = RefreshRequest, description = "or the sb_refresh cookie with X-CSRF-Token"),
-    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody)))]
+    security(()),
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the account is disabled, or a cookie refresh lacks its CSRF token")))]
 pub async fn refresh(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -271,7 +291,9 @@ pub async fn refresh(
 /// Ends the current session: its access and refresh tokens stop working at once. Without a
 /// valid access credential (the 15-minute cookie has expired) it still clears the cookies, so
 /// the browser cannot sign itself back in with the refresh cookie.
-#[utoipa::path(post, path = "/api/logout", tag = "auth", responses((status = 204), (status = 403, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/logout", tag = "auth", security((), ("bearer" = []), ("api_key" = []), ("cookie" = [])),
+    responses((status = 204, description = "signed out (also without a valid credential: the cookies are cleared)"),
+        (status = 403, body = ErrorBody, description = "a cookie logout without its CSRF token, or a disabled account")))]
 pub async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match crate::auth::extract::authenticate(&state, &req).await {
         Ok(current) => {
@@ -291,7 +313,7 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 }
 
 /// Mails a reset link when the account exists; always 202 with the same body.
-#[utoipa::path(post, path = "/api/password/forgot", tag = "auth", request_body = ForgotRequest,
+#[utoipa::path(post, path = "/api/password/forgot", tag = "auth", request_body = ForgotRequest, security(()),
     responses((status = 202, body = AcceptedResponse), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody, description = "too many requests for this email or IP")))]
 pub async fn forgot_password(
@@ -341,7 +363,7 @@ async fn send_reset_mail(state: &AppState, email: &str, ip: ClientIp) -> Result<
 }
 
 /// Sets a new password with a reset token (single use, 30 minutes, newest only) and ends every session.
-#[utoipa::path(post, path = "/api/password/reset", tag = "auth", request_body = ResetRequest,
+#[utoipa::path(post, path = "/api/password/reset", tag = "auth", request_body = ResetRequest, security(()),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody, description = "too many bad tokens from this IP")))]
 pub async fn reset_password(
@@ -358,6 +380,14 @@ pub async fn reset_password(
         return Err(ApiError::InvalidToken("The reset link is invalid, used or expired"));
     };
     state.security.auth.reset_succeeded(ip);
+    // A deactivated account keeps its password: its tokens were voided at deactivation, and one
+    // issued while that was under way must not act on it either.
+    let active = state.store.user_by_id(&user_id).await?.is_some_and(|user| user.active);
+    if !active {
+        tracing::info!(event = "password_reset_failed", user_id = %user_id, client_ip = %ip,
+            "password reset of a deactivated account refused");
+        return Err(ApiError::InvalidToken("The reset link is invalid, used or expired"));
+    }
     set_password(&state, &user_id, &body.new_password).await?;
     tracing::info!(event = "password_reset_used", user_id = %user_id, client_ip = %ip, "password reset used");
     // A notice to the account's address, sent after the answer; it carries no token or link that
@@ -386,9 +416,11 @@ pub async fn reset_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Stores a new password hash and revokes every session of the user.
+/// Stores a new password hash and revokes every session of the user. Outstanding reset tokens
+/// are voided first, so none issued before the change can overwrite the new password.
 pub async fn set_password(state: &AppState, user_id: &str, password: &str) -> Result<(), ApiError> {
     let hash = state.hasher.hash(password).await?;
+    state.store.void_reset_tokens(user_id).await?;
     let now = crate::store::now();
     let update = crate::store::UserUpdate { password_hash: Some(hash), ..Default::default() };
     state.store.update_user(user_id, &update, now).await?.ok_or(ApiError::NotFound)?;
@@ -414,7 +446,9 @@ pub async fn end_all_sessions(state: &AppState, user_id: &str, reason: &'static 
 #[utoipa::path(post, path = "/api/ws-ticket", tag = "auth", responses((status = 200, body = WsTicketResponse), (status = 401, body = ErrorBody)))]
 pub async fn ws_ticket(state: web::Data<AppState>, current: CurrentUser) -> HttpResponse {
     let sid = current.session_id.as_deref().unwrap_or_default();
-    let ticket = state.jwt.issue_ws_ticket(&current.user.id, sid);
+    let key = (current.credential == crate::auth::extract::Credential::ApiKey)
+        .then(|| tokens::api_key_fingerprint(&current.user.api_key_hash));
+    let ticket = state.jwt.issue_ws_ticket(&current.user.id, sid, key);
     HttpResponse::Ok().json(WsTicketResponse { ticket, expires_in: WS_TICKET_SECONDS })
 }
 

@@ -79,6 +79,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a reset token and voids every older one of the same user.
     async fn replace_reset_token(&self, token: &ResetToken) -> StoreResult<()>;
+    /// Voids every reset token of a user (after a password change, a reset or a deactivation).
+    async fn void_reset_tokens(&self, user_id: &str) -> StoreResult<()>;
     /// Uses a reset token once: the owner's id when it existed, was unused and unexpired.
     async fn consume_reset_token(&self, token_hash: &str, now: OffsetDateTime)
     -> StoreResult<Option<String>>;
@@ -109,6 +111,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_chat(&self, chat: &Chat) -> StoreResult<()>;
     /// The chat with this id, whoever owns it (callers check the owner).
     async fn chat(&self, id: &str) -> StoreResult<Option<Chat>>;
+    /// How many chats a user has.
+    async fn chat_count(&self, user_id: &str) -> StoreResult<i64>;
     /// A user's `limit` most recently updated chats, newest `updated_at` first (ties: id descending).
     async fn chats_of(&self, user_id: &str, limit: i64) -> StoreResult<Vec<Chat>>;
     /// Sets a chat's `updated_at` (a new message arrived); nothing happens for an unknown id.

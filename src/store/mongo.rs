@@ -475,6 +475,17 @@ impl Store for MongoStore {
         Ok(())
     }
 
+    async fn void_reset_tokens(&self, user_id: &str) -> StoreResult<()> {
+        // Pointing the user's `reset_current` at no token voids them all at once (only the
+        // current token is usable); deleting them afterwards is clean-up.
+        self.coll(RESET_CURRENT)
+            .replace_one(doc! { "_id": user_id }, doc! { "_id": user_id, "token_hash": Bson::Null })
+            .await
+            .map_err(map_err)?;
+        self.coll(RESET_TOKENS).delete_many(doc! { "user_id": user_id }).await.map_err(map_err)?;
+        Ok(())
+    }
+
     async fn consume_reset_token(
         &self,
         token_hash: &str,
@@ -496,6 +507,11 @@ impl Store for MongoStore {
             return Ok(None);
         }
         if !self.claim("reset", &found).await? {
+            return Ok(None);
+        }
+        // Voided (`void_reset_tokens`) between the check above and the claim: not usable.
+        let current = doc! { "_id": &user_id, "token_hash": token_hash };
+        if self.count(RESET_CURRENT, current).await? == 0 {
             return Ok(None);
         }
         self.mark_used(RESET_TOKENS, &found, now).await?;
@@ -562,6 +578,10 @@ impl Store for MongoStore {
 
     async fn insert_chat(&self, chat: &Chat) -> StoreResult<()> {
         self.insert(CHATS, chat_to_doc(chat)).await
+    }
+
+    async fn chat_count(&self, user_id: &str) -> StoreResult<i64> {
+        self.count(CHATS, doc! { "user_id": user_id }).await
     }
 
     async fn chat(&self, id: &str) -> StoreResult<Option<Chat>> {

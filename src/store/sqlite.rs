@@ -523,6 +523,14 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn void_reset_tokens(&self, user_id: &str) -> StoreResult<()> {
+        let user_id = user_id.to_owned();
+        self.write(move |c| {
+            c.prepare_cached("DELETE FROM reset_tokens WHERE user_id = ?1")?.execute([user_id]).map(drop)
+        })
+        .await
+    }
+
     async fn consume_reset_token(
         &self,
         token_hash: &str,
@@ -661,6 +669,15 @@ impl Store for SqliteStore {
             c.prepare_cached(&format!("SELECT {CHAT_COLUMNS} FROM chats WHERE id = ?1"))?
                 .query_row([id], chat_from_row)
                 .optional()
+        })
+        .await
+    }
+
+    async fn chat_count(&self, user_id: &str) -> StoreResult<i64> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached("SELECT COUNT(*) FROM chats WHERE user_id = ?1")?
+                .query_row([user_id], |r| r.get(0))
         })
         .await
     }

@@ -8,12 +8,14 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 use switchboard_actors::credit::{CreditFailure, CreditRegistry, Ledger, LedgerFuture};
 use switchboard_actors::presence::{PresenceActor, Revoke, RevokeScope, SessionEvent, ToUser};
-use switchboard_actors::rate_limit::{Check, Decision, RateLimiterActor};
+use switchboard_actors::rate_limit::RateLimiterActor;
 
 use super::protocol::ServerMessage;
 use crate::assistant::Assistant;
 use crate::config::Config;
 use crate::images::ImageGenerator;
+use crate::seams::limiter::{Limiter, LocalLimiter, WhenUnavailable};
+use crate::seams::session_cap::{LocalSessionCap, SessionCap};
 use crate::store::ledger::{self, CreditChange, CreditError};
 use crate::store::{DynStore, LedgerEntry, StoreError};
 
@@ -62,15 +64,17 @@ pub struct Realtime {
     /// Per-user credit actors.
     pub credits: Arc<CreditRegistry<StoreLedger>>,
     /// Paid WebSocket messages per user.
-    pub ws_limiter: Addr<RateLimiterActor>,
+    pub paid_limit: Box<dyn Limiter>,
+    /// Free WebSocket requests that touch storage, per user.
+    pub free_limit: Box<dyn Limiter>,
+    /// Open sessions per user.
+    pub session_cap: Box<dyn SessionCap>,
     /// Chat replies.
     pub assistant: Arc<dyn Assistant>,
     /// Images.
     pub images: Arc<dyn ImageGenerator>,
     /// Server ping interval.
     pub heartbeat: Duration,
-    /// Open sessions allowed per user.
-    pub max_sessions_per_user: usize,
     /// Bytes queued for a client before it counts as slow.
     pub outbound_bytes: usize,
 }
@@ -78,7 +82,11 @@ pub struct Realtime {
 impl Realtime {
     /// Starts the actors on the current actix system.
     pub fn start(config: &Config, store: DynStore) -> Realtime {
-        let ws_limit = NonZeroU32::new(config.ws_rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
+        // Both refuse when the limiter cannot answer: what they guard costs storage or credits.
+        let per_minute = |limit: u32| {
+            let limit = NonZeroU32::new(limit).unwrap_or(NonZeroU32::MIN);
+            Box::new(LocalLimiter::new(RateLimiterActor::per_minute(limit), WhenUnavailable::Refuse))
+        };
         let presence = PresenceActor::default().start();
         Realtime {
             credits: CreditRegistry::new(
@@ -86,11 +94,12 @@ impl Realtime {
                 CREDIT_ACTOR_IDLE,
             ),
             presence,
-            ws_limiter: RateLimiterActor::per_minute(ws_limit).start(),
+            paid_limit: per_minute(config.ws_rate_limit_per_minute),
+            free_limit: per_minute(config.ws_free_per_minute),
+            session_cap: Box::new(LocalSessionCap::new(config.ws_max_sessions_per_user as usize)),
             assistant: crate::assistant::from_config(config),
             images: crate::images::from_config(config),
             heartbeat: Duration::from_millis(config.ws_heartbeat_ms),
-            max_sessions_per_user: config.ws_max_sessions_per_user as usize,
             outbound_bytes: config.ws_outbound_bytes as usize,
         }
     }
@@ -123,20 +132,5 @@ impl Realtime {
     /// Closes the sockets a user opened with an API key (after the key was replaced).
     pub fn revoke_api_key_sockets(&self, user_id: &str, reason: &'static str) {
         self.presence.do_send(Revoke { user_id: user_id.into(), scope: RevokeScope::ApiKeys, reason });
-    }
-
-    /// Counts one paid message of a user against the WebSocket rate limit.
-    pub async fn check_rate(&self, user_id: &str) -> Decision {
-        match self.ws_limiter.send(Check { key: user_id.to_owned() }).await {
-            Ok(decision) => decision,
-            // The limiter only stops with the system; refusing then loses nothing.
-            Err(_) => Decision {
-                allowed: false,
-                limit: 0,
-                remaining: 0,
-                retry_after: Duration::from_secs(1),
-                reset_after: Duration::from_secs(1),
-            },
-        }
     }
 }

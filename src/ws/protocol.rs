@@ -35,6 +35,8 @@ pub enum ErrorCode {
     RateLimited,
     /// No such chat (or not yours).
     NotFound,
+    /// A per-user cap on stored things is reached (chats); delete some to make room.
+    QuotaExceeded,
     /// Not allowed for this role.
     Forbidden,
     /// Storage or the assistant/image service failed; any charge was refunded.

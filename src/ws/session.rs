@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::protocol::{self, ClientMessage, ErrorCode, PresenceUserView, ServerMessage, close};
 use super::work::{self, Request};
+use crate::seams::session_cap::SessionPlace;
 use crate::startup::AppState;
 use crate::store::{Role, User};
 
@@ -106,6 +107,9 @@ pub struct WsSession {
     id: Arc<str>,
     user: User,
     auth_session: Option<Arc<str>>,
+    verified_at: Instant,
+    /// This session's place under the per-user cap, given back when the actor is dropped.
+    _place: SessionPlace,
     state: actix_web::web::Data<AppState>,
     outbound: Outbox,
     last_heard: Instant,
@@ -114,10 +118,12 @@ pub struct WsSession {
 }
 
 impl WsSession {
-    /// A session for `user`, writing to `outbound`.
+    /// A session for `user`, whose credential was checked at `verified_at`, writing to `outbound`.
     pub fn new(
         user: User,
         auth_session: Option<String>,
+        verified_at: Instant,
+        place: SessionPlace,
         state: actix_web::web::Data<AppState>,
         outbound: Outbox,
     ) -> WsSession {
@@ -125,6 +131,8 @@ impl WsSession {
             id: uuid::Uuid::now_v7().to_string().into(),
             user,
             auth_session: auth_session.map(Into::into),
+            verified_at,
+            _place: place,
             state,
             outbound,
             last_heard: Instant::now(),
@@ -254,6 +262,7 @@ impl Actor for WsSession {
             user_id: self.user.id.as_str().into(),
             email: self.user.email.as_str().into(),
             auth_session: self.auth_session.clone(),
+            verified_at: self.verified_at,
             recipient: ctx.address().recipient(),
         });
         ctx.run_interval(realtime.heartbeat, Self::heartbeat);

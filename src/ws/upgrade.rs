@@ -9,14 +9,13 @@ use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, dev, web};
 use futures_util::Stream;
 use serde::Deserialize;
-use switchboard_actors::presence::CountSessions;
 
 use super::frame_guard::FrameGuard;
 use super::protocol::MAX_MESSAGE_BYTES;
 use super::session::{Outbox, WsSession, write_frames};
 use crate::auth::ACCESS_COOKIE;
 use crate::auth::extract::{Credential, CurrentUser, authenticate_bearer};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::query::Query;
 use crate::startup::AppState;
 
@@ -32,24 +31,32 @@ pub struct WsQuery {
 /// Upgrades an authenticated request to a WebSocket session.
 #[utoipa::path(get, path = "/ws", tag = "realtime",
     params(("token" = Option<String>, Query, description = "access token"), ("ticket" = Option<String>, Query, description = "ws ticket")),
-    responses((status = 101, description = "switching protocols"), (status = 401, description = "no valid credential"),
-        (status = 403, description = "foreign origin or disabled account"), (status = 429, description = "too many sessions")))]
+    responses((status = 101, description = "switching protocols"),
+        (status = 400, body = ErrorBody, description = "not a WebSocket handshake"),
+        (status = 401, body = ErrorBody, description = "no valid credential"),
+        (status = 403, body = ErrorBody, description = "foreign origin of a cookie connection, or a disabled account"),
+        (status = 422, body = ErrorBody, description = "an unknown or invalid query parameter"),
+        (status = 429, body = ErrorBody, description = "the user's session cap is reached"),
+        (status = 503, body = ErrorBody, description = "storage is unreachable")))]
 pub async fn upgrade(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
     query: Query<WsQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    // Taken before the credential is read: a revocation handled after this moment covers the
+    // socket, even if it lands while the socket is still opening.
+    let verified_at = std::time::Instant::now();
     let mut current = credential(&req, &state, &query).await?;
-    // `hello` shows the ledger's balance, not the cache on the user record.
-    current.user.credits = crate::store::ledger::balance(&*state.store, &current.user.id).await?.1;
     let realtime = &state.realtime;
-    let open =
-        realtime.presence.send(CountSessions { user_id: current.user.id.as_str().into() }).await.unwrap_or(0);
-    if open >= realtime.max_sessions_per_user {
+    // Reserved before the upgrade, so parallel upgrades cannot pass the cap together; given
+    // back when the session ends, or here by any early return.
+    let Some(place) = realtime.session_cap.reserve(&current.user.id).await else {
         crate::metrics::record_rate_limited("ws_sessions");
         return Err(ApiError::RateLimited { retry_after_secs: 5 });
-    }
+    };
+    // `hello` shows the ledger's balance, not the cache on the user record.
+    current.user.credits = crate::store::ledger::balance(&*state.store, &current.user.id).await?.1;
     // The frame guard ends the connection at the header of an oversized frame, before its bytes.
     let guarded: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
         Box::pin(FrameGuard::new(payload.into_inner(), MAX_MESSAGE_BYTES as u64));
@@ -67,7 +74,7 @@ pub async fn upgrade(
     let state = state.clone();
     WsSession::create(move |ctx| {
         ctx.add_stream(stream);
-        WsSession::new(current.user, current.session_id, state, outbox)
+        WsSession::new(current.user, current.session_id, verified_at, place, state, outbox)
     });
     Ok(response)
 }

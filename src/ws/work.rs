@@ -70,6 +70,9 @@ pub enum WsError {
     /// No such thing, or not the user's.
     #[error("Not found")]
     NotFound,
+    /// A per-user cap on stored things (chats) is reached.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// Storage or an upstream service failed.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -85,6 +88,7 @@ impl WsError {
             WsError::InsufficientCredits { .. } => (ErrorCode::InsufficientCredits, None),
             WsError::RateLimited { retry_after_ms } => (ErrorCode::RateLimited, Some(*retry_after_ms)),
             WsError::NotFound => (ErrorCode::NotFound, None),
+            WsError::QuotaExceeded(_) => (ErrorCode::QuotaExceeded, None),
             WsError::Unavailable(_) => (ErrorCode::Unavailable, None),
             WsError::Internal(cause) => {
                 tracing::error!(%cause, "internal error in a WebSocket request");
@@ -109,23 +113,51 @@ impl From<StoreError> for WsError {
 
 /// Runs one handed-off request and answers errors to the asking session.
 pub async fn handle(request: Request, message: ClientMessage) {
-    let result = match message {
-        ClientMessage::CreditsGet {} => credits_get(&request).await,
-        ClientMessage::ChatCreate { title } => chat_create(&request, title).await,
-        ClientMessage::ChatList {} => chat_list(&request).await,
+    let result = match limit_free(&request, &message).await {
+        Err(refused) => Err(refused),
+        Ok(()) => run(&request, message).await,
+    };
+    if let Err(e) = result {
+        request.reply(e.into_message());
+    }
+}
+
+/// Counts a free request that touches storage against the user's free budget, so no client
+/// can make the server read or write without bound for nothing.
+async fn limit_free(request: &Request, message: &ClientMessage) -> Result<(), WsError> {
+    let free = matches!(
+        message,
+        ClientMessage::CreditsGet {}
+            | ClientMessage::ChatCreate { .. }
+            | ClientMessage::ChatList {}
+            | ClientMessage::ChatHistory { .. }
+    );
+    if !free {
+        return Ok(());
+    }
+    let decision = request.state.realtime.free_limit.check(&request.user_id).await;
+    if decision.allowed {
+        return Ok(());
+    }
+    crate::metrics::record_rate_limited("ws_free");
+    Err(WsError::RateLimited { retry_after_ms: decision.retry_after.as_millis().max(1) as u64 })
+}
+
+async fn run(request: &Request, message: ClientMessage) -> Result<(), WsError> {
+    match message {
+        ClientMessage::CreditsGet {} => credits_get(request).await,
+        ClientMessage::ChatCreate { title } => chat_create(request, title).await,
+        ClientMessage::ChatList {} => chat_list(request).await,
         ClientMessage::ChatHistory { chat_id, before, limit } => {
-            chat_history(&request, chat_id, before, limit).await
+            chat_history(request, chat_id, before, limit).await
         }
-        ClientMessage::ChatSend { chat_id, content } => chat_send(&request, chat_id, content).await,
+        ClientMessage::ChatSend { chat_id, content } => chat_send(request, chat_id, content).await,
         ClientMessage::ImageGenerate { prompt, width, height } => {
-            image_generate(&request, prompt, width, height).await
+            image_generate(request, prompt, width, height).await
         }
         ClientMessage::Ping {}
         | ClientMessage::PresenceSubscribe {}
         | ClientMessage::PresenceUnsubscribe {} => Ok(()),
-    };
-    if let Err(e) = result {
-        request.reply(e.into_message());
     }
 }
 
@@ -150,6 +182,12 @@ async fn chat_create(request: &Request, title: Option<String>) -> Result<(), WsE
         return Err(WsError::Invalid(
             "title must be at most 200 characters without control characters".into(),
         ));
+    }
+    let cap = i64::from(request.state.config.max_chats_per_user);
+    if request.state.store.chat_count(&request.user_id).await? >= cap {
+        return Err(WsError::QuotaExceeded(format!(
+            "You have reached the limit of {cap} chats; delete one to start another"
+        )));
     }
     let now = crate::store::now();
     let chat = Chat {
@@ -345,7 +383,7 @@ async fn charge(
     price: i64,
     reference: &str,
 ) -> Result<i64, WsError> {
-    let decision = request.state.realtime.check_rate(&request.user_id).await;
+    let decision = request.state.realtime.paid_limit.check(&request.user_id).await;
     if !decision.allowed {
         crate::metrics::record_rate_limited("ws");
         return Err(WsError::RateLimited { retry_after_ms: decision.retry_after.as_millis().max(1) as u64 });

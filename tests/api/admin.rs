@@ -362,7 +362,12 @@ async fn patch_bodies_are_validated_with_422() {
 
     for (case, body, field) in [
         ("an empty body object", json!({}), "body"),
-        ("only nulls", json!({"role": null, "active": null}), "body"),
+        ("only nulls", json!({"role": null, "active": null}), "role"),
+        (
+            "a null beside a real change: null is not \"leave as it is\"",
+            json!({"role": "admin", "active": null}),
+            "active",
+        ),
         ("an unknown role", json!({"role": "superuser"}), "role"),
         ("a role in capitals", json!({"role": "ADMIN"}), "role"),
         ("active as a string", json!({"active": "no"}), "active"),
@@ -456,6 +461,7 @@ async fn grant_bodies_are_validated_with_422_and_record_nothing() {
         ("a blank reason", json!({"amount": 10, "reason": "   "}), "reason"),
         ("a reason of 201 characters", json!({"amount": 10, "reason": too_long}), "reason"),
         ("an unknown field", json!({"amount": 10, "reason": "ok", "actor_id": "someone"}), "actor_id"),
+        ("a control character in the reason", json!({"amount": 10, "reason": "a\u{0085}b"}), "reason"),
     ] {
         let response = admin
             .app
@@ -468,6 +474,18 @@ async fn grant_bodies_are_validated_with_422_and_record_nothing() {
     assert_eq!(usage["entries"], json!([]), "no entry was recorded: {usage}");
     let longest = admin.grant(&user.id, 1_000_000_000, &"y".repeat(200)).await;
     assert_eq!(longest.status(), StatusCode::OK, "a billion credits with a 200-character reason is accepted");
+    // JSON Schema's `integer` (which the OpenAPI document states) includes 5.0.
+    let whole = admin
+        .app
+        .post_json_with(
+            &format!("/api/admin/users/{}/credits", user.id),
+            &admin.admin_token,
+            &json!({"amount": -5.0, "reason": "a whole number written with a fraction"}),
+        )
+        .await;
+    assert_eq!(whole.status(), StatusCode::OK, "an amount of -5.0 is the whole number -5");
+    let usage = admin.get_ok(&format!("/api/admin/users/{}/usage", user.id)).await;
+    assert_eq!(usage["entries"][0]["amount"], -5, "{usage}");
 }
 
 #[actix_web::test]

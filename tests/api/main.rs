@@ -2,6 +2,7 @@
 //! One test binary keeps link time down.
 
 mod admin;
+mod audit;
 mod auth;
 mod helpers;
 mod hostile;
