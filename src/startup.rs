@@ -104,7 +104,6 @@ impl Application {
                 .wrap(from_fn(security::headers::security_headers))
                 // Outermost, so it sees every status and the whole time.
                 .wrap(from_fn(metrics::track_requests))
-                .route(metrics::METRICS_PATH, web::get().to(metrics::metrics_endpoint))
                 .configure(http::routes)
                 .configure(crate::pages::routes)
                 .default_service(web::to(http::not_found))

@@ -16,6 +16,7 @@ use crate::ws::work::{chat_view, message_view};
 #[serde(deny_unknown_fields)]
 pub struct MessagesQuery {
     /// Messages per page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Only messages before this message id.
     pub before: Option<String>,

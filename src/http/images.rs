@@ -17,6 +17,7 @@ use crate::ws::work::image_view;
 #[serde(deny_unknown_fields)]
 pub struct ImagesQuery {
     /// Images per page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Only images before this image id.
     pub before: Option<String>,

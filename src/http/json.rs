@@ -8,6 +8,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
@@ -124,6 +125,29 @@ fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> (String, Strin
         None => "has the wrong type".to_owned(),
     };
     (field, problem)
+}
+
+/// For optional fields (`#[serde(default, deserialize_with = "present")]`): a missing field is
+/// `None`, and an explicit `null` is refused like any value of the wrong type.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// A whole number, also when written with a fraction of zero (`5.0`), as JSON Schema's
+/// `integer` allows; `5.5` and numbers beyond i64 are refused.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(n) = number.as_i64() {
+        return Ok(n);
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom("invalid type, expected a whole number")),
+    }
 }
 
 fn flatten(errors: &ValidationErrors) -> FieldErrors {

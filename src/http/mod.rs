@@ -22,6 +22,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(json::MAX_BODY_BYTES))
         .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
         .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
+        .service(
+            resource(crate::metrics::METRICS_PATH, "GET")
+                .route(web::get().to(crate::metrics::metrics_endpoint)),
+        )
         .service(resource("/api/openapi.json", "GET").route(web::get().to(openapi::openapi_json)))
         .service(resource("/api/register", "POST").route(web::post().to(auth::register)))
         .service(resource("/api/login", "POST").route(web::post().to(auth::login)))

@@ -21,13 +21,24 @@ use crate::store::UserUpdate;
 pub struct UpdateProfileRequest {
     /// Given name, 1 to 100 characters.
     #[validate(custom(function = "validate::name"))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub first_name: String,
     /// Family name, 1 to 100 characters.
     #[validate(custom(function = "validate::name"))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub last_name: String,
-    /// Not accepted: the email cannot change (422).
+    /// Not accepted: the email cannot change (422). Left out of the document, which allows no
+    /// other fields than the names.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(ignore)]
     #[validate(custom(function = "email_is_fixed"))]
     pub email: Option<serde_json::Value>,
 }
@@ -42,9 +53,11 @@ fn email_is_fixed(_: &serde_json::Value) -> Result<(), ValidationError> {
 pub struct ChangePasswordRequest {
     /// The password now.
     #[validate(custom(function = "validate::login_password"))]
+    #[schema(min_length = 1, max_length = 256)]
     pub current_password: String,
-    /// The new password.
+    /// The new password: 8 to 128 characters, not a common password.
     #[validate(custom(function = "validate::new_password"))]
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
@@ -82,8 +95,10 @@ pub struct ApiKeyResponse {
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// Entries per page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// `next_before` of the previous page.
+    #[param(pattern = "^[0-9]+$")]
     pub before: Option<String>,
 }
 

@@ -606,6 +606,8 @@ async fn a_wrong_method_is_405_in_json() {
         (Method::GET, "/api/password/reset"),
         (Method::POST, "/healthz"),
         (Method::POST, "/api/openapi.json"),
+        (Method::TRACE, "/metrics"),
+        (Method::POST, "/metrics"),
     ] {
         let response = app.request(method.clone(), path).send().await.unwrap();
         let status = response.status();
