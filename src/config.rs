@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use clap::builder::BoolishValueParser;
+use clap::builder::{BoolishValueParser, TypedValueParser};
+use lettre::message::Mailbox;
+
+use crate::mail::SmtpServer;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,13 +62,15 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_PUBLIC_URL", value_parser = parse_origin)]
     pub public_url: Option<String>,
 
-    /// SMTP server for password-reset mail, e.g. smtp://127.0.0.1:2525; unset: write to <data-dir>/outbox/.
-    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<String>,
+    /// SMTP server for password-reset mail, as lettre's connection URL: smtp://[user:password@]host[:port]
+    /// (plain), smtp://…?tls=required (STARTTLS) or smtps://… (TLS); unset: write to <data-dir>/outbox/.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true, value_parser = SMTP_URL)]
+    pub smtp_url: Option<SmtpServer>,
 
     /// Sender address of mail.
-    #[arg(long, env = "SMTP_FROM", default_value = "Switchboard <no-reply@switchboard.local>")]
-    pub smtp_from: String,
+    #[arg(long, env = "SMTP_FROM", default_value = "Switchboard <no-reply@switchboard.local>",
+        value_parser = SMTP_FROM)]
+    pub smtp_from: Mailbox,
 
     /// OpenAI-compatible chat completions base URL; unset: the built-in echo assistant.
     #[arg(long, env = "ASSISTANT_URL")]
@@ -210,14 +215,6 @@ impl Config {
         {
             return Err("MONGODB_URI must start with mongodb:// or mongodb+srv://".into());
         }
-        if let Some(url) = &self.smtp_url
-            && let Err(e) = crate::mail::SmtpSettings::parse(url)
-        {
-            return Err(format!("SMTP_URL: {e}"));
-        }
-        if let Err(e) = crate::mail::parse_sender(&self.smtp_from) {
-            return Err(format!("SMTP_FROM: {e}"));
-        }
         for (name, url) in [("ASSISTANT_URL", &self.assistant_url), ("IMAGE_URL", &self.image_url)] {
             if let Some(url) = url
                 && parse_origin(url).is_err()
@@ -233,6 +230,42 @@ impl Config {
         self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.bind))
     }
 }
+
+/// A value parser whose errors are one line, `SETTING: problem`, that never repeats the value
+/// (clap's own message would quote it, and `SMTP_URL` may hold a password, `SMTP_FROM` a line
+/// break that would cut the line before the setting's name).
+#[derive(Clone)]
+struct Named<T> {
+    setting: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+}
+
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Named<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let refuse = |problem: String| {
+            let line = format!("{}: {}\n", self.setting, problem.replace(['\r', '\n'], " "));
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, line)
+        };
+        let value = value.to_str().ok_or_else(|| refuse("is not UTF-8".into()))?;
+        (self.parse)(value.trim()).map_err(refuse)
+    }
+}
+
+/// `SMTP_URL`, read by lettre's own URL support.
+const SMTP_URL: Named<SmtpServer> = Named { setting: "SMTP_URL", parse: SmtpServer::from_url };
+
+/// `SMTP_FROM`: `Name <address>` or a bare address.
+const SMTP_FROM: Named<Mailbox> = Named {
+    setting: "SMTP_FROM",
+    parse: |value| value.parse::<Mailbox>().map_err(|e| format!("not a mail address ({e})")),
+};
 
 /// Accepts an http(s) URL without a trailing slash.
 fn parse_origin(value: &str) -> Result<String, String> {

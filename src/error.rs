@@ -7,8 +7,12 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::seams::limiter::ceil_secs;
+use crate::services::accounts::AccountError;
+use crate::services::conversation::ConversationError;
+use crate::services::credits::CreditError;
+use crate::services::paging::PageError;
 use crate::store::StoreError;
-use crate::store::ledger::CreditError;
 
 /// Problems per request field, as sent in `fields`.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
@@ -177,8 +181,45 @@ impl From<CreditError> for ApiError {
     }
 }
 
-impl From<crate::auth::password::HashError> for ApiError {
-    fn from(e: crate::auth::password::HashError) -> ApiError {
-        ApiError::Internal(e.to_string())
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> ApiError {
+        match e {
+            AccountError::Unauthorized => ApiError::Unauthorized,
+            AccountError::InvalidCredentials => ApiError::InvalidCredentials,
+            AccountError::AccountDisabled => ApiError::AccountDisabled,
+            AccountError::EmailTaken => ApiError::EmailTaken,
+            AccountError::InvalidResetToken => {
+                ApiError::InvalidToken("The reset link is invalid, used or expired")
+            }
+            AccountError::NotFound => ApiError::NotFound,
+            AccountError::Throttled { retry_after } => {
+                ApiError::RateLimited { retry_after_secs: ceil_secs(retry_after).max(1) }
+            }
+            AccountError::Conflict(message) => ApiError::Conflict(message),
+            AccountError::Invalid { field, problem } => ApiError::field(field, problem),
+            AccountError::Store(e) => e.into(),
+            AccountError::Hash(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ConversationError> for ApiError {
+    fn from(e: ConversationError) -> ApiError {
+        match e {
+            ConversationError::NotFound => ApiError::NotFound,
+            ConversationError::Unavailable(_) => ApiError::Unavailable,
+            ConversationError::Internal(cause) => ApiError::Internal(cause),
+            // REST reads and deletes chats and images; it neither creates nor pays for any.
+            other => ApiError::Internal(format!("unexpected in a REST request: {other}")),
+        }
+    }
+}
+
+impl From<PageError> for ApiError {
+    fn from(e: PageError) -> ApiError {
+        match e {
+            PageError::BadCursor => ApiError::field("before", "is not a valid cursor"),
+            PageError::Store(e) => e.into(),
+        }
     }
 }

@@ -22,12 +22,15 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod images;
+pub mod input;
 pub mod mail;
 pub mod metrics;
 pub mod pages;
 pub mod seams;
 pub mod security;
+pub mod services;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 #[cfg(test)]

@@ -17,7 +17,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::auth::tokens::constant_time_eq;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Every metric name of API.md §6 (fixed: dashboards and alerts depend on them).
 pub mod names {
@@ -47,8 +47,20 @@ pub mod labels {
     /// `result` of `auth_logins_total`.
     pub const LOGIN_RESULTS: [&str; 4] = ["success", "failure", "disabled", "throttled"];
     /// `scope` of `rate_limited_total`: REST requests, paid WebSocket messages, free WebSocket
-    /// requests that touch storage, and upgrades past the per-user session cap.
-    pub const RATE_LIMIT_SCOPES: [&str; 4] = ["rest", "ws", "ws_free", "ws_sessions"];
+    /// requests that touch storage, upgrades past the per-user session cap, and the account
+    /// throttles (`services/accounts/throttles.rs`).
+    pub const RATE_LIMIT_SCOPES: [&str; 10] = [
+        "rest",
+        "ws",
+        "ws_free",
+        "ws_sessions",
+        "login_account",
+        "login_ip",
+        "reset_ip",
+        "forgot_email",
+        "forgot_ip",
+        "register_ip",
+    ];
     /// `direction` of `ws_messages_total`.
     pub const WS_DIRECTIONS: [&str; 2] = ["in", "out"];
     /// `route` of requests that matched no route (the raw path would explode cardinality).

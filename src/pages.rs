@@ -13,7 +13,7 @@ use rust_embed::RustEmbed;
 
 use crate::auth::extract::authenticate;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::Role;
 
 /// The files under `web/`, embedded at compile time (in debug builds too, via `debug-embed`).

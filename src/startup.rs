@@ -1,45 +1,37 @@
-//! Building and running the server: storage, secrets, the first admin, routes, shutdown.
+//! Building and running the server: the wiring module. It reads the settings, opens storage,
+//! loads secrets, builds the engines, seams and services into [`AppState`], ensures the first
+//! admin, mounts the middleware and routes, and stops gracefully. Only `main.rs` imports it.
 
 use std::net::TcpListener;
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{Compress, Logger, from_fn};
 use actix_web::{App, HttpServer, web};
+use switchboard_actors::rate_limit::RateLimiterActor;
+use switchboard_actors::throttle::Backoff;
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::tokens;
 use crate::config::Config;
-use crate::http;
 use crate::mail::Mailer;
-use crate::metrics;
-use crate::security;
+use crate::seams::Realtime;
+use crate::seams::limiter::{LocalLimiter, WhenUnavailable};
+use crate::seams::throttle::LocalFailureThrottle;
+use crate::services::accounts::throttles::AuthThrottles;
+use crate::services::accounts::{AccountService, AccountSettings};
+use crate::services::conversation::ConversationService;
+use crate::services::credits::{CreditService, Prices};
+use crate::state::AppState;
+use crate::store::DynStore;
 use crate::store::mongo::MongoStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{DynStore, Role, UserUpdate};
-use crate::ws::hub::Realtime;
-
-/// Everything handlers share.
-pub struct AppState {
-    /// Settings.
-    pub config: Arc<Config>,
-    /// Storage.
-    pub store: DynStore,
-    /// JWT keys.
-    pub jwt: JwtKeys,
-    /// Key that binds CSRF tokens to sessions.
-    pub csrf_key: Vec<u8>,
-    /// Bounded password hashing.
-    pub hasher: PasswordHasher,
-    /// Outgoing mail.
-    pub mailer: Mailer,
-    /// The WebSocket side: presence, credit and rate-limit actors, assistant, images.
-    pub realtime: Realtime,
-    /// The REST rate limit and the brute-force throttles.
-    pub security: security::Security,
-}
+use crate::ws::requests::Frames;
+use crate::{http, metrics, pages, security};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,21 +67,12 @@ impl Application {
             Some(secret) => secret.clone().into_bytes(),
             None => load_or_create_secret(&config.data_dir)?,
         };
-        let concurrency = config.hash_concurrency.map(usize::from).unwrap_or_else(default_hash_concurrency);
-        let state = web::Data::new(AppState {
-            jwt: JwtKeys::new(&secret),
-            csrf_key: tokens::hmac_token(&secret, "csrf").into_bytes(),
-            hasher: PasswordHasher::new(concurrency).map_err(|e| StartError::Config(e.to_string()))?,
-            mailer: Mailer::new(&config).map_err(StartError::Config)?,
-            realtime: Realtime::start(&config, store.clone()),
-            security: security::Security::start(&config),
-            store,
-            config: Arc::new(config),
-        });
-        ensure_admin(&state).await?;
+        let state = web::Data::new(assemble(config, store, &secret)?);
+        if let (Some(email), Some(password)) = (&state.config.admin_email, &state.config.admin_password) {
+            state.accounts.ensure_admin(email, password).await.map_err(StartError::Config)?;
+        }
 
         metrics::install();
-        security::register_metrics();
         let port = local.port();
         let app_state = state.clone();
         let server = HttpServer::new(move || {
@@ -105,7 +88,7 @@ impl Application {
                 // Outermost, so it sees every status and the whole time.
                 .wrap(from_fn(metrics::track_requests))
                 .configure(http::routes)
-                .configure(crate::pages::routes)
+                .configure(pages::routes)
                 .default_service(web::to(http::not_found))
         })
         .listen(listener)?
@@ -142,13 +125,73 @@ impl Application {
     }
 }
 
+/// The engines, seams and services the settings ask for, in one [`AppState`].
+fn assemble(config: Config, store: DynStore, secret: &[u8]) -> Result<AppState, StartError> {
+    let concurrency = config.hash_concurrency.map(usize::from).unwrap_or_else(default_hash_concurrency);
+    let hasher = PasswordHasher::new(concurrency).map_err(|e| StartError::Config(e.to_string()))?;
+    let mailer =
+        Mailer::new(config.smtp_from.clone(), config.smtp_url.clone(), config.data_dir.join("outbox"));
+    let realtime = Realtime::local(config.ws_max_sessions_per_user as usize);
+
+    let per_window = |limit: u32, window: Duration, when_unavailable| {
+        let limit = NonZeroU32::new(limit).unwrap_or(NonZeroU32::MIN);
+        LocalLimiter::new(RateLimiterActor::per_window(limit, window), when_unavailable)
+    };
+    let (minute, hour) = (Duration::from_secs(60), Duration::from_secs(3600));
+    // The REST limit and the account throttles let requests through when their engine cannot
+    // answer: they guard cheap requests against abuse. The WebSocket limits refuse: they guard
+    // paid or stored work.
+    let failures = |free: u32| Box::new(LocalFailureThrottle::new(Backoff::standard(free)));
+    let throttles = AuthThrottles {
+        login_account: failures(config.login_failures_per_account),
+        login_ip: failures(config.login_failures_per_ip),
+        reset_ip: failures(config.reset_failures_per_ip),
+        forgot_email: Box::new(per_window(config.forgot_per_email_per_hour, hour, WhenUnavailable::Allow)),
+        forgot_ip: Box::new(per_window(config.forgot_per_ip_per_hour, hour, WhenUnavailable::Allow)),
+        register_ip: Box::new(per_window(config.registrations_per_ip_per_hour, hour, WhenUnavailable::Allow)),
+    };
+    let settings =
+        AccountSettings { starting_credits: config.starting_credits, public_url: config.public_url() };
+    let accounts = AccountService::new(
+        store.clone(),
+        hasher,
+        JwtKeys::new(secret),
+        mailer,
+        realtime.bus.clone(),
+        throttles,
+        settings,
+    );
+    let prices = Prices { chat: config.price_chat_message, image: config.price_image };
+    let notify = Arc::new(Frames::unrequested(realtime.bus.clone()));
+    let credits = Arc::new(CreditService::new(store.clone(), notify, prices));
+    let conversation = ConversationService::new(
+        store.clone(),
+        credits.clone(),
+        crate::assistant::from_config(&config),
+        crate::images::from_config(&config),
+        Arc::new(per_window(config.ws_rate_limit_per_minute, minute, WhenUnavailable::Refuse)),
+        i64::from(config.max_chats_per_user),
+    );
+    Ok(AppState {
+        csrf_key: tokens::hmac_token(secret, "csrf").into_bytes(),
+        accounts: Arc::new(accounts),
+        credits,
+        conversation: Arc::new(conversation),
+        realtime,
+        rest_limit: Arc::new(per_window(config.rate_limit_per_minute, minute, WhenUnavailable::Allow)),
+        ws_free_limit: Arc::new(per_window(config.ws_free_per_minute, minute, WhenUnavailable::Refuse)),
+        store,
+        config: Arc::new(config),
+    })
+}
+
 /// Closes every WebSocket with 1001 and gives the writers a moment to send the close frames,
 /// since a graceful HTTP stop would otherwise wait for the sockets to end by themselves.
 async fn close_sockets(state: &AppState) {
-    let sessions = state.realtime.presence.send(switchboard_actors::presence::ShutdownAll).await.unwrap_or(0);
+    let sessions = state.realtime.presence.close_all().await;
     if sessions > 0 {
         tracing::info!(sessions, "closing WebSocket sessions");
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -203,46 +246,4 @@ fn load_or_create_secret(dir: &Path) -> Result<Vec<u8>, StartError> {
     options.open(&path)?.write_all(secret.as_bytes())?;
     tracing::info!(path = %path.display(), "generated a JWT secret");
     Ok(secret.into_bytes())
-}
-
-/// Creates the admin from `SWITCHBOARD_ADMIN_EMAIL`/`_PASSWORD`, or promotes that account.
-async fn ensure_admin(state: &AppState) -> Result<(), StartError> {
-    let (Some(email), Some(password)) = (&state.config.admin_email, &state.config.admin_password) else {
-        return Ok(());
-    };
-    let email = http::validate::normalise_email(email);
-    if let Some(user) = state.store.user_by_email(&email).await? {
-        // Registration is open and emails are not verified, so whoever registered this address
-        // first must not become admin by it: the account must have the configured password.
-        if !state.hasher.verify(password, Some(&user.password_hash)).await.unwrap_or(false) {
-            return Err(StartError::Config(
-                "SWITCHBOARD_ADMIN_EMAIL names an existing account whose password is not SWITCHBOARD_ADMIN_PASSWORD"
-                    .into(),
-            ));
-        }
-        if user.role != Role::Admin || !user.active {
-            let update = UserUpdate { role: Some(Role::Admin), active: Some(true), ..Default::default() };
-            state.store.update_user(&user.id, &update, crate::store::now()).await?;
-            tracing::info!(event = "admin_promoted", user_id = %user.id, "promoted the configured admin");
-        }
-        return Ok(());
-    }
-    let request = http::auth::RegisterRequest {
-        email: email.clone(),
-        password: password.clone(),
-        first_name: "Switchboard".into(),
-        last_name: "Admin".into(),
-    };
-    validator::Validate::validate(&request).map_err(|e| {
-        StartError::Config(format!("SWITCHBOARD_ADMIN_EMAIL/SWITCHBOARD_ADMIN_PASSWORD: {e}"))
-    })?;
-    match http::auth::create_user(state, &request, Role::Admin).await {
-        Ok((user, _)) => {
-            tracing::info!(event = "admin_created", user_id = %user.id, "created the configured admin")
-        }
-        // Another process created it at the same moment.
-        Err(crate::error::ApiError::EmailTaken) => {}
-        Err(e) => return Err(StartError::Config(format!("could not create the admin: {e}"))),
-    }
-    Ok(())
 }

@@ -185,6 +185,16 @@ pub struct ToUser {
     pub event: SessionEvent,
 }
 
+/// Deliver an event to one session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToSession {
+    /// The WebSocket session.
+    pub session_id: Arc<str>,
+    /// What.
+    pub event: SessionEvent,
+}
+
 /// Which of a user's sockets a [`Revoke`] closes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevokeScope {
@@ -418,6 +428,14 @@ impl Handler<ToUser> for PresenceActor {
                 self.deliver(session_id, msg.event.clone());
             }
         }
+    }
+}
+
+impl Handler<ToSession> for PresenceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToSession, _: &mut Context<Self>) {
+        self.deliver(&msg.session_id, msg.event);
     }
 }
 

@@ -1,39 +1,33 @@
 //! Authentication as extractors: a handler that takes [`CurrentUser`] or [`Admin`] cannot
 //! forget the check. Three credentials are accepted (API.md §3): an access token, an API key,
-//! and the browser's `sb_access` cookie (with a CSRF token on unsafe methods).
+//! and the browser's `sb_access` cookie (with a CSRF token on unsafe methods). The checks
+//! themselves are the accounts service's; this module finds the credential in the request.
 
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 
-use super::tokens::{self, API_KEY_PREFIX};
+use super::tokens;
 use super::{ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER};
 use crate::error::ApiError;
-use crate::startup::AppState;
-use crate::store::{Role, User};
-
-/// Which credential authenticated a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential {
-    /// `Authorization: Bearer <jwt>`.
-    AccessToken,
-    /// `Authorization: Bearer sk_…` or `X-API-Key`.
-    ApiKey,
-    /// The `sb_access` cookie.
-    Cookie,
-}
+pub use crate::services::accounts::Credential;
+use crate::services::accounts::Principal;
+use crate::state::AppState;
+use crate::store::Role;
 
 /// The authenticated, active user of a request.
 #[derive(Debug, Clone)]
-pub struct CurrentUser {
-    /// The user as stored now.
-    pub user: User,
-    /// The login session, absent for API keys.
-    pub session_id: Option<String>,
-    /// How the request authenticated.
-    pub credential: Credential,
+pub struct CurrentUser(pub Principal);
+
+impl Deref for CurrentUser {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
 }
 
 /// A [`CurrentUser`] who is an admin; others get 403.
@@ -76,11 +70,11 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Current
         return authenticate_bearer(state, req).await;
     }
     if let Some(cookie) = req.cookie(ACCESS_COOKIE) {
-        let current = by_access_token(state, cookie.value(), Credential::Cookie).await?;
+        let principal = state.accounts.by_access_token(cookie.value(), Credential::Cookie).await?;
         if !req.method().is_safe() {
-            check_csrf(state, req, current.session_id.as_deref().unwrap_or_default())?;
+            check_csrf(state, req, principal.session_id.as_deref().unwrap_or_default())?;
         }
-        return Ok(current);
+        return Ok(CurrentUser(principal));
     }
     Err(ApiError::Unauthorized)
 }
@@ -94,14 +88,11 @@ pub async fn authenticate_bearer(state: &AppState, req: &HttpRequest) -> Result<
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .ok_or(ApiError::Unauthorized)?;
-        return if token.starts_with(API_KEY_PREFIX) {
-            by_api_key(state, token).await
-        } else {
-            by_access_token(state, token, Credential::AccessToken).await
-        };
+        return Ok(CurrentUser(state.accounts.by_bearer(token).await?));
     }
     if let Some(key) = req.headers().get("x-api-key") {
-        return by_api_key(state, key.to_str().map_err(|_| ApiError::Unauthorized)?).await;
+        let key = key.to_str().map_err(|_| ApiError::Unauthorized)?;
+        return Ok(CurrentUser(state.accounts.by_api_key(key).await?));
     }
     Err(ApiError::Unauthorized)
 }
@@ -137,60 +128,4 @@ pub fn check_csrf(state: &AppState, req: &HttpRequest, session_id: &str) -> Resu
     } else {
         Err(ApiError::CsrfFailed)
     }
-}
-
-async fn by_api_key(state: &AppState, key: &str) -> Result<CurrentUser, ApiError> {
-    let user =
-        state.store.user_by_api_key_hash(&tokens::sha256_hex(key)).await?.ok_or(ApiError::Unauthorized)?;
-    active(CurrentUser { user, session_id: None, credential: Credential::ApiKey })
-}
-
-/// Checks an access token: signature, expiry, session not revoked, user active.
-pub async fn by_access_token(
-    state: &AppState,
-    token: &str,
-    credential: Credential,
-) -> Result<CurrentUser, ApiError> {
-    let claims = state.jwt.verify_access(token).ok_or(ApiError::Unauthorized)?;
-    session_user(state, &claims.sub, Some(&claims.sid), credential).await
-}
-
-/// Checks a single-use WebSocket ticket: signature, expiry, first use, then as an access token.
-pub async fn by_ws_ticket(state: &AppState, ticket: &str) -> Result<CurrentUser, ApiError> {
-    let claims = state.jwt.verify_ws_ticket(ticket).ok_or(ApiError::Unauthorized)?;
-    let expires =
-        time::OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| ApiError::Unauthorized)?;
-    if !state.store.consume_once(&format!("ws-ticket:{}", claims.jti), expires).await? {
-        return Err(ApiError::Unauthorized);
-    }
-    // A ticket bought with an API key names no login session, but the key: it dies with it.
-    let sid = Some(claims.sid.as_str()).filter(|sid| !sid.is_empty());
-    let current = session_user(state, &claims.sub, sid, Credential::AccessToken).await?;
-    if let Some(key) = &claims.key
-        && !tokens::constant_time_eq(key, &tokens::api_key_fingerprint(&current.user.api_key_hash))
-    {
-        return Err(ApiError::Unauthorized);
-    }
-    Ok(current)
-}
-
-/// The active user `user_id`, whose login session `sid` (when there is one) is theirs and open.
-async fn session_user(
-    state: &AppState,
-    user_id: &str,
-    sid: Option<&str>,
-    credential: Credential,
-) -> Result<CurrentUser, ApiError> {
-    if let Some(sid) = sid {
-        let session = state.store.session(sid).await?.ok_or(ApiError::Unauthorized)?;
-        if session.revoked_at.is_some() || session.user_id != user_id {
-            return Err(ApiError::Unauthorized);
-        }
-    }
-    let user = state.store.user_by_id(user_id).await?.ok_or(ApiError::Unauthorized)?;
-    active(CurrentUser { user, session_id: sid.map(str::to_owned), credential })
-}
-
-fn active(current: CurrentUser) -> Result<CurrentUser, ApiError> {
-    if current.user.active { Ok(current) } else { Err(ApiError::AccountDisabled) }
 }

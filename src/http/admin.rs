@@ -5,22 +5,21 @@
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use switchboard_actors::presence::GetSnapshot;
 use utoipa::{IntoParams, ToSchema};
 use validator::{Validate, ValidationError};
 
-use super::json::ValidJson;
-use super::profile::{CreditsUsedView, StatsResponse, UsageQuery, usage_page};
-use super::query::Query;
-use super::views::{UsagePage, UserView};
+use super::views::{PresenceSnapshotView, StatsResponse, UsagePage, UserView};
 use crate::auth::extract::Admin;
 use crate::error::{ApiError, ErrorBody};
+use crate::input::json::ValidJson;
+use crate::input::paging::{PageQuery, Paging};
+use crate::input::query::Query;
 use crate::security::client_ip::ClientIp;
-use crate::startup::AppState;
-use crate::store::ledger::{CreditChange, CreditError};
-use crate::store::{Role, ServiceType, User, UserUpdate};
-use crate::ws::protocol::PresenceUserView;
-use crate::ws::session::presence_view;
+use crate::services::accounts::admin::AccountChange;
+use crate::services::credits::CreditError;
+use crate::services::paging::PageLimit;
+use crate::state::AppState;
+use crate::store::Role;
 
 /// The largest credit change one grant may make, either way.
 pub const MAX_GRANT: i64 = 1_000_000_000;
@@ -67,11 +66,11 @@ pub struct AdminUserView {
 #[schema(min_properties = 1)]
 pub struct UpdateUserRequest {
     /// `user` or `admin`; a change ends every session of the user.
-    #[serde(default, deserialize_with = "super::json::present")]
+    #[serde(default, deserialize_with = "crate::input::json::present")]
     #[schema(nullable = false)]
     pub role: Option<Role>,
     /// False deactivates the account and ends every session; true reactivates it.
-    #[serde(default, deserialize_with = "super::json::present")]
+    #[serde(default, deserialize_with = "crate::input::json::present")]
     #[schema(nullable = false)]
     pub active: Option<bool>,
 }
@@ -82,7 +81,7 @@ pub struct UpdateUserRequest {
 pub struct GrantCreditsRequest {
     /// Credits to add (positive) or take (negative); not zero, at most 1,000,000,000 either way.
     #[validate(custom(function = "grant_amount"))]
-    #[serde(deserialize_with = "super::json::whole_number")]
+    #[serde(deserialize_with = "crate::input::json::whole_number")]
     #[schema(schema_with = nonzero_amount_schema)]
     pub amount: i64,
     /// Why, 1 to 200 characters (no control characters); recorded as the ledger entry's `ref`.
@@ -134,17 +133,6 @@ fn grant_reason(reason: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// Who is online, as `presence.snapshot` shows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PresenceSnapshotView {
-    /// Users online, oldest connection first.
-    pub users: Vec<PresenceUserView>,
-    /// Distinct users online.
-    pub active_users: usize,
-    /// Open WebSocket sessions.
-    pub sessions: usize,
-}
-
 /// Users whose email or names contain `q`, oldest account first, with the number of matches.
 #[utoipa::path(get, path = "/api/admin/users", tag = "admin", params(ListUsersQuery),
     responses((status = 200, body = UserListView), (status = 401, body = ErrorBody),
@@ -154,10 +142,7 @@ pub async fn list_users(
     _admin: Admin,
     query: Query<ListUsersQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::field("limit", "must be 1 to 100"));
-    }
+    let limit = PageLimit::new(query.limit).map_err(|problem| ApiError::field("limit", problem))?;
     let offset = query.offset.unwrap_or(0);
     if offset < 0 {
         return Err(ApiError::field("offset", "must be 0 or more"));
@@ -169,8 +154,12 @@ pub async fn list_users(
             return Err(ApiError::field("q", "must be at most 254 characters without control characters"));
         }
     }
-    let (users, total) = state.store.list_users(search, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(UserListView { users: users.iter().map(UserView::from).collect(), total }))
+    let (users, total) = state.accounts.list_users(search, limit.get(), offset).await?;
+    let mut views = Vec::with_capacity(users.len());
+    for user in &users {
+        views.push(UserView::new(user, state.credits.balance(&user.id).await?));
+    }
+    Ok(HttpResponse::Ok().json(UserListView { users: views, total }))
 }
 
 /// One user with their stats.
@@ -183,17 +172,10 @@ pub async fn get_user(
     _admin: Admin,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = find_user(&state, &id).await?;
-    let stats = state.store.user_stats(&user.id).await?;
-    Ok(HttpResponse::Ok().json(AdminUserView {
-        stats: StatsResponse {
-            credits: user.credits,
-            total_chats: stats.total_chats,
-            total_images: stats.total_images,
-            credits_used: CreditsUsedView { chat: stats.credits_used.chat, image: stats.credits_used.image },
-        },
-        user: UserView::from(&user),
-    }))
+    let user = state.accounts.user(&id).await?;
+    let stats = state.credits.stats(&user.id).await?;
+    Ok(HttpResponse::Ok()
+        .json(AdminUserView { user: UserView::new(&user, stats.credits), stats: stats.into() }))
 }
 
 /// Changes a user's role or active flag. A role change or a deactivation ends every session of
@@ -214,46 +196,10 @@ pub async fn update_user(
     if body.role.is_none() && body.active.is_none() {
         return Err(ApiError::field("body", "must set role or active"));
     }
-    // Refusing these keeps at least one admin able to act, and an admin from locking themselves out.
-    if *id == admin.user.id && body.role == Some(Role::User) {
-        return Err(ApiError::Conflict("You cannot remove your own admin role; ask another admin"));
-    }
-    if *id == admin.user.id && body.active == Some(false) {
-        return Err(ApiError::Conflict("You cannot deactivate your own account; ask another admin"));
-    }
-    let before = find_user(&state, &id).await?;
-    let role_changed = body.role.filter(|role| *role != before.role);
-    let active_changed = body.active.filter(|active| *active != before.active);
-    let update = UserUpdate { role: role_changed, active: active_changed, ..Default::default() };
-    let now = crate::store::now();
-    let user = if role_changed.is_some() || active_changed.is_some() {
-        state.store.update_user(&before.id, &update, now).await?.ok_or(ApiError::NotFound)?
-    } else {
-        before.clone()
-    };
-    if let Some(role) = role_changed {
-        tracing::info!(event = "admin_role_changed", admin_id = %admin.user.id, user_id = %user.id,
-            client_ip = %ip, from = before.role.as_str(), to = role.as_str(), "admin changed a user's role");
-    }
-    if let Some(active) = active_changed {
-        tracing::info!(event = "admin_active_changed", admin_id = %admin.user.id, user_id = %user.id,
-            client_ip = %ip, active, "admin changed whether a user is active");
-    }
-    // Sessions end after the store changed, so a request racing this one already sees the new
-    // role or flag: the extractors read both from the store on every request.
-    let reason = match (active_changed, role_changed) {
-        (Some(false), _) => Some("account_disabled"),
-        (_, Some(_)) => Some("role_changed"),
-        _ => None,
-    };
-    if active_changed == Some(false) {
-        // A reset link mailed before the deactivation must not act on the account later.
-        state.store.void_reset_tokens(&user.id).await?;
-    }
-    if let Some(reason) = reason {
-        super::auth::end_all_sessions(&state, &user.id, reason).await?;
-    }
-    Ok(HttpResponse::Ok().json(UserView::from(&user)))
+    let change = AccountChange { role: body.role, active: body.active };
+    let user = state.accounts.change_account(&admin, &id, change, ip.0).await?;
+    let credits = state.credits.balance(&user.id).await?;
+    Ok(HttpResponse::Ok().json(UserView::new(&user, credits)))
 }
 
 /// Adds (or, with a negative amount, takes) credits: a ledger entry of type `grant` whose `ref` is
@@ -271,35 +217,26 @@ pub async fn grant_credits(
     id: web::Path<String>,
     ValidJson(body): ValidJson<GrantCreditsRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = find_user(&state, &id).await?;
-    let change = CreditChange {
-        user_id: user.id.clone(),
-        service_type: ServiceType::Grant,
-        amount: body.amount,
-        reference: Some(body.reason.trim().to_owned()),
-        actor_id: Some(admin.user.id.clone()),
-        refund_of: None,
-    };
-    let entry = state.realtime.change_credits(change).await.map_err(|e| match e {
-        CreditError::Insufficient { .. } => {
-            ApiError::Conflict("This grant would take the user's balance below zero")
-        }
-        other => other.into(),
-    })?;
+    let user = state.accounts.user(&id).await?;
+    let reason = body.reason.trim();
+    let entry =
+        state.credits.grant(&admin.user.id, &user.id, body.amount, reason).await.map_err(|e| match e {
+            CreditError::Insufficient { .. } => {
+                ApiError::Conflict("This grant would take the user's balance below zero")
+            }
+            other => other.into(),
+        })?;
     tracing::info!(event = "admin_credits_granted", admin_id = %admin.user.id, user_id = %user.id,
         client_ip = %ip, amount = entry.amount, balance_after = entry.balance_after, entry_id = %entry.id,
         "admin granted credits");
-    let mut user = find_user(&state, &user.id).await?;
-    // The cached balance is normally this entry's or a newer one's; never show an older one.
-    if user.credits_seq < entry.seq {
-        user.credits = entry.balance_after;
-    }
-    Ok(HttpResponse::Ok().json(UserView::from(&user)))
+    // The balance right after this grant, or a newer one if another change landed meanwhile.
+    let credits = state.credits.balance(&user.id).await.unwrap_or(entry.balance_after);
+    Ok(HttpResponse::Ok().json(UserView::new(&user, credits)))
 }
 
 /// A user's ledger, newest first, paged like `GET /api/me/usage`.
 #[utoipa::path(get, path = "/api/admin/users/{id}/usage", tag = "admin",
-    params(("id" = String, Path, description = "user id"), UsageQuery),
+    params(("id" = String, Path, description = "user id"), PageQuery),
     responses((status = 200, body = UsagePage), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
@@ -307,25 +244,18 @@ pub async fn user_usage(
     state: web::Data<AppState>,
     _admin: Admin,
     id: web::Path<String>,
-    query: Query<UsageQuery>,
+    page: Paging,
 ) -> Result<HttpResponse, ApiError> {
-    let user = find_user(&state, &id).await?;
-    usage_page(&state, &user.id, &query).await
+    let user = state.accounts.user(&id).await?;
+    let usage = state.credits.usage(&user.id, page.before.as_deref(), page.limit).await?;
+    Ok(HttpResponse::Ok().json(UsagePage::from(usage)))
 }
 
-/// The presence snapshot of this node.
+/// Who is online.
 #[utoipa::path(get, path = "/api/admin/presence", tag = "admin",
     responses((status = 200, body = PresenceSnapshotView), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
 pub async fn presence(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
-    let snapshot = state.realtime.presence.send(GetSnapshot).await.map_err(|_| ApiError::Unavailable)?;
-    Ok(HttpResponse::Ok().json(PresenceSnapshotView {
-        users: snapshot.users.iter().map(presence_view).collect(),
-        active_users: snapshot.active_users,
-        sessions: snapshot.sessions,
-    }))
-}
-
-async fn find_user(state: &AppState, id: &str) -> Result<User, ApiError> {
-    state.store.user_by_id(id).await?.ok_or(ApiError::NotFound)
+    let snapshot = state.realtime.presence.snapshot().await.map_err(|_| ApiError::Unavailable)?;
+    Ok(HttpResponse::Ok().json(PresenceSnapshotView::from(&snapshot)))
 }

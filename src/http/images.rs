@@ -1,41 +1,23 @@
 //! Generated images over REST: the owner's list, one image, and its PNG (admins see any image).
 
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
-use utoipa::IntoParams;
 
-use super::query::Query;
 use crate::auth::extract::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
-use crate::startup::AppState;
+use crate::input::paging::{PageQuery, Paging};
+use crate::state::AppState;
 use crate::store::{Image, Role};
 use crate::ws::protocol::ImageView;
-use crate::ws::work::image_view;
 
-/// Paging of images.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ImagesQuery {
-    /// Images per page, 1 to 100 (default 50).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<i64>,
-    /// Only images before this image id.
-    pub before: Option<String>,
-}
-
-/// The user's images, newest first.
-#[utoipa::path(get, path = "/api/images", tag = "images", params(ImagesQuery), responses((status = 200, body = [ImageView]), (status = 401, body = ErrorBody)))]
+/// The user's images, newest first (`before`: an image id).
+#[utoipa::path(get, path = "/api/images", tag = "images", params(PageQuery), responses((status = 200, body = [ImageView]), (status = 401, body = ErrorBody)))]
 pub async fn list_images(
     state: web::Data<AppState>,
     current: CurrentUser,
-    query: Query<ImagesQuery>,
+    page: Paging,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::field("limit", "must be 1 to 100"));
-    }
-    let images = state.store.images_of(&current.user.id, query.before.as_deref(), limit).await?;
-    Ok(HttpResponse::Ok().json(images.iter().map(image_view).collect::<Vec<_>>()))
+    let images = state.conversation.images(&current.user.id, page.before.as_deref(), page.limit).await?;
+    Ok(HttpResponse::Ok().json(images.iter().map(ImageView::from).collect::<Vec<_>>()))
 }
 
 /// One image (the owner's, or any for admins; else 404).
@@ -47,7 +29,7 @@ pub async fn get_image(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let image = visible_image(&state, &current, &path).await?;
-    Ok(HttpResponse::Ok().json(image_view(&image)))
+    Ok(HttpResponse::Ok().json(ImageView::from(&image)))
 }
 
 /// The PNG of an image.
@@ -59,7 +41,7 @@ pub async fn image_content(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let image = visible_image(&state, &current, &path).await?;
-    let png = state.store.image_png(&image.id).await?.ok_or(ApiError::NotFound)?;
+    let png = state.conversation.image_png(&image).await?;
     Ok(HttpResponse::Ok()
         .content_type("image/png")
         .insert_header(("Cache-Control", "private, max-age=86400, immutable"))
@@ -67,10 +49,5 @@ pub async fn image_content(
 }
 
 async fn visible_image(state: &AppState, current: &CurrentUser, id: &str) -> Result<Image, ApiError> {
-    let image = state.store.image(id).await?.ok_or(ApiError::NotFound)?;
-    if image.user_id == current.user.id || current.user.role == Role::Admin {
-        Ok(image)
-    } else {
-        Err(ApiError::NotFound)
-    }
+    Ok(state.conversation.image(&current.user.id, current.user.role == Role::Admin, id).await?)
 }

@@ -1,74 +1,150 @@
-//! The REST API: routes, JSON bodies, views, and the OpenAPI document.
+//! The REST API: the route table, JSON bodies, paging, views, and the OpenAPI document.
 
 pub mod admin;
 pub mod auth;
 pub mod chats;
 pub mod health;
 pub mod images;
-pub mod json;
 pub mod openapi;
 pub mod profile;
-pub mod query;
-pub mod validate;
 pub mod views;
 
-use actix_web::http::header;
-use actix_web::{HttpResponse, Resource, web};
+use actix_web::dev::Handler;
+use actix_web::http::{Method, header};
+use actix_web::{FromRequest, HttpResponse, Resource, Responder, web};
 
 use crate::error::ApiError;
 
-/// Registers every REST route.
+/// Registers every route of the API (REST, `/ws`, `/metrics`, the probes).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::PayloadConfig::new(json::MAX_BODY_BYTES))
-        .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
-        .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
-        .service(
-            resource(crate::metrics::METRICS_PATH, "GET")
-                .route(web::get().to(crate::metrics::metrics_endpoint)),
-        )
-        .service(resource("/api/openapi.json", "GET").route(web::get().to(openapi::openapi_json)))
-        .service(resource("/api/register", "POST").route(web::post().to(auth::register)))
-        .service(resource("/api/login", "POST").route(web::post().to(auth::login)))
-        .service(resource("/api/token/refresh", "POST").route(web::post().to(auth::refresh)))
-        .service(resource("/api/logout", "POST").route(web::post().to(auth::logout)))
-        .service(resource("/api/password/forgot", "POST").route(web::post().to(auth::forgot_password)))
-        .service(resource("/api/password/reset", "POST").route(web::post().to(auth::reset_password)))
-        .service(resource("/api/ws-ticket", "POST").route(web::post().to(auth::ws_ticket)))
-        .service(
-            resource("/api/me", "GET, PUT")
-                .route(web::get().to(profile::get_me))
-                .route(web::put().to(profile::update_me)),
-        )
-        .service(resource("/api/me/stats", "GET").route(web::get().to(profile::stats)))
-        .service(resource("/api/me/usage", "GET").route(web::get().to(profile::usage)))
-        .service(resource("/api/me/api-key", "POST").route(web::post().to(profile::regenerate_api_key)))
-        .service(resource("/api/me/password", "POST").route(web::post().to(profile::change_password)))
-        .service(resource("/api/chats", "GET").route(web::get().to(chats::list_chats)))
-        .service(resource("/api/chats/{id}/messages", "GET").route(web::get().to(chats::chat_messages)))
-        .service(resource("/api/images", "GET").route(web::get().to(images::list_images)))
-        .service(resource("/api/images/{id}", "GET").route(web::get().to(images::get_image)))
-        .service(resource("/api/images/{id}/content", "GET").route(web::get().to(images::image_content)))
-        .service(resource("/api/admin/users", "GET").route(web::get().to(admin::list_users)))
-        .service(
-            resource("/api/admin/users/{id}", "GET, PATCH")
-                .route(web::get().to(admin::get_user))
-                .route(web::patch().to(admin::update_user)),
-        )
-        .service(
-            resource("/api/admin/users/{id}/credits", "POST").route(web::post().to(admin::grant_credits)),
-        )
-        .service(resource("/api/admin/users/{id}/usage", "GET").route(web::get().to(admin::user_usage)))
-        .service(resource("/api/admin/presence", "GET").route(web::get().to(admin::presence)))
-        .service(resource("/ws", "GET").route(web::get().to(crate::ws::upgrade::upgrade)));
+    cfg.app_data(web::PayloadConfig::new(crate::input::json::MAX_BODY_BYTES));
+    for resource in route_table().resources {
+        cfg.service(resource);
+    }
 }
 
-/// A resource that answers 405 in the JSON error shape, with `Allow`, for other methods.
-fn resource(path: &str, allow: &'static str) -> Resource {
-    web::resource(path).default_service(web::to(move || async move {
-        let mut response = HttpResponse::from_error(ApiError::MethodNotAllowed);
-        response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(allow));
-        response
-    }))
+/// Every path of the API with the methods it answers, read from the same table [`routes`]
+/// registers, so the OpenAPI test can hold the document against the router itself.
+pub fn route_list() -> Vec<(&'static str, Vec<Method>)> {
+    route_table().paths
+}
+
+fn route_table() -> RouteTable {
+    let mut t = RouteTable::default();
+    t.resource("/healthz").get(health::healthz).add();
+    t.resource("/readyz").get(health::readyz).add();
+    t.resource(crate::metrics::METRICS_PATH).get(crate::metrics::metrics_endpoint).add();
+    t.resource("/api/openapi.json").get(openapi::openapi_json).add();
+    t.resource("/api/register").post(auth::register).add();
+    t.resource("/api/login").post(auth::login).add();
+    t.resource("/api/token/refresh").post(auth::refresh).add();
+    t.resource("/api/logout").post(auth::logout).add();
+    t.resource("/api/password/forgot").post(auth::forgot_password).add();
+    t.resource("/api/password/reset").post(auth::reset_password).add();
+    t.resource("/api/ws-ticket").post(auth::ws_ticket).add();
+    t.resource("/api/me").get(profile::get_me).put(profile::update_me).add();
+    t.resource("/api/me/stats").get(profile::stats).add();
+    t.resource("/api/me/usage").get(profile::usage).add();
+    t.resource("/api/me/api-key").post(profile::regenerate_api_key).add();
+    t.resource("/api/me/password").post(profile::change_password).add();
+    t.resource("/api/chats").get(chats::list_chats).add();
+    t.resource("/api/chats/{id}/messages").get(chats::chat_messages).add();
+    t.resource("/api/images").get(images::list_images).add();
+    t.resource("/api/images/{id}").get(images::get_image).add();
+    t.resource("/api/images/{id}/content").get(images::image_content).add();
+    t.resource("/api/admin/users").get(admin::list_users).add();
+    t.resource("/api/admin/users/{id}").get(admin::get_user).patch(admin::update_user).add();
+    t.resource("/api/admin/users/{id}/credits").post(admin::grant_credits).add();
+    t.resource("/api/admin/users/{id}/usage").get(admin::user_usage).add();
+    t.resource("/api/admin/presence").get(admin::presence).add();
+    t.resource("/ws").get(crate::ws::upgrade::upgrade).add();
+    t
+}
+
+/// The routes being built: actix resources, and their paths and methods.
+#[derive(Default)]
+struct RouteTable {
+    resources: Vec<Resource>,
+    paths: Vec<(&'static str, Vec<Method>)>,
+}
+
+impl RouteTable {
+    fn resource(&mut self, path: &'static str) -> ResourceBuilder<'_> {
+        ResourceBuilder { table: self, path, resource: web::resource(path), methods: Vec::new() }
+    }
+}
+
+/// One resource: a handler per method; every other method answers 405 with `Allow`.
+struct ResourceBuilder<'a> {
+    table: &'a mut RouteTable,
+    path: &'static str,
+    resource: Resource,
+    methods: Vec<Method>,
+}
+
+impl ResourceBuilder<'_> {
+    fn get<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.method(Method::GET, handler)
+    }
+
+    fn post<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.method(Method::POST, handler)
+    }
+
+    fn put<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.method(Method::PUT, handler)
+    }
+
+    fn patch<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.method(Method::PATCH, handler)
+    }
+
+    fn method<F, Args>(mut self, method: Method, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.resource = self.resource.route(web::route().method(method.clone()).to(handler));
+        self.methods.push(method);
+        self
+    }
+
+    fn add(self) {
+        let allow = self.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+        let resource = self.resource.default_service(web::to(move || {
+            let allow = allow.clone();
+            async move {
+                let mut response = HttpResponse::from_error(ApiError::MethodNotAllowed);
+                if let Ok(value) = header::HeaderValue::from_str(&allow) {
+                    response.headers_mut().insert(header::ALLOW, value);
+                }
+                response
+            }
+        }));
+        self.table.resources.push(resource);
+        self.table.paths.push((self.path, self.methods));
+    }
 }
 
 /// The answer for unknown routes.

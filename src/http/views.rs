@@ -1,10 +1,15 @@
-//! What the REST API sends: views of domain records with exactly the contract's fields.
+//! What the REST API sends: views of domain records with exactly the contract's fields, each
+//! built in one place (`From` impls here; chats, messages, images and presence share the
+//! WebSocket's views in `ws/protocol.rs`).
 
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::services::credits::Stats;
+use crate::services::paging::Page;
 use crate::store::{LedgerEntry, Role, ServiceType, User};
+pub use crate::ws::protocol::PresenceSnapshotView;
 
 /// A user as clients see it (no hashes, no internal counters).
 #[derive(Debug, Serialize, ToSchema)]
@@ -33,19 +38,53 @@ pub struct UserView {
     pub created_at: OffsetDateTime,
 }
 
-impl From<&User> for UserView {
-    fn from(u: &User) -> UserView {
+impl UserView {
+    /// The view of `u` with its balance (from the credits service: the same everywhere).
+    pub fn new(u: &User, credits: i64) -> UserView {
         UserView {
             id: u.id.clone(),
             email: u.email.clone(),
             first_name: u.first_name.clone(),
             last_name: u.last_name.clone(),
             role: u.role,
-            credits: u.credits,
+            credits,
             api_key_prefix: u.api_key_prefix.clone(),
             active: u.active,
             last_login: u.last_login,
             created_at: u.created_at,
+        }
+    }
+}
+
+/// Balance, counts and credits spent per service (`GET /api/me/stats`, and `stats` of an admin's user view).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsResponse {
+    /// Current balance.
+    pub credits: i64,
+    /// Chats created.
+    pub total_chats: i64,
+    /// Images generated.
+    pub total_images: i64,
+    /// Credits spent per service, net of refunds.
+    pub credits_used: CreditsUsedView,
+}
+
+/// Credits spent per service.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreditsUsedView {
+    /// On chat messages.
+    pub chat: i64,
+    /// On images.
+    pub image: i64,
+}
+
+impl From<Stats> for StatsResponse {
+    fn from(s: Stats) -> StatsResponse {
+        StatsResponse {
+            credits: s.credits,
+            total_chats: s.total_chats,
+            total_images: s.total_images,
+            credits_used: CreditsUsedView { chat: s.credits_used.chat, image: s.credits_used.image },
         }
     }
 }
@@ -89,4 +128,13 @@ pub struct UsagePage {
     pub entries: Vec<LedgerEntryView>,
     /// Pass as `before` for the next page; null on the last page.
     pub next_before: Option<String>,
+}
+
+impl From<Page<LedgerEntry>> for UsagePage {
+    fn from(page: Page<LedgerEntry>) -> UsagePage {
+        UsagePage {
+            entries: page.items.iter().map(LedgerEntryView::from).collect(),
+            next_before: page.next_before,
+        }
+    }
 }

@@ -1,12 +1,30 @@
 //! Rate limits: a key (a user id, a client IP, an email) is allowed one more request, or told how
 //! long to wait. The in-process implementation is a GCRA [`RateLimiterActor`] per scope.
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use actix::Addr;
 use async_trait::async_trait;
 pub use switchboard_actors::rate_limit::Decision;
 use switchboard_actors::rate_limit::{Check, RateLimiterActor};
+
+/// The key of per-IP limits. IPv6 clients are grouped by their /64, since one subscriber
+/// usually holds a whole /64 and could otherwise use a fresh address for every request.
+pub fn ip_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{}/64", Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
+}
+
+/// Whole seconds, rounded up, so a client that waits that long is never early.
+pub fn ceil_secs(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
 
 /// One limit (one scope): counts requests per key.
 #[async_trait]

@@ -1,7 +1,43 @@
-//! Seams: the interfaces through which the node reaches what several nodes must share — limits
-//! and the per-user session cap. Each is a trait with the in-process implementation beside it,
-//! built on the actors of `switchboard-actors`; callers hold the trait, never an actor address,
-//! and each implementation states once what happens when its engine cannot answer.
+//! Seams: the interfaces through which the node reaches what several nodes must share — the bus
+//! to sessions, presence, limits, failure throttles and the per-user session cap. Each is a
+//! trait with the in-process implementation beside it, built on the actors of
+//! `switchboard-actors`; callers hold the trait, never an actor address, and each
+//! implementation states once what happens when its engine cannot answer.
 
+pub mod bus;
 pub mod limiter;
+pub mod presence;
 pub mod session_cap;
+pub mod throttle;
+
+use std::sync::Arc;
+
+use actix::Actor;
+use switchboard_actors::presence::PresenceActor;
+
+use self::bus::{Bus, LocalBus};
+use self::presence::{LocalPresence, PresenceRegistry};
+use self::session_cap::{LocalSessionCap, SessionCap};
+
+/// The seams the realtime side shares: the bus, presence and the session cap.
+#[derive(Clone)]
+pub struct Realtime {
+    /// Frames and revocations to sessions.
+    pub bus: Arc<dyn Bus>,
+    /// Who is online.
+    pub presence: Arc<dyn PresenceRegistry>,
+    /// Open sessions per user.
+    pub session_cap: Arc<dyn SessionCap>,
+}
+
+impl Realtime {
+    /// The in-process seams: one presence actor behind the bus and the registry.
+    pub fn local(max_sessions_per_user: usize) -> Realtime {
+        let presence = PresenceActor::default().start();
+        Realtime {
+            bus: Arc::new(LocalBus::new(presence.clone())),
+            presence: Arc::new(LocalPresence::new(presence)),
+            session_cap: Arc::new(LocalSessionCap::new(max_sessions_per_user)),
+        }
+    }
+}

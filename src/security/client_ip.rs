@@ -6,33 +6,18 @@
 
 use std::fmt;
 use std::future::{Ready, ready};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use ipnet::IpNet;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The client IP of a request, as an extractor (handlers take `ip: ClientIp`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
-
-impl ClientIp {
-    /// The key for per-IP limits. IPv6 clients are grouped by their /64, since one subscriber
-    /// usually holds a whole /64 and could otherwise use a fresh address for every request.
-    pub fn limit_key(&self) -> String {
-        match self.0 {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => {
-                let s = v6.segments();
-                let prefix = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-                format!("{prefix}/64")
-            }
-        }
-    }
-}
 
 impl fmt::Display for ClientIp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -160,10 +145,11 @@ mod tests {
 
     #[test]
     fn ipv6_clients_share_a_key_per_64_and_ipv4_clients_have_their_own() {
-        let a = ClientIp(ip("2001:db8:1:2:aaaa::1")).limit_key();
-        let b = ClientIp(ip("2001:db8:1:2:bbbb::2")).limit_key();
+        use crate::seams::limiter::ip_key;
+        let a = ip_key(ip("2001:db8:1:2:aaaa::1"));
+        let b = ip_key(ip("2001:db8:1:2:bbbb::2"));
         assert_eq!(a, b);
         assert_eq!(a, "2001:db8:1:2::/64");
-        assert_ne!(ClientIp(ip("203.0.113.7")).limit_key(), ClientIp(ip("203.0.113.8")).limit_key());
+        assert_ne!(ip_key(ip("203.0.113.7")), ip_key(ip("203.0.113.8")));
     }
 }

@@ -9,7 +9,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse, web};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Methods a cross-origin script may use.
 pub const ALLOWED_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";

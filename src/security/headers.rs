@@ -8,7 +8,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, web};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The Content-Security-Policy: scripts and styles only from this origin (no inline code, no
 /// `eval`), images also as `data:`/`blob:` (generated PNGs), WebSockets to any host the page

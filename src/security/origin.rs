@@ -6,7 +6,7 @@
 use actix_web::HttpRequest;
 use actix_web::http::header;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Whether `origin` (an `Origin` header value) is this server's own origin or an allowed one.
 ///

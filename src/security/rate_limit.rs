@@ -10,20 +10,17 @@
 //! key share one budget. Anything that does not verify falls back to the IP: inventing tokens
 //! must never buy fresh buckets.
 
-use std::time::Duration;
-
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpRequest, HttpResponse, web};
-use switchboard_actors::rate_limit::{Check, Decision, RateLimiterActor};
 
 use super::client_ip::client_ip;
-use crate::auth::tokens::{self, API_KEY_PREFIX};
 use crate::auth::{ACCESS_COOKIE, extract::bearer_credential};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::seams::limiter::{Decision, ceil_secs, ip_key};
+use crate::state::AppState;
 
 /// `RateLimit-Limit`: requests per window.
 pub const LIMIT_HEADER: &str = "ratelimit-limit";
@@ -42,7 +39,7 @@ pub async fn limit_api(
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let key = rate_key(&state, req.request()).await;
-    let decision = check(&state.security.rest, key).await;
+    let decision = state.rest_limit.check(&key).await;
     if !decision.allowed {
         crate::metrics::record_rate_limited("rest");
         let retry_after_secs = ceil_secs(decision.retry_after).max(1);
@@ -60,7 +57,7 @@ async fn rate_key(state: &AppState, req: &HttpRequest) -> String {
     if let Some(user_id) = credential_owner(state, req).await {
         return format!("user:{user_id}");
     }
-    format!("ip:{}", client_ip(req, &state.config.trusted_proxies).limit_key())
+    format!("ip:{}", ip_key(client_ip(req, &state.config.trusted_proxies).0))
 }
 
 /// The user a request's credential names, if it verifies.
@@ -69,25 +66,7 @@ async fn credential_owner(state: &AppState, req: &HttpRequest) -> Option<String>
         Some(token) => token,
         None => req.cookie(ACCESS_COOKIE)?.value().to_owned(),
     };
-    if token.starts_with(API_KEY_PREFIX) {
-        let user = state.store.user_by_api_key_hash(&tokens::sha256_hex(&token)).await.ok()??;
-        return Some(user.id);
-    }
-    state.jwt.verify_access(&token).map(|claims| claims.sub)
-}
-
-async fn check(limiter: &actix::Addr<RateLimiterActor>, key: String) -> Decision {
-    match limiter.send(Check { key }).await {
-        Ok(decision) => decision,
-        // The limiter stops only with the server; letting the last requests through loses nothing.
-        Err(_) => Decision {
-            allowed: true,
-            limit: 0,
-            remaining: 0,
-            retry_after: Duration::ZERO,
-            reset_after: Duration::ZERO,
-        },
-    }
+    state.accounts.credential_owner(&token).await
 }
 
 fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
@@ -99,9 +78,4 @@ fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
     for (name, value) in values {
         headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
     }
-}
-
-/// Whole seconds, rounded up, so a client that waits that long is never early.
-pub fn ceil_secs(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }

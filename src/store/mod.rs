@@ -113,8 +113,14 @@ pub trait Store: Send + Sync + 'static {
     async fn chat(&self, id: &str) -> StoreResult<Option<Chat>>;
     /// How many chats a user has.
     async fn chat_count(&self, user_id: &str) -> StoreResult<i64>;
-    /// A user's `limit` most recently updated chats, newest `updated_at` first (ties: id descending).
-    async fn chats_of(&self, user_id: &str, limit: i64) -> StoreResult<Vec<Chat>>;
+    /// A user's chats, newest `updated_at` first (ties: id descending), `limit` of them, starting
+    /// after `before` (the `updated_at` and id of the previous page's last chat) when given.
+    async fn chats_page(
+        &self,
+        user_id: &str,
+        before: Option<(OffsetDateTime, &str)>,
+        limit: i64,
+    ) -> StoreResult<Vec<Chat>>;
     /// Sets a chat's `updated_at` (a new message arrived); nothing happens for an unknown id.
     async fn touch_chat(&self, id: &str, now: OffsetDateTime) -> StoreResult<()>;
 

@@ -62,7 +62,7 @@ const INDEXES: &[(&str, &[&str], bool)] = &[
     (RESET_TOKENS, &["user_id"], false),
     (ONCE_KEYS, &["key"], true),
     (LEDGER, &["user_id", "seq"], true),
-    // The paging queries: `chats_of`, `messages_page` and `images_of` (and `user_stats`'s
+    // The paging queries: `chats_page`, `messages_page` and `images_of` (and `user_stats`'s
     // counts, by their first field).
     (CHATS, &["user_id", "updated_at", "_id"], false),
     (MESSAGES, &["chat_id", "_id"], false),
@@ -589,13 +589,26 @@ impl Store for MongoStore {
         found.as_ref().map(doc_to_chat).transpose()
     }
 
-    async fn chats_of(&self, user_id: &str, limit: i64) -> StoreResult<Vec<Chat>> {
+    async fn chats_page(
+        &self,
+        user_id: &str,
+        before: Option<(OffsetDateTime, &str)>,
+        limit: i64,
+    ) -> StoreResult<Vec<Chat>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let mut filter = doc! { "user_id": user_id };
+        if let Some((at, id)) = before {
+            let at = bson_date(at);
+            filter.insert(
+                "$or",
+                vec![doc! { "updated_at": { "$lt": at } }, doc! { "updated_at": at, "_id": { "$lt": id } }],
+            );
+        }
         let cursor = self
             .coll(CHATS)
-            .find(doc! { "user_id": user_id })
+            .find(filter)
             .sort(doc! { "updated_at": -1, "_id": -1 })
             .limit(mongo_limit(limit))
             .await

@@ -682,15 +682,30 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn chats_of(&self, user_id: &str, limit: i64) -> StoreResult<Vec<Chat>> {
+    async fn chats_page(
+        &self,
+        user_id: &str,
+        before: Option<(OffsetDateTime, &str)>,
+        limit: i64,
+    ) -> StoreResult<Vec<Chat>> {
         let user_id = user_id.to_owned();
-        self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {CHAT_COLUMNS} FROM chats WHERE user_id = ?1
-                 ORDER BY updated_at DESC, id DESC LIMIT ?2"
-            ))?
-            .query_map(params![user_id, limit], chat_from_row)?
-            .collect()
+        let before = before.map(|(at, id)| (millis(at), id.to_owned()));
+        self.read(move |c| match before {
+            None => c
+                .prepare_cached(&format!(
+                    "SELECT {CHAT_COLUMNS} FROM chats WHERE user_id = ?1
+                     ORDER BY updated_at DESC, id DESC LIMIT ?2"
+                ))?
+                .query_map(params![user_id, limit], chat_from_row)?
+                .collect(),
+            Some((at, id)) => c
+                .prepare_cached(&format!(
+                    "SELECT {CHAT_COLUMNS} FROM chats WHERE user_id = ?1
+                       AND (updated_at < ?2 OR (updated_at = ?2 AND id < ?3))
+                     ORDER BY updated_at DESC, id DESC LIMIT ?4"
+                ))?
+                .query_map(params![user_id, at, id, limit], chat_from_row)?
+                .collect(),
         })
         .await
     }

@@ -1,9 +1,16 @@
 //! The realtime gateway: `GET /ws` upgrades to a session actor speaking the JSON protocol of
 //! API.md §5.
+//!
+//! - [`upgrade`]: credentials, origin, the session cap, then the actor and its writer.
+//! - [`session`]: `WsSession`, one actor per connection.
+//! - [`requests`]: requests handed to services in their own tasks, and events turned into frames.
+//! - [`protocol`]: the wire protocol, its views, error and close codes.
+//! - [`outbox`]: the byte-budget outbound queue and the writer task.
+//! - [`frame_guard`]: ends a connection at the header of an oversized frame.
 
 pub mod frame_guard;
-pub mod hub;
+pub mod outbox;
 pub mod protocol;
+pub mod requests;
 pub mod session;
 pub mod upgrade;
-pub mod work;

@@ -4,6 +4,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::seams::presence::{PresenceEvent, Snapshot, UserPresence};
+use crate::services::Event;
+use crate::store::{Chat, ChatMessage, Image, MessageRole, Role};
+
 /// Largest accepted frame (and reassembled message), bytes; larger ones close with 1009.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Longest accepted `id`.
@@ -64,9 +68,16 @@ pub enum ClientMessage {
         #[serde(default)]
         title: Option<String>,
     },
-    /// The user's chats.
+    /// The user's chats, a page at a time.
     #[serde(rename = "chat.list")]
-    ChatList {},
+    ChatList {
+        /// The `next_before` of the previous page.
+        #[serde(default)]
+        before: Option<String>,
+        /// At most this many (1 to 100, default 50).
+        #[serde(default)]
+        limit: Option<i64>,
+    },
     /// Messages of a chat, oldest first.
     #[serde(rename = "chat.history")]
     ChatHistory {
@@ -114,7 +125,7 @@ impl ClientMessage {
             ClientMessage::Ping {} => "ping",
             ClientMessage::CreditsGet {} => "credits.get",
             ClientMessage::ChatCreate { .. } => "chat.create",
-            ClientMessage::ChatList {} => "chat.list",
+            ClientMessage::ChatList { .. } => "chat.list",
             ClientMessage::ChatHistory { .. } => "chat.history",
             ClientMessage::ChatSend { .. } => "chat.send",
             ClientMessage::ImageGenerate { .. } => "image.generate",
@@ -170,7 +181,7 @@ pub struct HelloUser {
     /// Email.
     pub email: String,
     /// `user` or `admin`.
-    pub role: crate::store::Role,
+    pub role: Role,
 }
 
 /// A chat as frames show it.
@@ -196,7 +207,7 @@ pub struct MessageView {
     /// Its chat.
     pub chat_id: String,
     /// `user` or `assistant`.
-    pub role: crate::store::MessageRole,
+    pub role: MessageRole,
     /// Text.
     pub content: String,
     /// Creation time.
@@ -236,6 +247,74 @@ pub struct PresenceUserView {
     pub connected_since: time::OffsetDateTime,
 }
 
+/// Who is online (`presence.snapshot`, and `GET /api/admin/presence`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PresenceSnapshotView {
+    /// Users online, oldest connection first.
+    pub users: Vec<PresenceUserView>,
+    /// Distinct users online.
+    pub active_users: usize,
+    /// Open WebSocket sessions.
+    pub sessions: usize,
+}
+
+impl From<&Chat> for ChatView {
+    fn from(chat: &Chat) -> ChatView {
+        ChatView {
+            id: chat.id.clone(),
+            title: chat.title.clone(),
+            created_at: chat.created_at,
+            updated_at: chat.updated_at,
+        }
+    }
+}
+
+impl From<&ChatMessage> for MessageView {
+    fn from(m: &ChatMessage) -> MessageView {
+        MessageView {
+            id: m.id.clone(),
+            chat_id: m.chat_id.clone(),
+            role: m.role,
+            content: m.content.clone(),
+            created_at: m.created_at,
+        }
+    }
+}
+
+impl From<&Image> for ImageView {
+    fn from(image: &Image) -> ImageView {
+        ImageView {
+            id: image.id.clone(),
+            prompt: image.prompt.clone(),
+            width: image.width,
+            height: image.height,
+            url: format!("/api/images/{}/content", image.id),
+            created_at: image.created_at,
+        }
+    }
+}
+
+impl From<&UserPresence> for PresenceUserView {
+    fn from(user: &UserPresence) -> PresenceUserView {
+        PresenceUserView {
+            user_id: user.user_id.to_string(),
+            email: user.email.to_string(),
+            sessions: user.sessions,
+            connected_since: time::OffsetDateTime::from(user.connected_since),
+        }
+    }
+}
+
+impl From<&Snapshot> for PresenceSnapshotView {
+    fn from(s: &Snapshot) -> PresenceSnapshotView {
+        PresenceSnapshotView {
+            users: s.users.iter().map(PresenceUserView::from).collect(),
+            active_users: s.active_users,
+            sessions: s.sessions,
+        }
+    }
+}
+
 /// A frame from the server.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type")]
@@ -272,8 +351,10 @@ pub enum ServerMessage {
     /// The user's chats.
     #[serde(rename = "chat.list")]
     ChatList {
-        /// Newest first.
+        /// Most recently active first.
         chats: Vec<ChatView>,
+        /// Pass as `before` for the next page; null on the last page.
+        next_before: Option<String>,
     },
     /// Messages of a chat.
     #[serde(rename = "chat.history")]
@@ -321,14 +402,7 @@ pub enum ServerMessage {
     },
     /// Who is online (answer to `presence.subscribe`).
     #[serde(rename = "presence.snapshot")]
-    PresenceSnapshot {
-        /// Users online.
-        users: Vec<PresenceUserView>,
-        /// Distinct users online.
-        active_users: usize,
-        /// Open sessions.
-        sessions: usize,
-    },
+    PresenceSnapshot(PresenceSnapshotView),
     /// A user opened their first session.
     #[serde(rename = "presence.joined")]
     PresenceJoined(PresenceUserView),
@@ -378,6 +452,42 @@ pub enum ServerMessage {
     },
 }
 
+impl From<Event> for ServerMessage {
+    fn from(event: Event) -> ServerMessage {
+        match event {
+            Event::CreditsUpdated { credits } => ServerMessage::CreditsUpdated { credits },
+            Event::ChatMessage { chat_id, message } => {
+                ServerMessage::ChatMessage { chat_id, message: MessageView::from(&message) }
+            }
+            Event::ChatDelta { chat_id, message_id, delta } => {
+                ServerMessage::ChatDelta { chat_id, message_id, delta }
+            }
+            Event::ChatDone { chat_id, message, credits } => {
+                ServerMessage::ChatDone { chat_id, message: MessageView::from(&message), credits }
+            }
+            Event::ImageCreated { image, credits } => {
+                ServerMessage::ImageCreated { image: ImageView::from(&image), credits }
+            }
+        }
+    }
+}
+
+impl From<PresenceEvent> for ServerMessage {
+    fn from(event: PresenceEvent) -> ServerMessage {
+        match event {
+            PresenceEvent::Joined(user) => ServerMessage::PresenceJoined(PresenceUserView::from(&user)),
+            PresenceEvent::Left { user_id, email, reason } => ServerMessage::PresenceLeft {
+                user_id: user_id.to_string(),
+                email: email.to_string(),
+                reason: reason.as_str(),
+            },
+            PresenceEvent::Sessions { user_id, sessions } => {
+                ServerMessage::PresenceSessions { user_id: user_id.to_string(), sessions }
+            }
+        }
+    }
+}
+
 impl ServerMessage {
     /// An error frame.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
@@ -397,7 +507,7 @@ impl ServerMessage {
             ServerMessage::ChatDelta { .. } => "chat.delta",
             ServerMessage::ChatDone { .. } => "chat.done",
             ServerMessage::ImageCreated { .. } => "image.created",
-            ServerMessage::PresenceSnapshot { .. } => "presence.snapshot",
+            ServerMessage::PresenceSnapshot(_) => "presence.snapshot",
             ServerMessage::PresenceJoined(_) => "presence.joined",
             ServerMessage::PresenceLeft { .. } => "presence.left",
             ServerMessage::PresenceSessions { .. } => "presence.sessions",

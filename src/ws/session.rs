@@ -1,24 +1,23 @@
 //! `WsSession`: one actix actor per WebSocket connection. Inbound frames arrive as an actor
-//! stream (actix-ws); outbound frames go through a bounded queue to a writer task that owns the
-//! actix-ws `Session`, so a client that stops reading fills its own queue and is closed, and never
-//! slows the actor or anyone else. Paid work (chat replies, images) runs in spawned tasks that
-//! push their frames through the presence actor to every session of the user.
+//! stream (actix-ws) and are parsed here; answers and events leave through the connection's
+//! [`Outbox`]. Requests that touch storage or cost credits run in spawned tasks
+//! ([`super::requests`]) so the session keeps reading; their answers come back as [`Reply`]
+//! messages, and events for every session of the user travel through the bus.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
-use switchboard_actors::presence::{
-    Join, Leave, LeaveReason, PresenceEvent, SessionEvent, Subscribe, Unsubscribe, UserPresence,
-};
-use tokio::sync::mpsc;
+use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
+use switchboard_actors::presence::SessionEvent;
 
-use super::protocol::{self, ClientMessage, ErrorCode, PresenceUserView, ServerMessage, close};
-use super::work::{self, Request};
+use super::outbox::{Outbound, Outbox};
+use super::protocol::{self, ClientMessage, ErrorCode, PresenceSnapshotView, ServerMessage, close};
+use super::requests::{self, Request};
+use crate::seams::presence::{Joining, LeaveReason};
 use crate::seams::session_cap::SessionPlace;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{Role, User};
 
 /// Requests of one session that may wait for an answer at once (beyond: `rate_limited`).
@@ -27,118 +26,69 @@ const MAX_IN_FLIGHT: usize = 64;
 /// Silent heartbeat intervals after which a connection is closed.
 const MISSED_HEARTBEATS: u32 = 3;
 
-/// The outbound queue of one connection: frames go to the writer task through an unbounded
-/// channel, and the bytes waiting in it are counted against a budget. A client whose backlog
-/// passes the budget is not reading: it is closed (4002) and the writer drops its backlog.
-pub struct Outbox {
-    frames: mpsc::UnboundedSender<Outbound>,
-    shared: Arc<OutboxState>,
-    budget: usize,
-}
-
-/// What the session and its writer share.
-#[derive(Default)]
-pub struct OutboxState {
-    queued_bytes: AtomicUsize,
-    abandoned: AtomicBool,
-}
-
-impl Outbox {
-    /// An outbox with a byte budget, and the receiving end for [`write_frames`].
-    pub fn new(budget: usize) -> (Outbox, mpsc::UnboundedReceiver<Outbound>, Arc<OutboxState>) {
-        let (frames, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(OutboxState::default());
-        (Outbox { frames, shared: shared.clone(), budget }, rx, shared)
-    }
-
-    /// Queues a frame; false when the budget would be exceeded (the frame is not queued).
-    fn push(&self, frame: Outbound) -> bool {
-        let size = frame.size();
-        let queued = self.shared.queued_bytes.fetch_add(size, Ordering::AcqRel) + size;
-        if queued > self.budget {
-            self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-            return false;
-        }
-        // The writer only ends after the session, so a send error cannot lose a live frame.
-        let _ = self.frames.send(frame);
-        true
-    }
-
-    /// Ends the connection with a close frame; with `abandon`, frames still queued are dropped.
-    fn close(&self, code: u16, reason: &'static str, abandon: bool) {
-        if abandon {
-            self.shared.abandoned.store(true, Ordering::Release);
-        }
-        let _ = self.frames.send(Outbound::Close(code, reason));
-    }
-}
-
-/// What the writer task sends to the client.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A text frame.
-    Text(Arc<str>),
-    /// Answer to a client ping.
-    Pong(actix_web::web::Bytes),
-    /// Server heartbeat.
-    Ping,
-    /// Close the connection with this code and reason.
-    Close(u16, &'static str),
-}
-
-impl Outbound {
-    /// Bytes this frame counts against the budget.
-    fn size(&self) -> usize {
-        match self {
-            Outbound::Text(text) => text.len(),
-            Outbound::Pong(payload) => payload.len(),
-            Outbound::Ping | Outbound::Close(..) => 0,
-        }
-    }
-}
-
-/// A frame produced outside the actor (by a spawned task) for this session only.
+/// A frame produced outside the actor (by a request's task) for this session only.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Reply(pub ServerMessage, pub Option<Arc<str>>);
 
+/// Where a request's task sends its answer: the asking session.
+#[derive(Clone)]
+pub struct ReplyTo(Addr<WsSession>);
+
+impl ReplyTo {
+    /// Queues `message` (with `reply_to`) for the session; a session that has ended drops it.
+    pub fn send(&self, message: ServerMessage, reply_to: Option<Arc<str>>) {
+        self.0.do_send(Reply(message, reply_to));
+    }
+}
+
+/// How a session was authenticated, as it joins presence.
+pub struct SessionCredential {
+    /// The user.
+    pub user: User,
+    /// The login session of the credential; none for an API key.
+    pub auth_session: Option<String>,
+    /// When the credential check began.
+    pub verified_at: Instant,
+    /// This session's place under the per-user cap, given back when the actor is dropped.
+    pub place: SessionPlace,
+    /// The balance for `hello`.
+    pub credits: i64,
+}
+
 /// One WebSocket connection.
 pub struct WsSession {
     id: Arc<str>,
-    user: User,
-    auth_session: Option<Arc<str>>,
-    verified_at: Instant,
-    /// This session's place under the per-user cap, given back when the actor is dropped.
-    _place: SessionPlace,
+    credential: SessionCredential,
     state: actix_web::web::Data<AppState>,
     outbound: Outbox,
+    heartbeat: Duration,
     last_heard: Instant,
     leave_reason: LeaveReason,
     in_flight: Arc<AtomicUsize>,
 }
 
 impl WsSession {
-    /// A session for `user`, whose credential was checked at `verified_at`, writing to `outbound`.
+    /// A session for `credential`, writing to `outbound`.
     pub fn new(
-        user: User,
-        auth_session: Option<String>,
-        verified_at: Instant,
-        place: SessionPlace,
+        credential: SessionCredential,
         state: actix_web::web::Data<AppState>,
         outbound: Outbox,
     ) -> WsSession {
         WsSession {
             id: uuid::Uuid::now_v7().to_string().into(),
-            user,
-            auth_session: auth_session.map(Into::into),
-            verified_at,
-            _place: place,
+            heartbeat: Duration::from_millis(state.config.ws_heartbeat_ms),
+            credential,
             state,
             outbound,
             last_heard: Instant::now(),
             leave_reason: LeaveReason::Closed,
             in_flight: Arc::default(),
         }
+    }
+
+    fn user(&self) -> &User {
+        &self.credential.user
     }
 
     /// Queues a frame; past the byte budget the client is not reading: close it as slow.
@@ -177,77 +127,64 @@ impl WsSession {
             ClientMessage::Ping {} => self.send(&ServerMessage::Pong, reply_to.as_deref(), ctx),
             ClientMessage::PresenceSubscribe {} => self.subscribe(reply_to, ctx),
             ClientMessage::PresenceUnsubscribe {} => {
-                self.state.realtime.presence.do_send(Unsubscribe { session_id: self.id.clone() });
+                self.state.realtime.presence.unsubscribe(&self.id);
                 self.send(&ServerMessage::PresenceUnsubscribed, reply_to.as_deref(), ctx);
             }
-            other => {
-                // A client may pipeline requests, but not without bound: each holds a task and
-                // storage work until it is answered.
-                if self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
-                    crate::metrics::record_rate_limited("ws");
-                    let error = ServerMessage::Error {
-                        code: ErrorCode::RateLimited,
-                        message: format!("At most {MAX_IN_FLIGHT} requests may wait for an answer at once"),
-                        retry_after_ms: Some(100),
-                    };
-                    return self.send(&error, reply_to.as_deref(), ctx);
-                }
-                self.in_flight.fetch_add(1, Ordering::AcqRel);
-                let in_flight = self.in_flight.clone();
-                let request = Request {
-                    state: self.state.clone(),
-                    user_id: self.user.id.clone(),
-                    session: ctx.address().recipient(),
-                    reply_to,
-                };
-                // Storage and paid work run off the actor, so the session keeps reading frames.
-                actix::spawn(async move {
-                    work::handle(request, other).await;
-                    in_flight.fetch_sub(1, Ordering::AcqRel);
-                });
-            }
+            other => self.hand_off(other, reply_to, ctx),
         }
     }
 
+    /// Runs a request that touches storage or costs credits in its own task, so the session
+    /// keeps reading frames meanwhile.
+    fn hand_off(&mut self, message: ClientMessage, reply_to: Option<Arc<str>>, ctx: &mut Context<Self>) {
+        // A client may pipeline requests, but not without bound: each holds a task and storage
+        // work until it is answered.
+        if self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
+            crate::metrics::record_rate_limited("ws");
+            let error = ServerMessage::Error {
+                code: ErrorCode::RateLimited,
+                message: format!("At most {MAX_IN_FLIGHT} requests may wait for an answer at once"),
+                retry_after_ms: Some(100),
+            };
+            return self.send(&error, reply_to.as_deref(), ctx);
+        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let in_flight = self.in_flight.clone();
+        let request = Request {
+            state: self.state.clone(),
+            user_id: self.user().id.clone(),
+            session: ReplyTo(ctx.address()),
+            reply_to,
+        };
+        actix::spawn(async move {
+            requests::handle(request, message).await;
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+
     fn subscribe(&mut self, reply_to: Option<Arc<str>>, ctx: &mut Context<Self>) {
-        if self.user.role != Role::Admin {
+        if self.user().role != Role::Admin {
             let error = ServerMessage::error(ErrorCode::Forbidden, "Only admins can follow presence");
             return self.send(&error, reply_to.as_deref(), ctx);
         }
-        let request = self.state.realtime.presence.send(Subscribe { session_id: self.id.clone() });
-        ctx.spawn(request.into_actor(self).map(move |result, actor, ctx| match result {
-            Ok(snapshot) => {
-                let message = ServerMessage::PresenceSnapshot {
-                    users: snapshot.users.iter().map(presence_view).collect(),
-                    active_users: snapshot.active_users,
-                    sessions: snapshot.sessions,
-                };
-                actor.send(&message, reply_to.as_deref(), ctx);
-            }
-            Err(_) => {
-                let error = ServerMessage::error(ErrorCode::Unavailable, "Presence is unavailable");
-                actor.send(&error, reply_to.as_deref(), ctx)
-            }
+        let presence = self.state.realtime.presence.clone();
+        let session_id = self.id.clone();
+        let request = async move { presence.subscribe(&session_id).await };
+        ctx.spawn(request.into_actor(self).map(move |result, actor, ctx| {
+            let message = match result {
+                Ok(snapshot) => ServerMessage::PresenceSnapshot(PresenceSnapshotView::from(&snapshot)),
+                Err(_) => ServerMessage::error(ErrorCode::Unavailable, "Presence is unavailable"),
+            };
+            actor.send(&message, reply_to.as_deref(), ctx);
         }));
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
-        let interval = self.state.realtime.heartbeat;
-        if self.last_heard.elapsed() > interval * MISSED_HEARTBEATS {
+        if self.last_heard.elapsed() > self.heartbeat * MISSED_HEARTBEATS {
             tracing::info!(session_id = %self.id, "closing a silent connection");
             return self.close(close::TIMEOUT, "heartbeat timeout", LeaveReason::Timeout, ctx);
         }
         self.queue(Outbound::Ping, ctx);
-    }
-}
-
-/// The presence view of one user.
-pub fn presence_view(user: &UserPresence) -> PresenceUserView {
-    PresenceUserView {
-        user_id: user.user_id.to_string(),
-        email: user.email.to_string(),
-        sessions: user.sessions,
-        connected_since: time::OffsetDateTime::from(user.connected_since),
     }
 }
 
@@ -256,35 +193,28 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(1024);
-        let realtime = &self.state.realtime;
-        realtime.presence.do_send(Join {
+        let user = &self.credential.user;
+        self.state.realtime.presence.join(Joining {
             session_id: self.id.clone(),
-            user_id: self.user.id.as_str().into(),
-            email: self.user.email.as_str().into(),
-            auth_session: self.auth_session.clone(),
-            verified_at: self.verified_at,
+            user_id: user.id.as_str().into(),
+            email: user.email.as_str().into(),
+            auth_session: self.credential.auth_session.as_deref().map(Into::into),
+            verified_at: self.credential.verified_at,
             recipient: ctx.address().recipient(),
         });
-        ctx.run_interval(realtime.heartbeat, Self::heartbeat);
+        ctx.run_interval(self.heartbeat, Self::heartbeat);
         let hello = ServerMessage::Hello {
             session_id: self.id.to_string(),
-            user: protocol::HelloUser {
-                id: self.user.id.clone(),
-                email: self.user.email.clone(),
-                role: self.user.role,
-            },
-            credits: self.user.credits,
-            heartbeat_ms: realtime.heartbeat.as_millis() as u64,
+            user: protocol::HelloUser { id: user.id.clone(), email: user.email.clone(), role: user.role },
+            credits: self.credential.credits,
+            heartbeat_ms: self.heartbeat.as_millis() as u64,
             max_message_bytes: protocol::MAX_MESSAGE_BYTES,
         };
         self.send(&hello, None, ctx);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.state
-            .realtime
-            .presence
-            .do_send(Leave { session_id: self.id.clone(), reason: self.leave_reason });
+        self.state.realtime.presence.leave(&self.id, self.leave_reason);
     }
 }
 
@@ -330,20 +260,7 @@ impl Handler<SessionEvent> for WsSession {
     fn handle(&mut self, event: SessionEvent, ctx: &mut Context<Self>) {
         match event {
             SessionEvent::Frame(frame) => self.queue(Outbound::Text(frame), ctx),
-            SessionEvent::Presence(event) => {
-                let message = match event {
-                    PresenceEvent::Joined(user) => ServerMessage::PresenceJoined(presence_view(&user)),
-                    PresenceEvent::Left { user_id, email, reason } => ServerMessage::PresenceLeft {
-                        user_id: user_id.to_string(),
-                        email: email.to_string(),
-                        reason: reason.as_str(),
-                    },
-                    PresenceEvent::Sessions { user_id, sessions } => {
-                        ServerMessage::PresenceSessions { user_id: user_id.to_string(), sessions }
-                    }
-                };
-                self.send(&message, None, ctx);
-            }
+            SessionEvent::Presence(event) => self.send(&ServerMessage::from(event), None, ctx),
             SessionEvent::Revoked { reason } => {
                 self.send(&ServerMessage::SessionRevoked { reason: reason.to_owned() }, None, ctx);
                 self.close(close::REVOKED, "session revoked", LeaveReason::Revoked, ctx);
@@ -362,41 +279,3 @@ impl Handler<Reply> for WsSession {
         self.send(&message, reply_to.as_deref(), ctx);
     }
 }
-
-/// Drains the outbound queue into the socket; ends with a close frame.
-pub async fn write_frames(
-    mut session: actix_ws::Session,
-    mut outbound: mpsc::UnboundedReceiver<Outbound>,
-    shared: Arc<OutboxState>,
-) {
-    let mut close_reason = None;
-    while let Some(frame) = outbound.recv().await {
-        if let Outbound::Close(code, reason) = frame {
-            close_reason =
-                Some(CloseReason { code: CloseCode::from(code), description: Some(reason.to_owned()) });
-            break;
-        }
-        if shared.abandoned.load(Ordering::Acquire) {
-            // A slow consumer: skip its backlog and go straight to the close frame.
-            continue;
-        }
-        let size = frame.size();
-        let send = async {
-            match frame {
-                Outbound::Text(text) => session.text(text.to_string()).await,
-                Outbound::Pong(payload) => session.pong(&payload).await,
-                Outbound::Ping | Outbound::Close(..) => session.ping(b"").await,
-            }
-        };
-        // A client that reads nothing for this long is gone or hostile: drop the connection.
-        let sent = tokio::time::timeout(SEND_TIMEOUT, send).await;
-        shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-        if !matches!(sent, Ok(Ok(()))) {
-            return;
-        }
-    }
-    let _ = tokio::time::timeout(SEND_TIMEOUT, session.close(close_reason)).await;
-}
-
-/// How long one frame may wait for the client to read before the connection is dropped.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);

@@ -11,13 +11,14 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use super::frame_guard::FrameGuard;
+use super::outbox::{Outbox, write_frames};
 use super::protocol::MAX_MESSAGE_BYTES;
-use super::session::{Outbox, WsSession, write_frames};
+use super::session::{SessionCredential, WsSession};
 use crate::auth::ACCESS_COOKIE;
 use crate::auth::extract::{Credential, CurrentUser, authenticate_bearer};
 use crate::error::{ApiError, ErrorBody};
-use crate::http::query::Query;
-use crate::startup::AppState;
+use crate::input::query::Query;
+use crate::state::AppState;
 
 /// Credentials a browser can put in the URL.
 #[derive(Debug, Deserialize)]
@@ -47,16 +48,14 @@ pub async fn upgrade(
     // Taken before the credential is read: a revocation handled after this moment covers the
     // socket, even if it lands while the socket is still opening.
     let verified_at = std::time::Instant::now();
-    let mut current = credential(&req, &state, &query).await?;
-    let realtime = &state.realtime;
+    let CurrentUser(principal) = credential(&req, &state, &query).await?;
     // Reserved before the upgrade, so parallel upgrades cannot pass the cap together; given
     // back when the session ends, or here by any early return.
-    let Some(place) = realtime.session_cap.reserve(&current.user.id).await else {
+    let Some(place) = state.realtime.session_cap.reserve(&principal.user.id).await else {
         crate::metrics::record_rate_limited("ws_sessions");
         return Err(ApiError::RateLimited { retry_after_secs: 5 });
     };
-    // `hello` shows the ledger's balance, not the cache on the user record.
-    current.user.credits = crate::store::ledger::balance(&*state.store, &current.user.id).await?.1;
+    let credits = state.credits.balance(&principal.user.id).await?;
     // The frame guard ends the connection at the header of an oversized frame, before its bytes.
     let guarded: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
         Box::pin(FrameGuard::new(payload.into_inner(), MAX_MESSAGE_BYTES as u64));
@@ -69,12 +68,19 @@ pub async fn upgrade(
         .max_frame_size(MAX_MESSAGE_BYTES)
         .aggregate_continuations()
         .max_continuation_size(MAX_MESSAGE_BYTES);
-    let (outbox, rx, shared) = Outbox::new(realtime.outbound_bytes);
+    let (outbox, rx, shared) = Outbox::new(state.config.ws_outbound_bytes as usize);
     actix_web::rt::spawn(write_frames(session, rx, shared));
+    let credential = SessionCredential {
+        user: principal.user,
+        auth_session: principal.session_id,
+        verified_at,
+        place,
+        credits,
+    };
     let state = state.clone();
     WsSession::create(move |ctx| {
         ctx.add_stream(stream);
-        WsSession::new(current.user, current.session_id, verified_at, place, state, outbox)
+        WsSession::new(credential, state, outbox)
     });
     Ok(response)
 }
@@ -85,10 +91,10 @@ async fn credential(req: &HttpRequest, state: &AppState, query: &WsQuery) -> Res
         return authenticate_bearer(state, req).await;
     }
     if let Some(token) = &query.token {
-        return crate::auth::extract::by_access_token(state, token, Credential::AccessToken).await;
+        return Ok(CurrentUser(state.accounts.by_access_token(token, Credential::AccessToken).await?));
     }
     if let Some(ticket) = &query.ticket {
-        return crate::auth::extract::by_ws_ticket(state, ticket).await;
+        return Ok(CurrentUser(state.accounts.by_ws_ticket(ticket).await?));
     }
     if let Some(cookie) = req.cookie(ACCESS_COOKIE) {
         if !origin_allowed(req, state) {
@@ -97,7 +103,7 @@ async fn credential(req: &HttpRequest, state: &AppState, query: &WsQuery) -> Res
                 "cookie WebSocket from a foreign origin refused");
             return Err(ApiError::Forbidden);
         }
-        return crate::auth::extract::by_access_token(state, cookie.value(), Credential::Cookie).await;
+        return Ok(CurrentUser(state.accounts.by_access_token(cookie.value(), Credential::Cookie).await?));
     }
     Err(ApiError::Unauthorized)
 }

@@ -103,7 +103,7 @@ async fn touching_a_chat_moves_it_to_the_front_of_its_owners_list() {
     let listed = |chats: Vec<Chat>| ids(&chats, |c| &c.title);
 
     assert_eq!(
-        listed(store.chats_of(&user, 10).await.unwrap()),
+        listed(store.chats_page(&user, None, 10).await.unwrap()),
         ["newest", "middle", "oldest"],
         "newest updated_at first"
     );
@@ -111,14 +111,14 @@ async fn touching_a_chat_moves_it_to_the_front_of_its_owners_list() {
     let touched_at = now();
     store.touch_chat(&oldest.id, touched_at).await.expect("touch chat");
     assert_eq!(
-        listed(store.chats_of(&user, 10).await.unwrap()),
+        listed(store.chats_page(&user, None, 10).await.unwrap()),
         ["oldest", "newest", "middle"],
         "the touched chat comes first"
     );
     let touched = store.chat(&oldest.id).await.unwrap().expect("the touched chat exists");
     assert_eq!(touched, Chat { updated_at: touched_at, ..oldest.clone() }, "only updated_at changed");
     assert_eq!(
-        listed(store.chats_of(&user, 2).await.unwrap()),
+        listed(store.chats_page(&user, None, 2).await.unwrap()),
         ["oldest", "newest"],
         "limit keeps the newest"
     );
@@ -127,9 +127,20 @@ async fn touching_a_chat_moves_it_to_the_front_of_its_owners_list() {
     store.touch_chat(&middle.id, touched_at).await.unwrap();
     assert!(middle.id > oldest.id, "ids made later sort later");
     assert_eq!(
-        listed(store.chats_of(&user, 10).await.unwrap()),
+        listed(store.chats_page(&user, None, 10).await.unwrap()),
         ["middle", "oldest", "newest"],
         "ties broken by id, descending"
+    );
+    // The next page starts after the last chat of the previous one, ties included.
+    assert_eq!(
+        listed(store.chats_page(&user, Some((touched_at, &middle.id)), 10).await.unwrap()),
+        ["oldest", "newest"],
+        "after the first of two chats with the same updated_at"
+    );
+    assert_eq!(
+        listed(store.chats_page(&user, Some((touched_at, &oldest.id)), 1).await.unwrap()),
+        ["newest"],
+        "after both, one at a time"
     );
 
     store.touch_chat("no-such-chat", touched_at).await.expect("touching an unknown chat is no error");
@@ -138,7 +149,7 @@ async fn touching_a_chat_moves_it_to_the_front_of_its_owners_list() {
 }
 
 #[actix_web::test]
-async fn chats_of_lists_only_the_users_own_chats() {
+async fn chats_page_lists_only_the_users_own_chats() {
     let (store, _dir) = open_test_store().await;
     let (alice, bob) = (new_id(), new_id());
     let t = now();
@@ -146,9 +157,17 @@ async fn chats_of_lists_only_the_users_own_chats() {
     let b1 = insert_chat(store.as_ref(), &bob, "b1", t + Duration::seconds(1)).await;
     let a2 = insert_chat(store.as_ref(), &alice, "a2", t + Duration::seconds(2)).await;
 
-    assert_eq!(store.chats_of(&alice, 10).await.unwrap(), vec![a2, a1], "alice's chats, whole records");
-    assert_eq!(store.chats_of(&bob, 10).await.unwrap(), vec![b1], "bob's chat");
-    assert_eq!(store.chats_of(&new_id(), 10).await.unwrap(), Vec::<Chat>::new(), "a user without chats");
+    assert_eq!(
+        store.chats_page(&alice, None, 10).await.unwrap(),
+        vec![a2, a1],
+        "alice's chats, whole records"
+    );
+    assert_eq!(store.chats_page(&bob, None, 10).await.unwrap(), vec![b1], "bob's chat");
+    assert_eq!(
+        store.chats_page(&new_id(), None, 10).await.unwrap(),
+        Vec::<Chat>::new(),
+        "a user without chats"
+    );
 }
 
 #[actix_web::test]

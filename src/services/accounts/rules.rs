@@ -1,4 +1,5 @@
-//! Field rules shared by request types (used through `#[validate(custom(...))]`).
+//! The rules for account fields, shared by the REST bodies (through `#[validate(custom(...))]`)
+//! and the admin bootstrap.
 
 use std::borrow::Cow;
 

@@ -1,0 +1,98 @@
+//! Presence: which sessions are open, by user. Sessions join when they open and leave with a
+//! reason; admins read a snapshot and subscribe to changes; the gauges `active_users` and
+//! `ws_sessions` follow. In one process it is the presence actor.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{Addr, Recipient};
+use async_trait::async_trait;
+use switchboard_actors::presence::{
+    GetSnapshot, Join, Leave, PresenceActor, SessionEvent, ShutdownAll, Subscribe, Unsubscribe,
+};
+pub use switchboard_actors::presence::{LeaveReason, PresenceEvent, Snapshot, UserPresence};
+
+/// The registry could not answer (the node is stopping).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("presence is unavailable")]
+pub struct PresenceUnavailable;
+
+/// A session announcing itself.
+pub struct Joining {
+    /// The WebSocket session id.
+    pub session_id: Arc<str>,
+    /// Its user.
+    pub user_id: Arc<str>,
+    /// The user's email (shown to admins).
+    pub email: Arc<str>,
+    /// The login session of its credential; none for an API key.
+    pub auth_session: Option<Arc<str>>,
+    /// When its credential check began (see [`super::bus::Bus::revoke`]).
+    pub verified_at: Instant,
+    /// Where this node delivers the session's events.
+    pub recipient: Recipient<SessionEvent>,
+}
+
+/// Who is online, and the admins following it.
+#[async_trait]
+pub trait PresenceRegistry: Send + Sync + 'static {
+    /// Registers a session (refused at once, with `session.revoked`, if a remembered revocation covers it).
+    fn join(&self, session: Joining);
+    /// Removes a session.
+    fn leave(&self, session_id: &str, reason: LeaveReason);
+    /// Everyone online now.
+    async fn snapshot(&self) -> Result<Snapshot, PresenceUnavailable>;
+    /// Subscribes an admin's session to changes and answers the snapshot to start from.
+    async fn subscribe(&self, session_id: &str) -> Result<Snapshot, PresenceUnavailable>;
+    /// Stops changes for a session.
+    fn unsubscribe(&self, session_id: &str);
+    /// Tells every session of this node that the server stops (close 1001); answers how many.
+    async fn close_all(&self) -> usize;
+}
+
+/// The registry of one process: the presence actor.
+pub struct LocalPresence {
+    presence: Addr<PresenceActor>,
+}
+
+impl LocalPresence {
+    /// A registry over the node's presence actor.
+    pub fn new(presence: Addr<PresenceActor>) -> LocalPresence {
+        LocalPresence { presence }
+    }
+}
+
+#[async_trait]
+impl PresenceRegistry for LocalPresence {
+    fn join(&self, s: Joining) {
+        self.presence.do_send(Join {
+            session_id: s.session_id,
+            user_id: s.user_id,
+            email: s.email,
+            auth_session: s.auth_session,
+            verified_at: s.verified_at,
+            recipient: s.recipient,
+        });
+    }
+
+    fn leave(&self, session_id: &str, reason: LeaveReason) {
+        self.presence.do_send(Leave { session_id: session_id.into(), reason });
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, PresenceUnavailable> {
+        self.presence.send(GetSnapshot).await.map_err(|_| PresenceUnavailable)
+    }
+
+    async fn subscribe(&self, session_id: &str) -> Result<Snapshot, PresenceUnavailable> {
+        self.presence.send(Subscribe { session_id: session_id.into() }).await.map_err(|_| PresenceUnavailable)
+    }
+
+    fn unsubscribe(&self, session_id: &str) {
+        self.presence.do_send(Unsubscribe { session_id: session_id.into() });
+    }
+
+    async fn close_all(&self) -> usize {
+        // Nothing to close when the actor is gone.
+        self.presence.send(ShutdownAll).await.unwrap_or(0)
+    }
+}

@@ -1,0 +1,435 @@
+//! Accounts: users and their credentials. Registration and the admin bootstrap, login with its
+//! throttles, session tokens and their rotation, logout, the three credentials checked
+//! (access token, API key, ws ticket), passwords (change, reset and its mail), API keys, and the
+//! admin's changes of role and activity. Revocations reach the user's sockets through the bus.
+
+pub mod admin;
+pub mod passwords;
+pub mod rules;
+pub mod throttles;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::Duration as TimeDuration;
+
+use self::throttles::AuthThrottles;
+use crate::auth::jwt::JwtKeys;
+use crate::auth::password::{HashError, PasswordHasher};
+use crate::auth::tokens::{self, API_KEY_PREFIX};
+use crate::mail::Mailer;
+use crate::seams::bus::{Bus, RevokeScope};
+use crate::store::{DynStore, RefreshToken, RefreshUse, Role, Session, StoreError, User, UserUpdate};
+
+/// Refresh tokens live 30 days.
+pub const REFRESH_DAYS: i64 = 30;
+
+/// Why an account operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// No credential, or an invalid, expired or revoked one.
+    #[error("authentication required")]
+    Unauthorized,
+    /// Wrong email or password (the same for both).
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// The account is deactivated.
+    #[error("the account is disabled")]
+    AccountDisabled,
+    /// The email is registered already.
+    #[error("the email is registered already")]
+    EmailTaken,
+    /// A reset token is unknown, used, expired or void.
+    #[error("the reset link is invalid, used or expired")]
+    InvalidResetToken,
+    /// No such user.
+    #[error("no such user")]
+    NotFound,
+    /// Too many attempts; retry after this long.
+    #[error("throttled")]
+    Throttled {
+        /// How long until a retry may succeed.
+        retry_after: Duration,
+    },
+    /// A change that would leave things in a bad state (an admin demoting themselves).
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// One field is wrong (the current password, a bootstrap setting).
+    #[error("{field} {problem}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing failed.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+/// Which credential authenticated a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// An access token (header, query or ticket).
+    AccessToken,
+    /// An API key.
+    ApiKey,
+    /// The `sb_access` cookie.
+    Cookie,
+}
+
+/// An authenticated, active user.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user as stored now.
+    pub user: User,
+    /// The login session of the credential; none for an API key.
+    pub session_id: Option<String>,
+    /// How the user authenticated.
+    pub credential: Credential,
+}
+
+/// A new account's fields (already validated by [`rules`]).
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// Email (normalised here).
+    pub email: String,
+    /// Password.
+    pub password: String,
+    /// Given name (trimmed here).
+    pub first_name: String,
+    /// Family name (trimmed here).
+    pub last_name: String,
+}
+
+/// The tokens of a login session.
+#[derive(Debug, Clone)]
+pub struct SessionTokens {
+    /// The session.
+    pub session_id: String,
+    /// A new access JWT.
+    pub access_token: String,
+    /// A new refresh token (single use).
+    pub refresh_token: String,
+}
+
+/// Settings of the accounts service.
+#[derive(Debug, Clone)]
+pub struct AccountSettings {
+    /// Credits of a new account.
+    pub starting_credits: i64,
+    /// Base URL of links in mail.
+    pub public_url: String,
+}
+
+/// Users, credentials and sessions.
+pub struct AccountService {
+    store: DynStore,
+    hasher: PasswordHasher,
+    jwt: JwtKeys,
+    mailer: Mailer,
+    bus: Arc<dyn Bus>,
+    throttles: AuthThrottles,
+    settings: AccountSettings,
+}
+
+impl AccountService {
+    /// The service over its engines.
+    pub fn new(
+        store: DynStore,
+        hasher: PasswordHasher,
+        jwt: JwtKeys,
+        mailer: Mailer,
+        bus: Arc<dyn Bus>,
+        throttles: AuthThrottles,
+        settings: AccountSettings,
+    ) -> AccountService {
+        AccountService { store, hasher, jwt, mailer, bus, throttles, settings }
+    }
+
+    /// Registers a user (counted against the IP's registrations first, so 409s cannot probe for
+    /// accounts at full speed); answers the user and their first API key.
+    pub async fn register(&self, account: NewAccount, ip: IpAddr) -> Result<(User, String), AccountError> {
+        self.throttles.check_register(ip).await?;
+        let (user, api_key) = self.create_user(account, Role::User).await?;
+        tracing::info!(event = "user_registered", user_id = %user.id, client_ip = %ip, "user registered");
+        Ok((user, api_key))
+    }
+
+    /// Inserts a user with the starting credits and a first API key.
+    pub async fn create_user(&self, account: NewAccount, role: Role) -> Result<(User, String), AccountError> {
+        let email = rules::normalise_email(&account.email);
+        if self.store.user_by_email(&email).await?.is_some() {
+            return Err(AccountError::EmailTaken);
+        }
+        let password_hash = self.hasher.hash(&account.password).await?;
+        let api_key = tokens::new_api_key();
+        let now = crate::store::now();
+        let user = User {
+            id: uuid::Uuid::now_v7().to_string(),
+            email,
+            password_hash,
+            first_name: account.first_name.trim().to_owned(),
+            last_name: account.last_name.trim().to_owned(),
+            role,
+            api_key_hash: tokens::sha256_hex(&api_key),
+            api_key_prefix: tokens::api_key_prefix(&api_key),
+            credits: self.settings.starting_credits,
+            credits_seq: 0,
+            initial_credits: self.settings.starting_credits,
+            last_login: None,
+            active: true,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.insert_user(&user).await {
+            Ok(()) => Ok((user, api_key)),
+            // The unique index decides races between concurrent registrations of one email.
+            Err(StoreError::Duplicate) => Err(AccountError::EmailTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks email and password (throttled per account and IP) and opens a login session.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> Result<(User, SessionTokens), AccountError> {
+        let email = rules::normalise_email(email);
+        // A throttled attempt is refused before the password is looked at, so guesses during a
+        // delay learn nothing, not even from timing.
+        self.throttles.begin_login(ip, &email).await?;
+        let user = self.store.user_by_email(&email).await?;
+        // An unknown email still costs one hash, so the answer time does not reveal accounts.
+        let matches = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        let user = match user {
+            Some(user) if matches => user,
+            _ => {
+                crate::metrics::record_login("failure");
+                let user_id = user.as_ref().map(|u| u.id.as_str());
+                tracing::info!(event = "login_failed", user_id, client_ip = %ip, "login failed");
+                return Err(AccountError::InvalidCredentials);
+            }
+        };
+        self.throttles.login_succeeded(ip, &email);
+        if !user.active {
+            crate::metrics::record_login("disabled");
+            tracing::info!(event = "login_refused_disabled", user_id = %user.id, client_ip = %ip,
+                "login refused: account disabled");
+            return Err(AccountError::AccountDisabled);
+        }
+        let now = crate::store::now();
+        let session = Session {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user.id.clone(),
+            created_at: now,
+            revoked_at: None,
+        };
+        self.store.insert_session(&session).await?;
+        let update = UserUpdate { last_login: Some(now), ..Default::default() };
+        let user = self.store.update_user(&user.id, &update, now).await?.unwrap_or(user);
+        crate::metrics::record_login("success");
+        tracing::info!(event = "login_succeeded", user_id = %user.id, client_ip = %ip, "login succeeded");
+        let tokens = self.issue_tokens(&user, &session.id).await?;
+        Ok((user, tokens))
+    }
+
+    /// The session a refresh token belongs to (its prefix), to check a cookie refresh's CSRF
+    /// token before the refresh token is spent.
+    pub fn refresh_token_session(token: &str) -> Option<&str> {
+        token.split_once('.').map(|(sid, _)| sid)
+    }
+
+    /// Exchanges a refresh token for new tokens; a reused token revokes its whole session.
+    pub async fn refresh(&self, token: &str, ip: IpAddr) -> Result<(User, SessionTokens), AccountError> {
+        let sid = Self::refresh_token_session(token).ok_or(AccountError::Unauthorized)?;
+        let now = crate::store::now();
+        let found = match self.store.use_refresh_token(&tokens::sha256_hex(token), now).await? {
+            RefreshUse::Fresh(found) => found,
+            RefreshUse::Reused(found) => {
+                self.store.revoke_session(&found.session_id, now).await?;
+                let scope = RevokeScope::LoginSession(found.session_id.as_str().into());
+                self.bus.revoke(&found.user_id, scope, "refresh_token_reused");
+                tracing::warn!(event = "refresh_token_reused", user_id = %found.user_id, client_ip = %ip,
+                    "refresh token reused: session revoked");
+                return Err(AccountError::Unauthorized);
+            }
+            RefreshUse::Unknown => return Err(AccountError::Unauthorized),
+        };
+        let session = self.store.session(&found.session_id).await?;
+        if found.session_id != sid
+            || found.expires_at <= now
+            || session.is_none_or(|s| s.revoked_at.is_some())
+        {
+            return Err(AccountError::Unauthorized);
+        }
+        let user = self.store.user_by_id(&found.user_id).await?.ok_or(AccountError::Unauthorized)?;
+        if !user.active {
+            return Err(AccountError::AccountDisabled);
+        }
+        let tokens = self.issue_tokens(&user, &found.session_id).await?;
+        Ok((user, tokens))
+    }
+
+    /// Ends the principal's login session (an API key has none): its tokens fail at once and its
+    /// sockets close.
+    pub async fn logout(&self, principal: &Principal) -> Result<(), AccountError> {
+        if let Some(sid) = &principal.session_id {
+            self.store.revoke_session(sid, crate::store::now()).await?;
+            self.bus.revoke(&principal.user.id, RevokeScope::LoginSession(sid.as_str().into()), "logout");
+        }
+        Ok(())
+    }
+
+    /// A new access token and refresh token for `user` in session `sid`.
+    async fn issue_tokens(&self, user: &User, sid: &str) -> Result<SessionTokens, AccountError> {
+        let refresh_token = format!("{sid}.{}", tokens::random_secret());
+        let now = crate::store::now();
+        self.store
+            .insert_refresh_token(&RefreshToken {
+                token_hash: tokens::sha256_hex(&refresh_token),
+                session_id: sid.to_owned(),
+                user_id: user.id.clone(),
+                expires_at: now + TimeDuration::days(REFRESH_DAYS),
+                used_at: None,
+            })
+            .await?;
+        let access_token = self.jwt.issue_access(&user.id, user.role, sid);
+        Ok(SessionTokens { session_id: sid.to_owned(), access_token, refresh_token })
+    }
+
+    /// Checks an access token: signature, expiry, session not revoked, user active.
+    pub async fn by_access_token(
+        &self,
+        token: &str,
+        credential: Credential,
+    ) -> Result<Principal, AccountError> {
+        let claims = self.jwt.verify_access(token).ok_or(AccountError::Unauthorized)?;
+        self.session_user(&claims.sub, Some(&claims.sid), credential).await
+    }
+
+    /// Checks an API key.
+    pub async fn by_api_key(&self, key: &str) -> Result<Principal, AccountError> {
+        let user = self.store.user_by_api_key_hash(&tokens::sha256_hex(key)).await?;
+        let user = user.ok_or(AccountError::Unauthorized)?;
+        active(Principal { user, session_id: None, credential: Credential::ApiKey })
+    }
+
+    /// Checks a bearer credential: an API key when it has the `sk_` prefix, else an access token.
+    pub async fn by_bearer(&self, token: &str) -> Result<Principal, AccountError> {
+        if token.starts_with(API_KEY_PREFIX) {
+            self.by_api_key(token).await
+        } else {
+            self.by_access_token(token, Credential::AccessToken).await
+        }
+    }
+
+    /// Checks a single-use WebSocket ticket: signature, expiry, first use, then as its credential.
+    pub async fn by_ws_ticket(&self, ticket: &str) -> Result<Principal, AccountError> {
+        let claims = self.jwt.verify_ws_ticket(ticket).ok_or(AccountError::Unauthorized)?;
+        let expires =
+            time::OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| AccountError::Unauthorized)?;
+        if !self.store.consume_once(&format!("ws-ticket:{}", claims.jti), expires).await? {
+            return Err(AccountError::Unauthorized);
+        }
+        // A ticket bought with an API key names no login session, but the key: it dies with it.
+        let sid = Some(claims.sid.as_str()).filter(|sid| !sid.is_empty());
+        let principal = self.session_user(&claims.sub, sid, Credential::AccessToken).await?;
+        if let Some(key) = &claims.key
+            && !tokens::constant_time_eq(key, &tokens::api_key_fingerprint(&principal.user.api_key_hash))
+        {
+            return Err(AccountError::Unauthorized);
+        }
+        Ok(principal)
+    }
+
+    /// A single-use ticket (30 s) for opening `/ws` with the principal's credential.
+    pub fn ws_ticket(&self, principal: &Principal) -> String {
+        let sid = principal.session_id.as_deref().unwrap_or_default();
+        let key = (principal.credential == Credential::ApiKey)
+            .then(|| tokens::api_key_fingerprint(&principal.user.api_key_hash));
+        self.jwt.issue_ws_ticket(&principal.user.id, sid, key)
+    }
+
+    /// The user a credential names, cheaply and without checking revocation: the `sub` of an
+    /// access token that verifies, or the owner of an API key. For rate-limit keys only.
+    pub async fn credential_owner(&self, token: &str) -> Option<String> {
+        if token.starts_with(API_KEY_PREFIX) {
+            let user = self.store.user_by_api_key_hash(&tokens::sha256_hex(token)).await.ok()??;
+            return Some(user.id);
+        }
+        self.jwt.verify_access(token).map(|claims| claims.sub)
+    }
+
+    /// Changes the user's names.
+    pub async fn update_names(
+        &self,
+        user_id: &str,
+        first_name: &str,
+        last_name: &str,
+    ) -> Result<User, AccountError> {
+        let update = UserUpdate {
+            first_name: Some(first_name.trim().to_owned()),
+            last_name: Some(last_name.trim().to_owned()),
+            ..Default::default()
+        };
+        let user = self.store.update_user(user_id, &update, crate::store::now()).await?;
+        user.ok_or(AccountError::Unauthorized)
+    }
+
+    /// Replaces the user's API key (shown once) and closes the sockets opened with the old one.
+    pub async fn regenerate_api_key(&self, user_id: &str, ip: IpAddr) -> Result<String, AccountError> {
+        let api_key = tokens::new_api_key();
+        let update = UserUpdate {
+            api_key: Some((tokens::sha256_hex(&api_key), tokens::api_key_prefix(&api_key))),
+            ..Default::default()
+        };
+        self.store.update_user(user_id, &update, crate::store::now()).await?;
+        // Sockets opened with the old key (or with a ticket it bought) must not outlive it.
+        self.bus.revoke(user_id, RevokeScope::ApiKeys, "api_key_regenerated");
+        tracing::info!(event = "api_key_regenerated", user_id, client_ip = %ip, "API key regenerated");
+        Ok(api_key)
+    }
+
+    /// Revokes every login session of a user and closes all their sockets (`session.revoked` with
+    /// `reason`, then 4001).
+    pub async fn end_all_sessions(&self, user_id: &str, reason: &'static str) -> Result<(), AccountError> {
+        let revoked = self.store.revoke_user_sessions(user_id, crate::store::now()).await?;
+        self.bus.revoke(user_id, RevokeScope::All, reason);
+        tracing::info!(
+            event = "sessions_revoked",
+            user_id,
+            sessions = revoked.len(),
+            reason,
+            "every session of the user ended"
+        );
+        Ok(())
+    }
+
+    /// The active user `user_id`, whose login session `sid` (when there is one) is theirs and open.
+    async fn session_user(
+        &self,
+        user_id: &str,
+        sid: Option<&str>,
+        credential: Credential,
+    ) -> Result<Principal, AccountError> {
+        if let Some(sid) = sid {
+            let session = self.store.session(sid).await?.ok_or(AccountError::Unauthorized)?;
+            if session.revoked_at.is_some() || session.user_id != user_id {
+                return Err(AccountError::Unauthorized);
+            }
+        }
+        let user = self.store.user_by_id(user_id).await?.ok_or(AccountError::Unauthorized)?;
+        active(Principal { user, session_id: sid.map(str::to_owned), credential })
+    }
+}
+
+fn active(principal: Principal) -> Result<Principal, AccountError> {
+    if principal.user.active { Ok(principal) } else { Err(AccountError::AccountDisabled) }
+}

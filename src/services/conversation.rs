@@ -1,0 +1,399 @@
+//! Conversation: chats and their messages, a chat turn with the assistant, and image generation.
+//! A paid request is checked in this order: its fields, ownership (`NotFound`), the paid-message
+//! limit (`RateLimited`, never charged), the charge (`InsufficientCredits`), then the work; work
+//! that fails is refunded. Events for the user's sessions go through [`Notify`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use time::OffsetDateTime;
+
+use super::credits::{CreditError, CreditService};
+use super::paging::{Page, PageError, PageLimit};
+use super::{Event, Notify};
+use crate::assistant::{Assistant, ChatTurn, TurnRole};
+use crate::images::{self, ImageGenerator};
+use crate::seams::limiter::Limiter;
+use crate::store::{Chat, ChatMessage, DynStore, Image, MessageRole, ServiceType, StoreError};
+
+/// Longest chat message, characters.
+const MAX_CONTENT_CHARS: usize = 16_000;
+/// Longest image prompt, characters.
+const MAX_PROMPT_CHARS: usize = 1_000;
+/// Longest chat title, characters.
+const MAX_TITLE_CHARS: usize = 200;
+/// Messages of context sent to the assistant.
+const CONTEXT_MESSAGES: i64 = 20;
+/// The title of a chat created without one.
+const DEFAULT_TITLE: &str = "New chat";
+
+/// Why a request was refused or failed, as the client will be told.
+#[derive(Debug, thiserror::Error)]
+pub enum ConversationError {
+    /// A field is missing or wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such chat or image, or not the user's.
+    #[error("Not found")]
+    NotFound,
+    /// A per-user cap on stored things is reached.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// Too many paid messages.
+    #[error("Too many paid messages; retry in {} ms", .retry_after.as_millis())]
+    RateLimited {
+        /// When a retry may succeed.
+        retry_after: Duration,
+    },
+    /// The balance is below the price.
+    #[error("Not enough credits: this costs {price} and the balance is {balance}")]
+    InsufficientCredits {
+        /// The price.
+        price: i64,
+        /// The balance.
+        balance: i64,
+    },
+    /// Storage or an upstream service failed; any charge was refunded.
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// A bug; the cause is logged where the error is answered.
+    #[error("Internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for ConversationError {
+    fn from(e: StoreError) -> ConversationError {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "storage unavailable");
+                ConversationError::Unavailable("Storage is unavailable; try again")
+            }
+            other => ConversationError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CreditError> for ConversationError {
+    fn from(e: CreditError) -> ConversationError {
+        match e {
+            CreditError::Store(e) => e.into(),
+            CreditError::UnknownUser => ConversationError::NotFound,
+            CreditError::Insufficient { balance } => ConversationError::Internal(format!(
+                "an insufficient balance ({balance}) reported outside a charge"
+            )),
+        }
+    }
+}
+
+/// What a new image should be.
+#[derive(Debug, Clone)]
+pub struct ImageRequest {
+    /// What to draw (1 to 1,000 characters).
+    pub prompt: String,
+    /// Width in pixels (256 to 1,024, default 512).
+    pub width: Option<u32>,
+    /// Height in pixels (256 to 1,024, default 512).
+    pub height: Option<u32>,
+}
+
+/// Chats, chat turns and images.
+pub struct ConversationService {
+    store: DynStore,
+    credits: Arc<CreditService>,
+    assistant: Arc<dyn Assistant>,
+    images: Arc<dyn ImageGenerator>,
+    paid_limit: Arc<dyn Limiter>,
+    max_chats: i64,
+}
+
+impl ConversationService {
+    /// The service; `paid_limit` counts paid requests per user, `max_chats` caps chats per user.
+    pub fn new(
+        store: DynStore,
+        credits: Arc<CreditService>,
+        assistant: Arc<dyn Assistant>,
+        images: Arc<dyn ImageGenerator>,
+        paid_limit: Arc<dyn Limiter>,
+        max_chats: i64,
+    ) -> ConversationService {
+        ConversationService { store, credits, assistant, images, paid_limit, max_chats }
+    }
+
+    /// Starts a chat (title trimmed, "New chat" when empty).
+    pub async fn create_chat(&self, user_id: &str, title: Option<String>) -> Result<Chat, ConversationError> {
+        let title = title.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+        let title = title.unwrap_or_else(|| DEFAULT_TITLE.into());
+        if title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
+            return Err(ConversationError::Invalid(
+                "title must be at most 200 characters without control characters".into(),
+            ));
+        }
+        if self.store.chat_count(user_id).await? >= self.max_chats {
+            return Err(ConversationError::QuotaExceeded(format!(
+                "You have reached the limit of {} chats; delete one to start another",
+                self.max_chats
+            )));
+        }
+        let now = crate::store::now();
+        let chat =
+            Chat { id: new_id(), user_id: user_id.to_owned(), title, created_at: now, updated_at: now };
+        self.store.insert_chat(&chat).await?;
+        Ok(chat)
+    }
+
+    /// A page of the user's chats, most recently active first; `before` is the previous page's
+    /// `next_before`.
+    pub async fn chats(
+        &self,
+        user_id: &str,
+        before: Option<&str>,
+        limit: PageLimit,
+    ) -> Result<Page<Chat>, PageError> {
+        let before = before.map(ChatCursor::parse).transpose()?;
+        let before = before.as_ref().map(|c| (c.updated_at, c.id.as_str()));
+        let chats = self.store.chats_page(user_id, before, limit.get()).await?;
+        let next_before = match chats.last() {
+            Some(last) if chats.len() as i64 == limit.get() => Some(ChatCursor::of(last)),
+            _ => None,
+        };
+        Ok(Page { items: chats, next_before })
+    }
+
+    /// The user's chat `chat_id`, or `NotFound` (also for other users' chats).
+    pub async fn own_chat(&self, user_id: &str, chat_id: &str) -> Result<Chat, ConversationError> {
+        match self.store.chat(chat_id).await? {
+            Some(chat) if chat.user_id == user_id => Ok(chat),
+            _ => Err(ConversationError::NotFound),
+        }
+    }
+
+    /// The newest `limit` messages of the user's chat (before message `before`), oldest first.
+    pub async fn history(
+        &self,
+        user_id: &str,
+        chat_id: &str,
+        before: Option<&str>,
+        limit: PageLimit,
+    ) -> Result<Vec<ChatMessage>, ConversationError> {
+        self.own_chat(user_id, chat_id).await?;
+        Ok(self.store.messages_page(chat_id, before, limit.get()).await?)
+    }
+
+    /// One chat turn: charges the price of a message, stores the user's message, streams the
+    /// assistant's reply as deltas and stores it; `ChatDone` follows once both are stored. A reply
+    /// that fails before it is stored is refunded.
+    pub async fn send(
+        &self,
+        user_id: &str,
+        chat_id: &str,
+        content: String,
+        notify: &dyn Notify,
+    ) -> Result<(), ConversationError> {
+        if content.trim().is_empty() || content.chars().count() > MAX_CONTENT_CHARS {
+            return Err(ConversationError::Invalid("content must be 1 to 16000 characters".into()));
+        }
+        self.own_chat(user_id, chat_id).await?;
+        let message_id = new_id();
+        let charged = self.charge(user_id, ServiceType::Chat, &message_id).await?;
+        if let Err(e) = self.converse(user_id, chat_id, &message_id, content, charged, notify).await {
+            self.credits.refund(user_id, ServiceType::Chat, &message_id).await;
+            tracing::warn!(error = %e, "chat reply failed; charge refunded");
+            return Err(ConversationError::Unavailable(
+                "The assistant could not answer; your credits were refunded",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Charges the price of an image, draws it and stores it; `ImageCreated` follows. A failure
+    /// before the image is stored is refunded.
+    pub async fn generate_image(
+        &self,
+        user_id: &str,
+        request: ImageRequest,
+        notify: &dyn Notify,
+    ) -> Result<(), ConversationError> {
+        let prompt = request.prompt.trim().to_owned();
+        if prompt.is_empty() || prompt.chars().count() > MAX_PROMPT_CHARS {
+            return Err(ConversationError::Invalid("prompt must be 1 to 1000 characters".into()));
+        }
+        let size = |v: Option<u32>| v.unwrap_or(images::DEFAULT_SIZE);
+        let (width, height) = (size(request.width), size(request.height));
+        let allowed = images::MIN_SIZE..=images::MAX_SIZE;
+        if !allowed.contains(&width) || !allowed.contains(&height) {
+            return Err(ConversationError::Invalid("width and height must be 256 to 1024".into()));
+        }
+        let image_id = new_id();
+        let charged = self.charge(user_id, ServiceType::Image, &image_id).await?;
+        let image = Image {
+            id: image_id.clone(),
+            user_id: user_id.to_owned(),
+            prompt,
+            width,
+            height,
+            created_at: crate::store::now(),
+        };
+        let made = async {
+            let png = self.images.generate(&image.prompt, width, height).await.map_err(|e| {
+                tracing::warn!(error = %e, "image generation failed");
+                ConversationError::Unavailable("image generator failed")
+            })?;
+            self.store.insert_image(&image, &png).await?;
+            // Stored: from here on nothing is refunded (see `converse`).
+            Ok::<i64, ConversationError>(self.credits.balance(user_id).await.unwrap_or(charged))
+        };
+        match made.await {
+            Ok(credits) => {
+                notify.notify(user_id, Event::ImageCreated { image, credits });
+                Ok(())
+            }
+            Err(_) => {
+                self.credits.refund(user_id, ServiceType::Image, &image_id).await;
+                Err(ConversationError::Unavailable(
+                    "The image could not be generated; your credits were refunded",
+                ))
+            }
+        }
+    }
+
+    /// A page of the user's images (records), newest first, before image `before`.
+    pub async fn images(
+        &self,
+        user_id: &str,
+        before: Option<&str>,
+        limit: PageLimit,
+    ) -> Result<Vec<Image>, ConversationError> {
+        Ok(self.store.images_of(user_id, before, limit.get()).await?)
+    }
+
+    /// Image `id` if `viewer` owns it or `may_see_all`; else `NotFound`.
+    pub async fn image(&self, viewer: &str, may_see_all: bool, id: &str) -> Result<Image, ConversationError> {
+        match self.store.image(id).await? {
+            Some(image) if image.user_id == viewer || may_see_all => Ok(image),
+            _ => Err(ConversationError::NotFound),
+        }
+    }
+
+    /// The PNG of an image already found with [`ConversationService::image`].
+    pub async fn image_png(&self, image: &Image) -> Result<Vec<u8>, ConversationError> {
+        self.store.image_png(&image.id).await?.ok_or(ConversationError::NotFound)
+    }
+
+    /// The paid-message limit, then the charge; answers the balance after the charge.
+    async fn charge(
+        &self,
+        user_id: &str,
+        service: ServiceType,
+        reference: &str,
+    ) -> Result<i64, ConversationError> {
+        let decision = self.paid_limit.check(user_id).await;
+        if !decision.allowed {
+            crate::metrics::record_rate_limited("ws");
+            return Err(ConversationError::RateLimited { retry_after: decision.retry_after });
+        }
+        match self.credits.charge(user_id, service, reference).await {
+            Ok(balance) => Ok(balance),
+            Err(CreditError::Insufficient { balance }) => {
+                Err(ConversationError::InsufficientCredits { price: self.credits.price(service), balance })
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Stores the user's message, streams the assistant's reply, stores it, and tells the user.
+    async fn converse(
+        &self,
+        user_id: &str,
+        chat_id: &str,
+        message_id: &str,
+        content: String,
+        charged_balance: i64,
+        notify: &dyn Notify,
+    ) -> Result<(), ConversationError> {
+        let user_message = ChatMessage {
+            id: message_id.to_owned(),
+            chat_id: chat_id.to_owned(),
+            user_id: user_id.to_owned(),
+            role: MessageRole::User,
+            content,
+            created_at: crate::store::now(),
+        };
+        self.store.insert_message(&user_message).await?;
+        notify.notify(user_id, Event::ChatMessage { chat_id: chat_id.to_owned(), message: user_message });
+
+        let history = self.store.messages_page(chat_id, None, CONTEXT_MESSAGES).await?;
+        let turns = history
+            .into_iter()
+            .map(|m| ChatTurn {
+                role: if m.role == MessageRole::User { TurnRole::User } else { TurnRole::Assistant },
+                content: m.content,
+            })
+            .collect();
+        let reply_id = new_id();
+        let assistant_failed = |e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, "assistant failed");
+            ConversationError::Unavailable("assistant failed")
+        };
+        let mut deltas = self.assistant.reply(turns).await.map_err(|e| assistant_failed(&e))?;
+        let mut reply = String::new();
+        while let Some(delta) = deltas.next().await {
+            let delta = delta.map_err(|e| assistant_failed(&e))?;
+            reply.push_str(&delta);
+            let event = Event::ChatDelta { chat_id: chat_id.to_owned(), message_id: reply_id.clone(), delta };
+            notify.notify(user_id, event);
+        }
+        let now = crate::store::now();
+        let assistant_message = ChatMessage {
+            id: reply_id,
+            chat_id: chat_id.to_owned(),
+            user_id: user_id.to_owned(),
+            role: MessageRole::Assistant,
+            content: reply,
+            created_at: now,
+        };
+        self.store.insert_message(&assistant_message).await?;
+        // The reply is stored: from here on nothing is refunded, so failures only cost freshness.
+        if let Err(e) = self.store.touch_chat(chat_id, now).await {
+            tracing::warn!(error = %e, "could not touch the chat");
+        }
+        // Other charges of the user may have landed meanwhile, so the balance is read again; if
+        // that read fails, the balance right after this message's charge is still true enough.
+        let credits = self.credits.balance(user_id).await.unwrap_or(charged_balance);
+        notify.notify(
+            user_id,
+            Event::ChatDone { chat_id: chat_id.to_owned(), message: assistant_message, credits },
+        );
+        Ok(())
+    }
+}
+
+/// A new record id: a UUIDv7, so ids sort in creation order.
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Where a page of chats ends: the last chat's `updated_at` (milliseconds) and id, written
+/// `<millis>.<id>`. Chats are ordered by both, so a page never repeats or skips a chat that did
+/// not move meanwhile.
+struct ChatCursor {
+    updated_at: OffsetDateTime,
+    id: String,
+}
+
+impl ChatCursor {
+    fn of(chat: &Chat) -> String {
+        format!("{}.{}", chat.updated_at.unix_timestamp_nanos() / 1_000_000, chat.id)
+    }
+
+    fn parse(cursor: &str) -> Result<ChatCursor, PageError> {
+        let (millis, id) = cursor.split_once('.').ok_or(PageError::BadCursor)?;
+        let millis: i64 = millis.parse().map_err(|_| PageError::BadCursor)?;
+        let updated_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+            .map_err(|_| PageError::BadCursor)?;
+        if id.is_empty() || id.len() > 64 {
+            return Err(PageError::BadCursor);
+        }
+        Ok(ChatCursor { updated_at, id: id.to_owned() })
+    }
+}

@@ -1,0 +1,212 @@
+//! Credits: the only caller of the ledger. Every balance change — a charge before paid work, a
+//! refund after failed work, an admin's grant — goes through the user's credit actor, which
+//! serialises that user's changes on this node; the ledger's unique `(user_id, seq)` index keeps
+//! them exact across nodes. The balance every view shows comes from here too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_actors::credit::{CreditFailure, CreditRegistry, Ledger, LedgerFuture};
+
+use super::paging::{Page, PageError, PageLimit};
+use super::{Event, Notify};
+pub use crate::store::ledger::CreditError;
+use crate::store::ledger::{self, CreditChange};
+use crate::store::{CreditsUsed, DynStore, LedgerEntry, ServiceType, StoreError};
+
+/// Credit actors stop after this long without a change.
+const CREDIT_ACTOR_IDLE: Duration = Duration::from_secs(120);
+
+/// Pauses between the attempts of a refund: a refund is never refused for the balance, so
+/// every failure is transient.
+const REFUND_PAUSES_MS: [u64; 4] = [0, 100, 500, 2000];
+
+/// What paid work costs.
+#[derive(Debug, Clone, Copy)]
+pub struct Prices {
+    /// One chat message.
+    pub chat: i64,
+    /// One image.
+    pub image: i64,
+}
+
+/// A user's balance, counts and spending, as the stats views show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// The balance.
+    pub credits: i64,
+    /// Chats the user has.
+    pub total_chats: i64,
+    /// Images the user generated.
+    pub total_images: i64,
+    /// Credits spent per service, net of refunds.
+    pub credits_used: CreditsUsed,
+}
+
+/// The store's ledger as the credit actors see it. Every applied change is told to the user's
+/// sessions inside the actor's turn, so `credits.updated` frames arrive in ledger order.
+struct StoreLedger {
+    store: DynStore,
+    notify: Arc<dyn Notify>,
+}
+
+impl Ledger for StoreLedger {
+    type Change = CreditChange;
+    type Applied = LedgerEntry;
+    type Error = CreditError;
+
+    fn apply(&self, _user_id: &str, change: CreditChange) -> LedgerFuture<LedgerEntry, CreditError> {
+        let (store, notify) = (self.store.clone(), self.notify.clone());
+        Box::pin(async move {
+            let entry = ledger::apply(&*store, &change).await?;
+            notify.notify(&entry.user_id, Event::CreditsUpdated { credits: entry.balance_after });
+            Ok(entry)
+        })
+    }
+}
+
+/// Balances and their changes.
+pub struct CreditService {
+    registry: Arc<CreditRegistry<StoreLedger>>,
+    store: DynStore,
+    prices: Prices,
+}
+
+impl CreditService {
+    /// A service over `store` whose changes are told to users through `notify`.
+    pub fn new(store: DynStore, notify: Arc<dyn Notify>, prices: Prices) -> CreditService {
+        let ledger = Arc::new(StoreLedger { store: store.clone(), notify });
+        CreditService { registry: CreditRegistry::new(ledger, CREDIT_ACTOR_IDLE), store, prices }
+    }
+
+    /// The price of one piece of paid work.
+    pub fn price(&self, service: ServiceType) -> i64 {
+        match service {
+            ServiceType::Chat => self.prices.chat,
+            ServiceType::Image => self.prices.image,
+            ServiceType::Grant | ServiceType::Refund => 0,
+        }
+    }
+
+    /// The balance of `user_id`: the newest ledger entry's, or the starting credits.
+    pub async fn balance(&self, user_id: &str) -> Result<i64, CreditError> {
+        Ok(ledger::balance(&*self.store, user_id).await?.1)
+    }
+
+    /// Charges `user_id` the price of `service` for the work `reference` names, before the work
+    /// is done; answers the balance after the charge. Nothing is charged when refused.
+    pub async fn charge(
+        &self,
+        user_id: &str,
+        service: ServiceType,
+        reference: &str,
+    ) -> Result<i64, CreditError> {
+        let price = self.price(service);
+        if price == 0 {
+            return self.balance(user_id).await;
+        }
+        let change = CreditChange {
+            user_id: user_id.to_owned(),
+            service_type: service,
+            amount: -price,
+            reference: Some(reference.to_owned()),
+            actor_id: None,
+            refund_of: None,
+        };
+        match self.apply(change).await {
+            Ok(entry) => {
+                crate::metrics::record_credit_usage(service.as_str(), price as u64);
+                Ok(entry.balance_after)
+            }
+            Err(e @ CreditError::Insufficient { .. }) => {
+                crate::metrics::record_insufficient(service.as_str());
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives back the charge for `reference` after its work failed. Retried a few times (a lost
+    /// answer is checked against the ledger, so a retry never refunds twice); a refund that still
+    /// fails is logged loudly, and the ledger stays exact either way.
+    pub async fn refund(&self, user_id: &str, service: ServiceType, reference: &str) {
+        let price = self.price(service);
+        if price == 0 {
+            return;
+        }
+        let change = CreditChange {
+            user_id: user_id.to_owned(),
+            service_type: ServiceType::Refund,
+            amount: price,
+            reference: Some(reference.to_owned()),
+            actor_id: None,
+            refund_of: Some(service),
+        };
+        for (attempt, pause_ms) in REFUND_PAUSES_MS.into_iter().enumerate() {
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            match self.apply(change.clone()).await {
+                Ok(_) => return,
+                Err(e) => tracing::warn!(error = %e, user_id, reference, attempt, "refund failed"),
+            }
+        }
+        tracing::error!(user_id, reference, "refund given up after retries");
+    }
+
+    /// An admin's grant (`amount` > 0) or take-back (< 0), with `reason` as the entry's `ref`.
+    pub async fn grant(
+        &self,
+        admin_id: &str,
+        user_id: &str,
+        amount: i64,
+        reason: &str,
+    ) -> Result<LedgerEntry, CreditError> {
+        self.apply(CreditChange {
+            user_id: user_id.to_owned(),
+            service_type: ServiceType::Grant,
+            amount,
+            reference: Some(reason.to_owned()),
+            actor_id: Some(admin_id.to_owned()),
+            refund_of: None,
+        })
+        .await
+    }
+
+    /// A page of the user's ledger, newest first; `before` is the `next_before` of the previous page.
+    pub async fn usage(
+        &self,
+        user_id: &str,
+        before: Option<&str>,
+        limit: PageLimit,
+    ) -> Result<Page<LedgerEntry>, PageError> {
+        let before = before.map(|c| c.parse::<i64>().map_err(|_| PageError::BadCursor)).transpose()?;
+        let entries = self.store.ledger_page(user_id, before, limit.get()).await?;
+        let next_before = match entries.last() {
+            Some(last) if entries.len() as i64 == limit.get() && last.seq > 1 => Some(last.seq.to_string()),
+            _ => None,
+        };
+        Ok(Page { items: entries, next_before })
+    }
+
+    /// Balance, counts and spending of `user_id`.
+    pub async fn stats(&self, user_id: &str) -> Result<Stats, CreditError> {
+        let balance = self.balance(user_id).await?;
+        let stats = self.store.user_stats(user_id).await?;
+        Ok(Stats {
+            credits: balance,
+            total_chats: stats.total_chats,
+            total_images: stats.total_images,
+            credits_used: stats.credits_used,
+        })
+    }
+
+    async fn apply(&self, change: CreditChange) -> Result<LedgerEntry, CreditError> {
+        let user_id = change.user_id.clone();
+        match self.registry.apply(&user_id, change).await {
+            Ok(entry) => Ok(entry),
+            Err(CreditFailure::Ledger(e)) => Err(e),
+            Err(CreditFailure::Unreachable) => {
+                Err(StoreError::Unavailable("credit actor unreachable".into()).into())
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Services: the single home of each concern, between the edges (REST handlers, the WebSocket
+//! session) and the engines (actors, store). Plain Rust: no actix-web or actix-ws type appears
+//! here. Edges parse and authorise, call one service, and turn its result or its domain error into
+//! a response or frames.
+//!
+//! - [`accounts`]: users, credentials, sessions, passwords and their mail, admin changes.
+//! - [`credits`]: every balance change (charge, refund, grant) and the balance everyone shows.
+//! - [`conversation`]: chats, a chat turn with the assistant, image generation.
+//! - [`paging`]: the one rule for page sizes.
+
+pub mod accounts;
+pub mod conversation;
+pub mod credits;
+pub mod paging;
+
+use crate::store::{ChatMessage, Image};
+
+/// Something a service tells every session of a user.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The balance changed (a charge, grant or refund).
+    CreditsUpdated {
+        /// The balance now.
+        credits: i64,
+    },
+    /// The user's chat message was stored.
+    ChatMessage {
+        /// Its chat.
+        chat_id: String,
+        /// The message.
+        message: ChatMessage,
+    },
+    /// The next piece of the assistant's reply.
+    ChatDelta {
+        /// Its chat.
+        chat_id: String,
+        /// The reply's message id.
+        message_id: String,
+        /// The text.
+        delta: String,
+    },
+    /// The assistant's reply is complete and stored.
+    ChatDone {
+        /// Its chat.
+        chat_id: String,
+        /// The reply.
+        message: ChatMessage,
+        /// The balance now.
+        credits: i64,
+    },
+    /// An image was generated and stored.
+    ImageCreated {
+        /// The image.
+        image: Image,
+        /// The balance now.
+        credits: i64,
+    },
+}
+
+/// Where services send [`Event`]s; the WebSocket edge turns them into frames for the user's
+/// sessions (and, for a request, marks them as its answers).
+pub trait Notify: Send + Sync {
+    /// Tells every session of `user_id`.
+    fn notify(&self, user_id: &str, event: Event);
+}

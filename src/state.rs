@@ -1,0 +1,42 @@
+//! `AppState`: what the edges share — the services, the realtime seams, the REST limit and the
+//! settings the edges read. A leaf of the module tree: it imports the layers it holds, and
+//! nothing it holds imports it; the start-up module builds it.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::seams::Realtime;
+use crate::seams::limiter::Limiter;
+use crate::services::accounts::AccountService;
+use crate::services::conversation::ConversationService;
+use crate::services::credits::CreditService;
+use crate::store::{DynStore, StoreResult};
+
+/// Everything handlers and WebSocket sessions share.
+pub struct AppState {
+    /// Settings the edges read (cookies, origins, proxies, the metrics token, WebSocket limits).
+    pub config: Arc<Config>,
+    /// Key that binds CSRF tokens to sessions.
+    pub csrf_key: Vec<u8>,
+    /// Users, credentials, sessions.
+    pub accounts: Arc<AccountService>,
+    /// Balances and their changes.
+    pub credits: Arc<CreditService>,
+    /// Chats, chat turns and images.
+    pub conversation: Arc<ConversationService>,
+    /// The bus, presence and the session cap.
+    pub realtime: Realtime,
+    /// The REST rate limit (per user, else per client IP).
+    pub rest_limit: Arc<dyn Limiter>,
+    /// Free WebSocket requests that touch storage, per user.
+    pub ws_free_limit: Arc<dyn Limiter>,
+    /// Storage, for the readiness probe only: every other use goes through a service.
+    pub(crate) store: DynStore,
+}
+
+impl AppState {
+    /// Whether storage answers (for `/readyz`).
+    pub async fn storage_ready(&self) -> StoreResult<()> {
+        self.store.ping().await
+    }
+}

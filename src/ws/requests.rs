@@ -1,0 +1,164 @@
+//! The requests a session hands off to a task: anything that touches storage, credits, the
+//! assistant or the image generator. Each is one call to a service; its answer goes back to the
+//! asking session, its events to every session of the user through the bus, and its error
+//! becomes an error frame.
+
+use std::sync::Arc;
+
+use actix_web::web::Data;
+
+use super::protocol::{ChatView, ClientMessage, ErrorCode, MessageView, ServerMessage};
+use super::session::ReplyTo;
+use crate::seams::bus::Bus;
+use crate::services::conversation::{ConversationError, ImageRequest};
+use crate::services::paging::{PageError, PageLimit};
+use crate::services::{Event, Notify};
+use crate::state::AppState;
+
+/// One request handed off by a session.
+pub struct Request {
+    /// Shared state.
+    pub state: Data<AppState>,
+    /// Who asked.
+    pub user_id: String,
+    /// The asking session.
+    pub session: ReplyTo,
+    /// The request's `id`.
+    pub reply_to: Option<Arc<str>>,
+}
+
+impl Request {
+    fn reply(&self, message: ServerMessage) {
+        self.session.send(message, self.reply_to.clone());
+    }
+
+    /// Events of this request, marked with its `id`, for every session of the user.
+    fn events(&self) -> Frames {
+        Frames { bus: self.state.realtime.bus.clone(), reply_to: self.reply_to.clone() }
+    }
+}
+
+/// Turns service [`Event`]s into frames for every session of the user, through the bus; the
+/// frames of a request carry its `reply_to`.
+pub struct Frames {
+    bus: Arc<dyn Bus>,
+    reply_to: Option<Arc<str>>,
+}
+
+impl Frames {
+    /// Events that answer no request (`credits.updated` after a grant, for example).
+    pub fn unrequested(bus: Arc<dyn Bus>) -> Frames {
+        Frames { bus, reply_to: None }
+    }
+}
+
+impl Notify for Frames {
+    fn notify(&self, user_id: &str, event: Event) {
+        let message = ServerMessage::from(event);
+        crate::metrics::record_ws_message("out", message.kind());
+        self.bus.to_user(user_id, message.encode(self.reply_to.as_deref()).into());
+    }
+}
+
+/// Runs one handed-off request and answers errors to the asking session.
+pub async fn handle(request: Request, message: ClientMessage) {
+    let result = match limit_free(&request, &message).await {
+        Ok(()) => run(&request, message).await,
+        Err(refused) => Err(refused),
+    };
+    if let Err(e) = result {
+        request.reply(error_frame(e));
+    }
+}
+
+/// Counts a free request that touches storage against the user's free budget, so no client
+/// can make the server read or write without bound for nothing.
+async fn limit_free(request: &Request, message: &ClientMessage) -> Result<(), ConversationError> {
+    let free = matches!(
+        message,
+        ClientMessage::CreditsGet {}
+            | ClientMessage::ChatCreate { .. }
+            | ClientMessage::ChatList { .. }
+            | ClientMessage::ChatHistory { .. }
+    );
+    if !free {
+        return Ok(());
+    }
+    let decision = request.state.ws_free_limit.check(&request.user_id).await;
+    if decision.allowed {
+        return Ok(());
+    }
+    crate::metrics::record_rate_limited("ws_free");
+    Err(ConversationError::RateLimited { retry_after: decision.retry_after })
+}
+
+async fn run(request: &Request, message: ClientMessage) -> Result<(), ConversationError> {
+    let (state, user_id) = (&request.state, request.user_id.as_str());
+    let conversation = &state.conversation;
+    match message {
+        ClientMessage::CreditsGet {} => {
+            let credits = state.credits.balance(user_id).await?;
+            request.reply(ServerMessage::Credits { credits });
+        }
+        ClientMessage::ChatCreate { title } => {
+            let chat = conversation.create_chat(user_id, title).await?;
+            request.reply(ServerMessage::ChatCreated { chat: ChatView::from(&chat) });
+        }
+        ClientMessage::ChatList { before, limit } => {
+            let page = conversation
+                .chats(user_id, before.as_deref(), page_limit(limit)?)
+                .await
+                .map_err(page_error)?;
+            let chats = page.items.iter().map(ChatView::from).collect();
+            request.reply(ServerMessage::ChatList { chats, next_before: page.next_before });
+        }
+        ClientMessage::ChatHistory { chat_id, before, limit } => {
+            let limit = page_limit(limit)?;
+            let messages = conversation.history(user_id, &chat_id, before.as_deref(), limit).await?;
+            let messages = messages.iter().map(MessageView::from).collect();
+            request.reply(ServerMessage::ChatHistory { chat_id, messages });
+        }
+        ClientMessage::ChatSend { chat_id, content } => {
+            conversation.send(user_id, &chat_id, content, &request.events()).await?;
+        }
+        ClientMessage::ImageGenerate { prompt, width, height } => {
+            let image = ImageRequest { prompt, width, height };
+            conversation.generate_image(user_id, image, &request.events()).await?;
+        }
+        // Answered by the session itself.
+        ClientMessage::Ping {}
+        | ClientMessage::PresenceSubscribe {}
+        | ClientMessage::PresenceUnsubscribe {} => {}
+    }
+    Ok(())
+}
+
+fn page_limit(limit: Option<i64>) -> Result<PageLimit, ConversationError> {
+    PageLimit::new(limit).map_err(|problem| ConversationError::Invalid(format!("limit {problem}")))
+}
+
+fn page_error(e: PageError) -> ConversationError {
+    match e {
+        PageError::BadCursor => ConversationError::Invalid("before is not a valid cursor".into()),
+        PageError::Store(e) => e.into(),
+    }
+}
+
+/// The error frame of a failed request (the cause of an internal error is logged).
+fn error_frame(e: ConversationError) -> ServerMessage {
+    let (code, retry_after_ms) = match &e {
+        ConversationError::Invalid(_) => (ErrorCode::InvalidMessage, None),
+        ConversationError::InsufficientCredits { .. } => (ErrorCode::InsufficientCredits, None),
+        ConversationError::RateLimited { retry_after } => {
+            (ErrorCode::RateLimited, Some(retry_after.as_millis().max(1) as u64))
+        }
+        ConversationError::NotFound => (ErrorCode::NotFound, None),
+        ConversationError::QuotaExceeded(_) => (ErrorCode::QuotaExceeded, None),
+        ConversationError::Unavailable(_) => (ErrorCode::Unavailable, None),
+        ConversationError::Internal(cause) => {
+            tracing::error!(%cause, "internal error in a WebSocket request");
+            (ErrorCode::Internal, None)
+        }
+    };
+    ServerMessage::Error { code, message: e.to_string(), retry_after_ms }
+}
