@@ -1,23 +1,15 @@
 //! Prometheus metrics (API.md §6): the one place that names them, the global recorder and its
-//! upkeep, small recording helpers, the request-tracking middleware and the `/metrics` endpoint.
+//! upkeep, and small recording helpers. The request-tracking middleware and the `/metrics`
+//! endpoint are edges, in `http/metrics.rs`.
 //!
 //! Labels stay low-cardinality by construction: the helpers take `&'static str` values from short
 //! fixed lists (see [`labels`]), and HTTP requests are labelled by their route pattern, never by the
 //! raw path, so no user id, email or other request data can become a time series.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{Method, header};
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpRequest, HttpResponse, ResponseError, web};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::auth::tokens::constant_time_eq;
-use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Every metric name of API.md §6 (fixed: dashboards and alerts depend on them).
 pub mod names {
@@ -67,10 +59,9 @@ pub mod labels {
     pub const UNMATCHED_ROUTE: &str = "unmatched";
     /// `method` of a request with a non-standard method.
     pub const OTHER_METHOD: &str = "other";
+    /// The route of the scrape endpoint itself.
+    pub const METRICS_ROUTE: &str = "/metrics";
 }
-
-/// The path the scrape endpoint is served on.
-pub const METRICS_PATH: &str = "/metrics";
 
 /// Upper bounds (seconds) of the buckets of every `_seconds` histogram.
 const DURATION_BUCKETS: [f64; 14] =
@@ -78,9 +69,6 @@ const DURATION_BUCKETS: [f64; 14] =
 
 /// How often histogram samples are folded into their buckets between scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
-
-/// The exposition format Prometheus scrapes.
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -150,8 +138,9 @@ fn register_known_series() {
         let _ = counter!(WS_MESSAGES_TOTAL, "direction" => direction, "type" => "ping");
     }
     // The first scrape is itself a request, recorded only after it is rendered.
-    let _ = counter!(HTTP_REQUESTS_TOTAL, "method" => "GET", "route" => METRICS_PATH, "status" => "200");
-    let _ = histogram!(HTTP_REQUEST_DURATION_SECONDS, "method" => "GET", "route" => METRICS_PATH);
+    let _ =
+        counter!(HTTP_REQUESTS_TOTAL, "method" => "GET", "route" => labels::METRICS_ROUTE, "status" => "200");
+    let _ = histogram!(HTTP_REQUEST_DURATION_SECONDS, "method" => "GET", "route" => labels::METRICS_ROUTE);
 }
 
 /// Folds histogram samples into buckets every few seconds, so their buffers stay small between
@@ -193,75 +182,4 @@ pub fn record_rate_limited(scope: &'static str) {
 /// Counts a login attempt by `result` (`success`, `failure`, `disabled`, `throttled`).
 pub fn record_login(result: &'static str) {
     ::metrics::counter!(names::AUTH_LOGINS_TOTAL, "result" => result).increment(1);
-}
-
-/// Middleware (wrap with `actix_web::middleware::from_fn`) recording `http_requests_total` and
-/// `http_request_duration_seconds` for every request, errors included, labelled by route pattern.
-pub async fn track_requests(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let started = Instant::now();
-    let method = method_label(req.method());
-    let route = req.match_pattern().unwrap_or_else(|| labels::UNMATCHED_ROUTE.to_owned());
-    let result = next.call(req).await;
-    let status = match &result {
-        Ok(response) => response.status(),
-        Err(e) => e.as_response_error().status_code(),
-    };
-    ::metrics::histogram!(names::HTTP_REQUEST_DURATION_SECONDS, "method" => method, "route" => route.clone())
-        .record(started.elapsed().as_secs_f64());
-    ::metrics::counter!(
-        names::HTTP_REQUESTS_TOTAL,
-        "method" => method,
-        "route" => route,
-        "status" => status.as_str().to_owned()
-    )
-    .increment(1);
-    result
-}
-
-/// The standard methods by name; anything else is one bucket, so made-up methods add no series.
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => labels::OTHER_METHOD,
-    }
-}
-
-/// `GET /metrics`: the Prometheus text exposition. When `METRICS_TOKEN` is set it requires
-/// `Authorization: Bearer <token>` and answers 401 otherwise.
-#[utoipa::path(get, path = "/metrics", tag = "health", security((), ("bearer" = [])),
-    responses((status = 200, content_type = "text/plain", description = "Prometheus text format"), (status = 401, description = "METRICS_TOKEN required")))]
-pub async fn metrics_endpoint(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Some(expected) = &state.config.metrics_token {
-        let presented = bearer_token(&req).unwrap_or_default();
-        if !constant_time_eq(presented, expected) {
-            let mut response = ApiError::Unauthorized.error_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer realm=\"metrics\""),
-            );
-            return response;
-        }
-    }
-    HttpResponse::Ok()
-        .content_type(CONTENT_TYPE)
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(install().render())
-}
-
-/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
-fn bearer_token(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

@@ -86,7 +86,7 @@ impl Application {
                 // Around everything that can answer, so 404s, 429s and errors get the headers too.
                 .wrap(from_fn(security::headers::security_headers))
                 // Outermost, so it sees every status and the whole time.
-                .wrap(from_fn(metrics::track_requests))
+                .wrap(from_fn(http::metrics::track_requests))
                 .configure(http::routes)
                 .configure(pages::routes)
                 .default_service(web::to(http::not_found))

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod chats;
 pub mod health;
 pub mod images;
+pub mod metrics;
 pub mod openapi;
 pub mod profile;
 pub mod views;
@@ -33,7 +34,7 @@ fn route_table() -> RouteTable {
     let mut t = RouteTable::default();
     t.resource("/healthz").get(health::healthz).add();
     t.resource("/readyz").get(health::readyz).add();
-    t.resource(crate::metrics::METRICS_PATH).get(crate::metrics::metrics_endpoint).add();
+    t.resource(metrics::METRICS_PATH).get(metrics::metrics_endpoint).add();
     t.resource("/api/openapi.json").get(openapi::openapi_json).add();
     t.resource("/api/register").post(auth::register).add();
     t.resource("/api/login").post(auth::login).add();

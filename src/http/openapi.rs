@@ -9,7 +9,7 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, auth, chats, health, images, profile, views};
+use super::{admin, auth, chats, health, images, metrics, profile, views};
 use crate::error::ErrorBody;
 
 /// Every route of the REST API.
@@ -22,7 +22,7 @@ use crate::error::ErrorBody;
         profile::regenerate_api_key, profile::change_password, chats::list_chats, chats::chat_messages,
         images::list_images, images::get_image, images::image_content, admin::list_users, admin::get_user,
         admin::update_user, admin::grant_credits, admin::user_usage, admin::presence,
-        crate::ws::upgrade::upgrade, crate::metrics::metrics_endpoint, health::healthz, health::readyz, openapi_json,
+        crate::ws::upgrade::upgrade, metrics::metrics_endpoint, health::healthz, health::readyz, openapi_json,
     ),
     components(schemas(ErrorBody, views::UserView, views::LedgerEntryView, views::UsagePage)),
     modifiers(&SecuritySchemes, &CommonResponses),

@@ -5,15 +5,31 @@
 
 use std::sync::Arc;
 
+use actix::{Message, Recipient};
 use actix_web::web::Data;
 
 use super::protocol::{ChatView, ClientMessage, ErrorCode, MessageView, ServerMessage};
-use super::session::ReplyTo;
 use crate::seams::bus::Bus;
 use crate::services::conversation::{ConversationError, ImageRequest};
 use crate::services::paging::{PageError, PageLimit};
 use crate::services::{Event, Notify};
 use crate::state::AppState;
+
+/// A frame produced by a request's task for the asking session only.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reply(pub ServerMessage, pub Option<Arc<str>>);
+
+/// Where a request's task sends its answer: the asking session.
+#[derive(Clone)]
+pub struct ReplyTo(pub Recipient<Reply>);
+
+impl ReplyTo {
+    /// Queues `message` (with `reply_to`) for the session; a session that has ended drops it.
+    pub fn send(&self, message: ServerMessage, reply_to: Option<Arc<str>>) {
+        self.0.do_send(Reply(message, reply_to));
+    }
+}
 
 /// One request handed off by a session.
 pub struct Request {

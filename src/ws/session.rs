@@ -14,7 +14,7 @@ use switchboard_actors::presence::SessionEvent;
 
 use super::outbox::{Outbound, Outbox};
 use super::protocol::{self, ClientMessage, ErrorCode, PresenceSnapshotView, ServerMessage, close};
-use super::requests::{self, Request};
+use super::requests::{self, Reply, ReplyTo, Request};
 use crate::seams::presence::{Joining, LeaveReason};
 use crate::seams::session_cap::SessionPlace;
 use crate::state::AppState;
@@ -25,22 +25,6 @@ const MAX_IN_FLIGHT: usize = 64;
 
 /// Silent heartbeat intervals after which a connection is closed.
 const MISSED_HEARTBEATS: u32 = 3;
-
-/// A frame produced outside the actor (by a request's task) for this session only.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Reply(pub ServerMessage, pub Option<Arc<str>>);
-
-/// Where a request's task sends its answer: the asking session.
-#[derive(Clone)]
-pub struct ReplyTo(Addr<WsSession>);
-
-impl ReplyTo {
-    /// Queues `message` (with `reply_to`) for the session; a session that has ended drops it.
-    pub fn send(&self, message: ServerMessage, reply_to: Option<Arc<str>>) {
-        self.0.do_send(Reply(message, reply_to));
-    }
-}
 
 /// How a session was authenticated, as it joins presence.
 pub struct SessionCredential {
@@ -153,7 +137,7 @@ impl WsSession {
         let request = Request {
             state: self.state.clone(),
             user_id: self.user().id.clone(),
-            session: ReplyTo(ctx.address()),
+            session: ReplyTo(ctx.address().recipient()),
             reply_to,
         };
         actix::spawn(async move {
