@@ -33,16 +33,20 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The shared handle the application holds.
 pub type DynStore = Arc<dyn Store>;
 
-/// Everything the server keeps. Both implementations pass the same contract tests
-/// (`tests/api/store_contract.rs`), so callers never care which one runs.
+/// Everything the server keeps: one trait per aggregate, implemented by both stores and held
+/// to one contract suite (`tests/api/store_contract/`), so callers never care which one runs.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: UserStore + SessionStore + LedgerStore + ChatStore + ImageStore + 'static {
     /// Cheap round trip used by `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 
     /// Flushes and closes connections at shutdown.
     async fn close(&self) {}
+}
 
+/// Accounts.
+#[async_trait]
+pub trait UserStore: Send + Sync {
     /// Inserts a new user; [`StoreError::Duplicate`] when the email (or key hash) exists.
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     /// The user with this id.
@@ -62,7 +66,13 @@ pub trait Store: Send + Sync + 'static {
     /// with the total number of matches.
     async fn list_users(&self, query: Option<&str>, limit: i64, offset: i64)
     -> StoreResult<(Vec<User>, i64)>;
+    /// Chats, images and credits spent by a user.
+    async fn user_stats(&self, user_id: &str) -> StoreResult<UserStats>;
+}
 
+/// Login sessions and the single-use things that hang off them.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
     /// Records a new login session.
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
     /// The session with this id.
@@ -87,7 +97,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a single-use credential id (a ws ticket's `jti`); false when it was seen before.
     async fn consume_once(&self, key: &str, expires_at: OffsetDateTime) -> StoreResult<bool>;
+}
 
+/// The credit ledger.
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
     /// The newest ledger entry of a user.
     async fn last_ledger_entry(&self, user_id: &str) -> StoreResult<Option<LedgerEntry>>;
     /// Inserts an entry; [`StoreError::Duplicate`] when `(user_id, seq)` is taken, which
@@ -102,11 +116,11 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<LedgerEntry>>;
-    /// Chats, images and credits spent by a user.
-    async fn user_stats(&self, user_id: &str) -> StoreResult<UserStats>;
+}
 
-    // Chats, messages and images (contract: `tests/api/store_chat_contract.rs`).
-
+/// Chats and their messages.
+#[async_trait]
+pub trait ChatStore: Send + Sync {
     /// Stores a new chat; [`StoreError::Duplicate`] when the id exists.
     async fn insert_chat(&self, chat: &Chat) -> StoreResult<()>;
     /// The chat with this id, whoever owns it (callers check the owner).
@@ -134,7 +148,11 @@ pub trait Store: Send + Sync + 'static {
         before: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<ChatMessage>>;
+}
 
+/// Generated images.
+#[async_trait]
+pub trait ImageStore: Send + Sync {
     /// Stores a new image with its PNG bytes; [`StoreError::Duplicate`] when the id exists.
     async fn insert_image(&self, image: &Image, png: &[u8]) -> StoreResult<()>;
     /// The image record with this id, without its bytes.

@@ -1,0 +1,99 @@
+//! The credit ledger in the embedded store: entries under the unique `(user_id, seq)` index and
+//! the cached balance on the user.
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::*;
+
+const LEDGER_COLUMNS: &str =
+    "id, user_id, seq, service_type, amount, balance_after, reference, actor_id, refund_of, created_at";
+
+#[async_trait]
+impl LedgerStore for SqliteStore {
+    async fn last_ledger_entry(&self, user_id: &str) -> StoreResult<Option<LedgerEntry>> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {LEDGER_COLUMNS} FROM ledger WHERE user_id = ?1 ORDER BY seq DESC LIMIT 1"
+            ))?
+            .query_row([user_id], ledger_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn insert_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()> {
+        let e = entry.clone();
+        self.write(move |c| {
+            c.prepare_cached(&format!(
+                "INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))?
+            .execute(params![
+                e.id,
+                e.user_id,
+                e.seq,
+                e.service_type.as_str(),
+                e.amount,
+                e.balance_after,
+                e.reference,
+                e.actor_id,
+                e.refund_of.map(ServiceType::as_str),
+                millis(e.created_at),
+            ])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn cache_balance(&self, user_id: &str, seq: i64, balance: i64) -> StoreResult<()> {
+        let user_id = user_id.to_owned();
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE users SET credits = ?3, credits_seq = ?2 WHERE id = ?1 AND credits_seq < ?2",
+            )?
+            .execute(params![user_id, seq, balance])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn ledger_page(
+        &self,
+        user_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<LedgerEntry>> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {LEDGER_COLUMNS} FROM ledger WHERE user_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+            ))?
+            .query_map(params![user_id, before.unwrap_or(i64::MAX), limit], ledger_from_row)?
+            .collect()
+        })
+        .await
+    }
+}
+
+fn ledger_from_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
+    let service: String = r.get(3)?;
+    Ok(LedgerEntry {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        seq: r.get(2)?,
+        service_type: ServiceType::parse(&service)
+            .ok_or_else(|| unknown_value(3, "service_type", &service))?,
+        amount: r.get(4)?,
+        balance_after: r.get(5)?,
+        reference: r.get(6)?,
+        actor_id: r.get(7)?,
+        refund_of: match r.get::<_, Option<String>>(8)? {
+            Some(service) => {
+                Some(ServiceType::parse(&service).ok_or_else(|| unknown_value(8, "refund_of", &service))?)
+            }
+            None => None,
+        },
+        created_at: from_millis(r.get(9)?),
+    })
+}
