@@ -1,4 +1,5 @@
-//! The REST API: the route table, JSON bodies, paging, views, and the OpenAPI document.
+//! The REST API: the route table (one place for every path and method), one file per resource,
+//! the views, and the OpenAPI document.
 
 pub mod admin;
 pub mod auth;
@@ -11,7 +12,8 @@ pub mod profile;
 pub mod views;
 
 use actix_web::dev::Handler;
-use actix_web::http::{Method, header};
+use actix_web::http::Method;
+use actix_web::http::header;
 use actix_web::{FromRequest, HttpResponse, Resource, Responder, web};
 
 use crate::error::ApiError;
@@ -31,34 +33,35 @@ pub fn route_list() -> Vec<(&'static str, Vec<Method>)> {
 }
 
 fn route_table() -> RouteTable {
+    use Method as M;
     let mut t = RouteTable::default();
-    t.resource("/healthz").get(health::healthz).add();
-    t.resource("/readyz").get(health::readyz).add();
-    t.resource(metrics::METRICS_PATH).get(metrics::metrics_endpoint).add();
-    t.resource("/api/openapi.json").get(openapi::openapi_json).add();
-    t.resource("/api/register").post(auth::register).add();
-    t.resource("/api/login").post(auth::login).add();
-    t.resource("/api/token/refresh").post(auth::refresh).add();
-    t.resource("/api/logout").post(auth::logout).add();
-    t.resource("/api/password/forgot").post(auth::forgot_password).add();
-    t.resource("/api/password/reset").post(auth::reset_password).add();
-    t.resource("/api/ws-ticket").post(auth::ws_ticket).add();
-    t.resource("/api/me").get(profile::get_me).put(profile::update_me).add();
-    t.resource("/api/me/stats").get(profile::stats).add();
-    t.resource("/api/me/usage").get(profile::usage).add();
-    t.resource("/api/me/api-key").post(profile::regenerate_api_key).add();
-    t.resource("/api/me/password").post(profile::change_password).add();
-    t.resource("/api/chats").get(chats::list_chats).add();
-    t.resource("/api/chats/{id}/messages").get(chats::chat_messages).add();
-    t.resource("/api/images").get(images::list_images).add();
-    t.resource("/api/images/{id}").get(images::get_image).add();
-    t.resource("/api/images/{id}/content").get(images::image_content).add();
-    t.resource("/api/admin/users").get(admin::list_users).add();
-    t.resource("/api/admin/users/{id}").get(admin::get_user).patch(admin::update_user).add();
-    t.resource("/api/admin/users/{id}/credits").post(admin::grant_credits).add();
-    t.resource("/api/admin/users/{id}/usage").get(admin::user_usage).add();
-    t.resource("/api/admin/presence").get(admin::presence).add();
-    t.resource("/ws").get(crate::ws::upgrade::upgrade).add();
+    t.resource("/healthz").to(M::GET, health::healthz).add();
+    t.resource("/readyz").to(M::GET, health::readyz).add();
+    t.resource(metrics::METRICS_PATH).to(M::GET, metrics::metrics_endpoint).add();
+    t.resource("/api/openapi.json").to(M::GET, openapi::openapi_json).add();
+    t.resource("/api/register").to(M::POST, auth::register).add();
+    t.resource("/api/login").to(M::POST, auth::login).add();
+    t.resource("/api/token/refresh").to(M::POST, auth::refresh).add();
+    t.resource("/api/logout").to(M::POST, auth::logout).add();
+    t.resource("/api/password/forgot").to(M::POST, auth::forgot_password).add();
+    t.resource("/api/password/reset").to(M::POST, auth::reset_password).add();
+    t.resource("/api/ws-ticket").to(M::POST, auth::ws_ticket).add();
+    t.resource("/api/me").to(M::GET, profile::get_me).to(M::PUT, profile::update_me).add();
+    t.resource("/api/me/stats").to(M::GET, profile::stats).add();
+    t.resource("/api/me/usage").to(M::GET, profile::usage).add();
+    t.resource("/api/me/api-key").to(M::POST, profile::regenerate_api_key).add();
+    t.resource("/api/me/password").to(M::POST, profile::change_password).add();
+    t.resource("/api/chats").to(M::GET, chats::list_chats).add();
+    t.resource("/api/chats/{id}/messages").to(M::GET, chats::chat_messages).add();
+    t.resource("/api/images").to(M::GET, images::list_images).add();
+    t.resource("/api/images/{id}").to(M::GET, images::get_image).add();
+    t.resource("/api/images/{id}/content").to(M::GET, images::image_content).add();
+    t.resource("/api/admin/users").to(M::GET, admin::list_users).add();
+    t.resource("/api/admin/users/{id}").to(M::GET, admin::get_user).to(M::PATCH, admin::update_user).add();
+    t.resource("/api/admin/users/{id}/credits").to(M::POST, admin::grant_credits).add();
+    t.resource("/api/admin/users/{id}/usage").to(M::GET, admin::user_usage).add();
+    t.resource("/api/admin/presence").to(M::GET, admin::presence).add();
+    t.resource("/ws").to(M::GET, crate::ws::upgrade::upgrade).add();
     t
 }
 
@@ -84,43 +87,7 @@ struct ResourceBuilder<'a> {
 }
 
 impl ResourceBuilder<'_> {
-    fn get<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.method(Method::GET, handler)
-    }
-
-    fn post<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.method(Method::POST, handler)
-    }
-
-    fn put<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.method(Method::PUT, handler)
-    }
-
-    fn patch<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.method(Method::PATCH, handler)
-    }
-
-    fn method<F, Args>(mut self, method: Method, handler: F) -> Self
+    fn to<F, Args>(mut self, method: Method, handler: F) -> Self
     where
         F: Handler<Args>,
         Args: FromRequest + 'static,

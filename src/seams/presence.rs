@@ -2,36 +2,18 @@
 //! reason; admins read a snapshot and subscribe to changes; the gauges `active_users` and
 //! `ws_sessions` follow. In one process it is the presence actor.
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use actix::{Addr, Recipient};
+use actix::Addr;
 use async_trait::async_trait;
-use switchboard_actors::presence::{
-    GetSnapshot, Join, Leave, PresenceActor, SessionEvent, ShutdownAll, Subscribe, Unsubscribe,
-};
+/// A session announcing itself: its id, user, login session, when its credential check began
+/// (see [`super::bus::Bus::revoke`]) and where this node delivers its events.
+pub use switchboard_actors::presence::Join as Joining;
+use switchboard_actors::presence::{GetSnapshot, Leave, PresenceActor, ShutdownAll, Subscribe, Unsubscribe};
 pub use switchboard_actors::presence::{LeaveReason, PresenceEvent, Snapshot, UserPresence};
 
 /// The registry could not answer (the node is stopping).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("presence is unavailable")]
 pub struct PresenceUnavailable;
-
-/// A session announcing itself.
-pub struct Joining {
-    /// The WebSocket session id.
-    pub session_id: Arc<str>,
-    /// Its user.
-    pub user_id: Arc<str>,
-    /// The user's email (shown to admins).
-    pub email: Arc<str>,
-    /// The login session of its credential; none for an API key.
-    pub auth_session: Option<Arc<str>>,
-    /// When its credential check began (see [`super::bus::Bus::revoke`]).
-    pub verified_at: Instant,
-    /// Where this node delivers the session's events.
-    pub recipient: Recipient<SessionEvent>,
-}
 
 /// Who is online, and the admins following it.
 #[async_trait]
@@ -64,15 +46,8 @@ impl LocalPresence {
 
 #[async_trait]
 impl PresenceRegistry for LocalPresence {
-    fn join(&self, s: Joining) {
-        self.presence.do_send(Join {
-            session_id: s.session_id,
-            user_id: s.user_id,
-            email: s.email,
-            auth_session: s.auth_session,
-            verified_at: s.verified_at,
-            recipient: s.recipient,
-        });
+    fn join(&self, session: Joining) {
+        self.presence.do_send(session);
     }
 
     fn leave(&self, session_id: &str, reason: LeaveReason) {

@@ -153,11 +153,7 @@ impl ConversationService {
         let before = before.map(ChatCursor::parse).transpose()?;
         let before = before.as_ref().map(|c| (c.updated_at, c.id.as_str()));
         let chats = self.store.chats_page(user_id, before, limit.get()).await?;
-        let next_before = match chats.last() {
-            Some(last) if chats.len() as i64 == limit.get() => Some(ChatCursor::of(last)),
-            _ => None,
-        };
-        Ok(Page { items: chats, next_before })
+        Ok(Page::of(chats, limit, |last| Some(ChatCursor::of(last))))
     }
 
     /// The user's chat `chat_id`, or `NotFound` (also for other users' chats).

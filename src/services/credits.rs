@@ -180,11 +180,8 @@ impl CreditService {
     ) -> Result<Page<LedgerEntry>, PageError> {
         let before = before.map(|c| c.parse::<i64>().map_err(|_| PageError::BadCursor)).transpose()?;
         let entries = self.store.ledger_page(user_id, before, limit.get()).await?;
-        let next_before = match entries.last() {
-            Some(last) if entries.len() as i64 == limit.get() && last.seq > 1 => Some(last.seq.to_string()),
-            _ => None,
-        };
-        Ok(Page { items: entries, next_before })
+        // Entry 1 is the first: nothing comes before it.
+        Ok(Page::of(entries, limit, |last| (last.seq > 1).then(|| last.seq.to_string())))
     }
 
     /// Balance, counts and spending of `user_id`.

@@ -42,6 +42,18 @@ pub struct Page<T> {
     pub next_before: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// The page of `items` read with `limit`: a full page may have a successor, which starts
+    /// after the last item (`cursor` names where, or `None` when nothing can follow it).
+    pub fn of(items: Vec<T>, limit: PageLimit, cursor: impl Fn(&T) -> Option<String>) -> Page<T> {
+        let next_before = match items.last() {
+            Some(last) if items.len() as i64 == limit.get() => cursor(last),
+            _ => None,
+        };
+        Page { items, next_before }
+    }
+}
+
 /// Why a page could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
