@@ -33,6 +33,6 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
-#[cfg(test)]
-mod test_support;
+#[doc(hidden)]
+pub mod test_support;
 pub mod ws;

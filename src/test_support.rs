@@ -1,5 +1,5 @@
-//! Helpers for the crate's unit tests: a one-request HTTP/1.1 reader for the small servers that
-//! stand in for OpenAI-compatible services.
+//! Test helpers shared by the crate's unit tests and the black-box tests in `tests/api`: a
+//! one-request HTTP/1.1 reader for the small servers that stand in for OpenAI-compatible services.
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;

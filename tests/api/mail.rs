@@ -2,15 +2,11 @@
 //! (`tests/support/smtp_sink.py`, Python 3 + `pip install aiosmtpd`) on a free port and reads
 //! the messages it received; a missing Python or aiosmtpd fails the test, never skips it.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard::config::Config;
@@ -18,24 +14,17 @@ use tempfile::TempDir;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
-use crate::helpers::{
-    PASSWORD, TestApp, TestStore, fresh_database_name, reset_token_from_mail, spawn_app_with, test_store,
-    unique_email,
-};
+use crate::helpers::{PASSWORD, TestApp, reset_token_from_mail, spawn_app_with, unique_email};
+use crate::support::free_port;
+use crate::support::process::{ChildGuard, ServerProcess, run_server_to_exit};
 
 const SINK_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
 const INSTALL_HINT: &str = "these tests need a real SMTP server: Python 3 with aiosmtpd \
                             (install it with `python3 -m pip install aiosmtpd`)";
-const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
 const PUBLIC_URL: &str = "https://switchboard.example";
 const FROM: &str = "Switchboard Test <mailer@switchboard.example>";
 const FROM_ADDRESS: &str = "mailer@switchboard.example";
 const NEW_PASSWORD: &str = "amber-compass-meadow-77";
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("probe listener").local_addr().expect("probe address").port()
-}
 
 /// One message as the SMTP server received it.
 #[derive(Debug, Deserialize)]
@@ -63,19 +52,10 @@ impl Delivered {
 
 /// A running aiosmtpd server, killed by its PID when dropped.
 struct SmtpSink {
-    child: Child,
+    process: ChildGuard,
     port: u16,
     mail_dir: PathBuf,
-    stderr: PathBuf,
     _dir: TempDir,
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        // Child::kill sends SIGKILL to this child's PID only.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl SmtpSink {
@@ -88,7 +68,6 @@ impl SmtpSink {
     fn start_with(login: Option<&str>) -> SmtpSink {
         let dir = TempDir::new().expect("sink dir");
         let mail_dir = dir.path().join("mail");
-        let stderr = dir.path().join("sink.stderr");
         let port = free_port();
         let mut command = Command::new("python3");
         command
@@ -97,34 +76,36 @@ impl SmtpSink {
             .arg(&mail_dir)
             .args(login)
             // The script exits when its stdin closes, so it cannot outlive this process.
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&stderr).expect("sink stderr file"));
-        let child = command.spawn().unwrap_or_else(|e| panic!("could not run python3 ({e}); {INSTALL_HINT}"));
-        let mut sink = SmtpSink { child, port, mail_dir, stderr, _dir: dir };
+            .stdin(Stdio::piped());
+        let mut process = ChildGuard::try_spawn(command, dir.path(), "sink")
+            .unwrap_or_else(|e| panic!("could not run python3 ({e}); {INSTALL_HINT}"));
 
-        let stdout = sink.child.stdout.take().expect("sink stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.trim() == "ready" => sink,
-            Ok(line) => panic!(
-                "the SMTP sink did not start (said {line:?}); {INSTALL_HINT}\nits stderr:\n{}",
-                sink.stderr()
-            ),
-            Err(_) => panic!(
+        // The script prints "ready" as its first line once it accepts connections.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let exited = process.exit_status().is_some();
+            let stdout = process.stdout();
+            if stdout.contains('\n') || exited {
+                let line = stdout.lines().next().unwrap_or_default();
+                if line.trim() == "ready" {
+                    return SmtpSink { process, port, mail_dir, _dir: dir };
+                }
+                panic!(
+                    "the SMTP sink did not start (said {line:?}); {INSTALL_HINT}\nits stderr:\n{}",
+                    process.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
                 "the SMTP sink was not ready after 30 s; {INSTALL_HINT}\nits stderr:\n{}",
-                sink.stderr()
-            ),
+                process.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        self.process.stderr()
     }
 
     /// `smtp://127.0.0.1:<port>`.
@@ -351,106 +332,11 @@ async fn a_wrong_smtp_password_is_only_logged() {
 
 // ---------------------------------------------------------------- the binary: settings and logs
 
-/// The switchboard binary, killed by its PID when dropped, its output in files.
-struct ServerProcess {
-    child: Child,
-    port: u16,
-    client: Client,
-    logs: TempDir,
-    _data: TempDir,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A command for the binary with a clean environment, a free port and a fresh data dir.
-fn server_command(data_dir: &Path, env: &[(&str, &str)]) -> (Command, u16) {
-    let port = free_port();
-    let mut command = Command::new(BINARY);
-    command.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
-    command
-        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"))
-        .env("SWITCHBOARD_DATA_DIR", data_dir)
-        .env("SWITCHBOARD_HASH_CONCURRENCY", "2")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null());
-    if let TestStore::Mongo(uri) = test_store() {
-        command.env("MONGODB_URI", uri).env("MONGODB_DB", fresh_database_name());
-    }
-    (command, port)
-}
-
-impl ServerProcess {
-    async fn start(env: &[(&str, &str)]) -> ServerProcess {
-        let data = TempDir::new().expect("data dir");
-        let logs = TempDir::new().expect("log dir");
-        let (mut command, port) = server_command(data.path(), env);
-        command
-            .stdout(File::create(logs.path().join("stdout")).unwrap())
-            .stderr(File::create(logs.path().join("stderr")).unwrap());
-        let child = command.spawn().expect("start the switchboard binary");
-        let mut server = ServerProcess {
-            child,
-            port,
-            client: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
-            logs,
-            _data: data,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("the server exited during start-up with {status}; output:\n{}", server.output());
-            }
-            if let Ok(r) = server.client.get(server.url("/healthz")).send().await
-                && r.status() == StatusCode::OK
-            {
-                return server;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not answer /healthz; output:\n{}",
-                server.output()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Everything the process wrote to stdout and stderr.
-    fn output(&self) -> String {
-        let read = |name: &str| std::fs::read_to_string(self.logs.path().join(name)).unwrap_or_default();
-        format!("{}{}", read("stdout"), read("stderr"))
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client.post(self.url(path)).json(body).send().await.expect("request")
-    }
-
-    /// Waits (up to 10 s) until the log holds `needle`.
-    async fn wait_for_log(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.output().contains(needle) {
-            assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{}", self.output());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
 #[actix_web::test]
 async fn the_log_never_holds_the_reset_token_or_the_smtp_password() {
     let sink = SmtpSink::start_with(Some("mailer:smtp-secret-in-url"));
     let smtp_url = format!("smtp://mailer:smtp-secret-in-url@127.0.0.1:{}", sink.port);
-    let server = ServerProcess::start(&[
+    let server = ServerProcess::start_in_fresh_data_dir(&[
         ("SMTP_URL", &smtp_url),
         ("SMTP_FROM", FROM),
         ("SWITCHBOARD_PUBLIC_URL", PUBLIC_URL),
@@ -486,7 +372,7 @@ async fn the_log_never_holds_the_reset_token_or_the_smtp_password() {
 
 #[actix_web::test]
 async fn a_failed_send_is_logged_without_the_token() {
-    let server = ServerProcess::start(&[
+    let server = ServerProcess::start_in_fresh_data_dir(&[
         ("SMTP_URL", &format!("smtp://127.0.0.1:{}", free_port())),
         ("SMTP_FROM", FROM),
         ("SWITCHBOARD_LOG_FORMAT", "json"),
@@ -513,29 +399,6 @@ async fn a_failed_send_is_logged_without_the_token() {
     assert_eq!(health.status(), StatusCode::OK, "the server keeps working");
 }
 
-/// Runs the binary to its exit (10 s at most) and returns its status and stderr.
-async fn run_to_exit(env: &[(&str, &str)]) -> (ExitStatus, String) {
-    let data = TempDir::new().expect("data dir");
-    let (mut command, _) = server_command(data.path(), env);
-    let logs = TempDir::new().expect("log dir");
-    let stderr = logs.path().join("stderr");
-    command.stdout(Stdio::null()).stderr(File::create(&stderr).unwrap());
-    let mut child = command.spawn().expect("start the switchboard binary");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after 10 s: {}", std::fs::read_to_string(&stderr).unwrap_or_default());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
-    (status, std::fs::read_to_string(&stderr).unwrap_or_default())
-}
-
 #[actix_web::test]
 async fn bad_mail_settings_stop_start_up_with_exit_2_naming_the_setting() {
     for (case, env, name) in [
@@ -550,7 +413,7 @@ async fn bad_mail_settings_stop_start_up_with_exit_2_naming_the_setting() {
             "SMTP_URL",
         ),
     ] {
-        let (status, stderr) = run_to_exit(&env).await;
+        let (status, _, stderr) = run_server_to_exit(&env, case).await;
 
         assert_eq!(status.code(), Some(2), "{case}: exit code; stderr:\n{stderr}");
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();

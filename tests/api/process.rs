@@ -3,227 +3,19 @@
 //! out a MongoDB outage. Each process gets a free port, a fresh data dir and an environment
 //! holding only PATH, and is killed by its PID when the test ends.
 
-use std::fs::File;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::{PASSWORD, TestStore, fresh_database_name, test_store, unique_email};
-
-/// The server binary cargo built for this test run.
-const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
-
-/// How long a clean shutdown may take.
-const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
-
-/// A port that was free a moment ago (a listener on port 0 would not tell us the address).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
-    listener.local_addr().expect("probe address").port()
-}
-
-/// A command with an empty environment except PATH, so the developer's settings cannot leak in.
-fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut command = Command::new(program);
-    command.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
-    command.stdin(Stdio::null());
-    command
-}
-
-/// A child process that is killed, by its PID, when the guard is dropped.
-struct ChildGuard {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        // Child::kill sends SIGKILL to this child's PID only; it fails harmlessly once reaped.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl ChildGuard {
-    /// Starts `command` with stdout and stderr written to files in `log_dir`.
-    fn spawn(mut command: Command, log_dir: &Path, name: &str) -> ChildGuard {
-        let stdout = log_dir.join(format!("{name}.stdout"));
-        let stderr = log_dir.join(format!("{name}.stderr"));
-        command.stdout(File::create(&stdout).expect("stdout file"));
-        command.stderr(File::create(&stderr).expect("stderr file"));
-        let child = command.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        ChildGuard { child, stdout, stderr }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Sends a signal by name (`TERM`, `INT`) with kill(1); libc is not a dependency.
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} {} failed", self.pid());
-    }
-
-    /// The exit status if the process ends within `limit`.
-    async fn exit_within(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-}
-
-/// Environment that selects the store under test; MongoDB gets a fresh database.
-fn store_env() -> Vec<(String, String)> {
-    match test_store() {
-        TestStore::Sqlite => Vec::new(),
-        TestStore::Mongo(uri) => mongo_env(&uri),
-    }
-}
-
-fn mongo_env(uri: &str) -> Vec<(String, String)> {
-    vec![("MONGODB_URI".into(), uri.into()), ("MONGODB_DB".into(), fresh_database_name())]
-}
-
-/// A server process and how to reach it.
-struct ServerProcess {
-    process: ChildGuard,
-    port: u16,
-    client: Client,
-    _logs: TempDir,
-}
-
-impl ServerProcess {
-    /// Starts the binary on a free port with `data_dir` and `env`, and waits until /healthz answers.
-    async fn start(data_dir: &Path, env: &[(String, String)]) -> ServerProcess {
-        let logs = TempDir::new().expect("log dir");
-        let port = free_port();
-        let mut command = clean_command(BINARY);
-        command
-            .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"))
-            .env("SWITCHBOARD_DATA_DIR", data_dir)
-            .env("SWITCHBOARD_HASH_CONCURRENCY", "2")
-            .envs(env.iter().map(|(k, v)| (k, v)));
-        let mut process = ChildGuard::spawn(command, logs.path(), "switchboard");
-        let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = process.child.try_wait().unwrap() {
-                panic!("the server exited during start-up with {status}; stderr:\n{}", process.stderr());
-            }
-            let health = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await;
-            if health.is_ok_and(|r| r.status() == StatusCode::OK) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not answer /healthz in 30 s; stderr:\n{}",
-                process.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        ServerProcess { process, port, client, _logs: logs }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Registers and logs in a new user; returns its email and access token.
-    async fn user_with_token(&self) -> (String, String) {
-        let email = unique_email();
-        let body =
-            json!({"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"});
-        let response =
-            self.client.post(self.url("/api/register")).json(&body).send().await.expect("register");
-        assert_eq!(response.status(), StatusCode::CREATED, "registration succeeds");
-        let token = self.login(&email).await.expect("login succeeds");
-        (email, token)
-    }
-
-    /// Logs in with [`PASSWORD`]; the access token, or the status when refused.
-    async fn login(&self, email: &str) -> Result<String, StatusCode> {
-        let body = json!({"email": email, "password": PASSWORD});
-        let response = self.client.post(self.url("/api/login")).json(&body).send().await.expect("login");
-        if response.status() != StatusCode::OK {
-            return Err(response.status());
-        }
-        let body: Value = response.json().await.expect("login body");
-        Ok(body["access_token"].as_str().expect("access_token").to_owned())
-    }
-
-    /// GET with a bearer token; status and JSON body (Null when not JSON).
-    async fn get_with(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        let response =
-            self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request completes");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn status_of(&self, path: &str) -> StatusCode {
-        self.client.get(self.url(path)).send().await.expect("request completes").status()
-    }
-
-    /// Sends `signal` and asserts a clean exit (status 0) within [`SHUTDOWN_LIMIT`].
-    async fn stop_with(&mut self, signal: &str) {
-        let sent = Instant::now();
-        self.process.signal(signal);
-        let status = self.process.exit_within(SHUTDOWN_LIMIT).await;
-        let stderr = self.process.stderr();
-        let status =
-            status.unwrap_or_else(|| panic!("SIG{signal}: still running after 10 s; stderr:\n{stderr}"));
-        eprintln!("SIG{signal}: exited in {:?}", sent.elapsed());
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "SIG{signal}: exit status after {:?}; stderr:\n{stderr}",
-            sent.elapsed()
-        );
-    }
-}
-
-/// Runs a command that is expected to exit by itself; kills it after 10 s.
-async fn run_to_exit(command: Command, case: &str) -> (ExitStatus, String, String) {
-    let logs = TempDir::new().expect("log dir");
-    let mut process = ChildGuard::spawn(command, logs.path(), "run");
-    let status = process.exit_within(Duration::from_secs(10)).await;
-    let (stdout, stderr) = (process.stdout(), process.stderr());
-    let status = status.unwrap_or_else(|| panic!("{case}: still running after 10 s; stderr:\n{stderr}"));
-    (status, stdout, stderr)
-}
+use crate::helpers::{TestStore, fresh_database_name, test_store};
+use crate::support::ferret::{Ferret, ferretdb_binary};
+use crate::support::free_port;
+use crate::support::process::{ServerProcess, run_to_exit, server_command};
+use crate::support::store::{mongo_env, store_env};
 
 /// A refused setting: case, flags, environment, and the names of which the error line must show one.
 type BadSetting<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
@@ -262,7 +54,7 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
         ),
     ];
     for (case, args, env, names) in cases {
-        let mut command = clean_command(BINARY);
+        let mut command = server_command();
         // A usable address and data dir, so only the bad setting can stop start-up.
         command
             .env("SWITCHBOARD_BIND", format!("127.0.0.1:{}", free_port()))
@@ -292,7 +84,7 @@ async fn help_lists_every_setting_and_exits_0_without_showing_secret_values() {
         ("IMAGE_API_KEY", "image-key-hidden"),
         ("METRICS_TOKEN", "metrics-token-hidden"),
     ];
-    let mut command = clean_command(BINARY);
+    let mut command = server_command();
     command.arg("--help").envs(secrets);
     let (status, stdout, stderr) = run_to_exit(command, "--help").await;
     assert_eq!(status.code(), Some(0), "--help exit code; stderr:\n{stderr}");
@@ -438,7 +230,7 @@ async fn a_generated_jwt_secret_is_private_and_keeps_tokens_valid_across_a_resta
 async fn an_unreachable_mongodb_at_start_up_stops_the_server_with_one_line_and_no_password() {
     let data_dir = TempDir::new().unwrap();
     let closed_port = free_port();
-    let mut command = clean_command(BINARY);
+    let mut command = server_command();
     command
         .env("SWITCHBOARD_BIND", format!("127.0.0.1:{}", free_port()))
         .env("SWITCHBOARD_DATA_DIR", data_dir.path())
@@ -459,74 +251,6 @@ async fn an_unreachable_mongodb_at_start_up_stops_the_server_with_one_line_and_n
         !stderr.contains("hunter2-db-password"),
         "the line does not show the database password: {stderr}"
     );
-}
-
-/// The FerretDB binary: `SWITCHBOARD_TEST_FERRETDB`, `/root/go/bin/ferretdb`, or `ferretdb` on PATH.
-fn ferretdb_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("SWITCHBOARD_TEST_FERRETDB") {
-        return Some(PathBuf::from(path));
-    }
-    let go_bin = PathBuf::from("/root/go/bin/ferretdb");
-    if go_bin.is_file() {
-        return Some(go_bin);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join("ferretdb")).find(|p| p.is_file())
-}
-
-/// A FerretDB (SQLite backend) of our own, so the test can stop and restart it.
-struct Ferret {
-    binary: PathBuf,
-    data: TempDir,
-    port: u16,
-    process: Option<ChildGuard>,
-}
-
-impl Ferret {
-    async fn start(binary: PathBuf) -> Ferret {
-        let mut ferret = Ferret { binary, data: TempDir::new().unwrap(), port: free_port(), process: None };
-        ferret.restart().await;
-        ferret
-    }
-
-    /// (Re)starts FerretDB on the same port and data dir and waits until it accepts connections.
-    async fn restart(&mut self) {
-        let dir = self.data.path();
-        let mut command = clean_command(&self.binary);
-        command
-            .arg("--handler=sqlite")
-            .arg(format!("--sqlite-url=file:{}/", dir.display()))
-            .arg(format!("--listen-addr=127.0.0.1:{}", self.port))
-            // Its state file and debug listener default to the working dir and port 8088.
-            .arg(format!("--state-dir={}", dir.display()))
-            .arg("--debug-addr=127.0.0.1:0")
-            .arg("--telemetry=disable")
-            .arg("--log-level=error")
-            .current_dir(dir);
-        let mut process = ChildGuard::spawn(command, dir, "ferretdb");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = process.child.try_wait().unwrap() {
-                panic!(
-                    "FerretDB ({}) exited with {status}; stderr:\n{}",
-                    self.binary.display(),
-                    process.stderr()
-                );
-            }
-            assert!(Instant::now() < deadline, "FerretDB did not listen on {} in 15 s", self.port);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.process = Some(process);
-    }
-
-    /// Kills FerretDB at once (SIGKILL), as a crash would.
-    fn kill(&mut self) {
-        drop(self.process.take());
-    }
-
-    fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/", self.port)
-    }
 }
 
 #[actix_web::test]

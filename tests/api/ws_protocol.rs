@@ -7,8 +7,6 @@
 //!
 //! Chat, image, credit and presence semantics are in `ws_realtime.rs`.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Parser as _;
 use futures_util::{SinkExt as _, StreamExt as _};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard::config::Config;
 use tempfile::TempDir;
@@ -28,6 +26,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use crate::helpers::{
     PASSWORD, TestApp, TestStore, fresh_database_name, spawn_app, spawn_app_with, test_store, unique_email,
 };
+use crate::support::free_port;
+use crate::support::process::{ServerProcess, server_command};
 use crate::ws_helpers::{Refused, WsClient};
 
 /// Largest frame the server accepts (API.md §5).
@@ -1256,25 +1256,6 @@ async fn logout_closes_the_sockets_of_that_login_with_4001_and_a_password_change
 // Shutdown of the real binary
 // ---------------------------------------------------------------------------------------------
 
-/// The server binary, killed by its PID when dropped.
-struct ServerChild(Child);
-
-impl Drop for ServerChild {
-    fn drop(&mut self) {
-        // SIGKILL to this PID only; harmless once the process has exited.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
 #[actix_web::test]
 async fn sigterm_closes_every_socket_with_1001_and_the_process_exits_0_within_10_seconds() {
     let data_dir = Arc::new(TempDir::new().unwrap());
@@ -1291,32 +1272,11 @@ async fn sigterm_closes_every_socket_with_1001_and_the_process_exits_0_within_10
     if let TestStore::Mongo(uri) = test_store() {
         args.extend(["--mongodb-uri".into(), uri, "--mongodb-db".into(), fresh_database_name()]);
     }
-    let stderr_path = data_dir.path().join("server.stderr");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    command.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
-    command
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap());
-    let mut server = ServerChild(command.spawn().expect("start the server"));
-
-    let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let mut command = server_command();
+    command.args(&args[1..]);
+    let mut server = ServerProcess::start_command(command, port).await;
+    let client = server.client.clone();
     let address = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = server.0.try_wait().unwrap() {
-            panic!("the server exited during start-up with {status}:\n{}", read_log(&stderr_path));
-        }
-        if client.get(format!("{address}/healthz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no /healthz in 30 s:\n{}", read_log(&stderr_path));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let app = TestApp {
         address,
         port,
@@ -1337,19 +1297,12 @@ async fn sigterm_closes_every_socket_with_1001_and_the_process_exits_0_within_10
 
     // The clients read nothing until the process has exited: shutdown must not wait for them.
     let signalled = Instant::now();
-    let kill = Command::new("kill").arg("-TERM").arg(server.0.id().to_string()).status().expect("run kill");
-    assert!(kill.success(), "kill -TERM {}", server.0.id());
-    let status = loop {
-        if let Some(status) = server.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(10),
-            "still running 10 s after SIGTERM:\n{}",
-            read_log(&stderr_path)
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    server.process.signal("TERM");
+    let status = server
+        .process
+        .exit_within(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM:\n{}", server.process.stderr()));
     eprintln!("SIGTERM: exited in {:?}", signalled.elapsed());
     for (case, socket) in &mut sockets {
         let (frames, ending) = read_to_end(socket, Duration::from_secs(5)).await;
@@ -1360,7 +1313,7 @@ async fn sigterm_closes_every_socket_with_1001_and_the_process_exits_0_within_10
         Some(0),
         "exit status after {:?}:\n{}",
         signalled.elapsed(),
-        read_log(&stderr_path)
+        server.process.stderr()
     );
 }
 

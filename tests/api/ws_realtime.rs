@@ -10,9 +10,10 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use switchboard::test_support::{Recorded, read_request};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -277,15 +278,6 @@ fn assert_race_totals(tallies: &[Tally], charged: usize, insufficient: usize, ca
     messages
 }
 
-/// One HTTP request a fake upstream received.
-#[derive(Debug)]
-struct Recorded {
-    /// Request line and headers.
-    head: String,
-    /// The body (`Content-Length` bytes).
-    body: Vec<u8>,
-}
-
 /// A fake HTTP/1.1 server on 127.0.0.1 that answers every request with `parts` (written one at a
 /// time) and then closes the connection.
 struct FakeUpstream {
@@ -303,35 +295,7 @@ async fn fake_upstream(parts: Vec<Vec<u8>>) -> FakeUpstream {
         while let Ok((mut socket, _)) = listener.accept().await {
             let (sender, parts) = (sender.clone(), parts.clone());
             tokio::spawn(async move {
-                let mut received = Vec::new();
-                let head_end = loop {
-                    let mut chunk = [0u8; 4096];
-                    let n = socket.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    received.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = received.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                };
-                let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
-                let length = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
-                    })
-                    .map_or(0, |v| v.parse::<usize>().unwrap_or(0));
-                let mut body = received[head_end..].to_vec();
-                while body.len() < length {
-                    let mut chunk = [0u8; 4096];
-                    let n = socket.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    body.extend_from_slice(&chunk[..n]);
-                }
-                let _ = sender.send(Recorded { head, body });
+                let _ = sender.send(read_request(&mut socket).await);
                 for part in parts {
                     if socket.write_all(&part).await.is_err() {
                         return;

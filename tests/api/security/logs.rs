@@ -2,93 +2,57 @@
 //! none of them may appear, and the security events must be there as structured JSON with the
 //! user id and the client IP (taken from `X-Forwarded-For` of a trusted proxy).
 
-use std::fs::File;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::{
-    PASSWORD, TestStore, fresh_database_name, reset_token_from_mail, test_store, unique_email,
-};
+use crate::helpers::{PASSWORD, reset_token_from_mail, unique_email};
+use crate::support::process::ServerProcess;
+use crate::support::store::store_env;
 
-/// The server binary cargo built for this test run.
-const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
 /// The client address the trusted proxy (the test, on 127.0.0.1) forwards.
 const CLIENT_IP: &str = "198.51.100.23";
 const WRONG_PASSWORD: &str = "wrong-horse-battery-staple-1";
 const NEW_PASSWORD: &str = "freshly-chosen-passphrase-99";
 
-/// The server process, killed by its PID when dropped.
+/// The server process, killed by its PID when dropped, and its data dir.
 struct Server {
-    child: Child,
-    port: u16,
+    server_process: ServerProcess,
     data_dir: TempDir,
-    stderr: PathBuf,
-    client: Client,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
     /// Starts the binary with JSON logs at `debug`, trusting 127.0.0.1 as a proxy.
     async fn start() -> Server {
         let data_dir = TempDir::new().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let stderr = data_dir.path().join("server.stderr");
-        let mut command = Command::new(BINARY);
-        command.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
-        command
-            .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"))
-            .env("SWITCHBOARD_DATA_DIR", data_dir.path())
-            .env("SWITCHBOARD_HASH_CONCURRENCY", "2")
-            .env("SWITCHBOARD_LOG_FORMAT", "json")
-            .env("RUST_LOG", "debug")
-            .env("SWITCHBOARD_TRUSTED_PROXIES", "127.0.0.1/32")
-            .env("SWITCHBOARD_LOGIN_FAILURES_PER_ACCOUNT", "2")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&stderr).unwrap());
-        if let TestStore::Mongo(uri) = test_store() {
-            command.env("MONGODB_URI", uri).env("MONGODB_DB", fresh_database_name());
-        }
-        let child = command.spawn().expect("start the server");
-        let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        let mut server = Server { child, port, data_dir, stderr, client };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("the server exited with {status}:\n{}", server.log());
-            }
-            let health = server.client.get(server.url("/healthz")).send().await;
-            if health.is_ok_and(|r| r.status() == StatusCode::OK) {
-                return server;
-            }
-            assert!(Instant::now() < deadline, "no /healthz in 30 s:\n{}", server.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        let mut env: Vec<(String, String)> = [
+            ("SWITCHBOARD_LOG_FORMAT", "json"),
+            ("RUST_LOG", "debug"),
+            ("SWITCHBOARD_TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("SWITCHBOARD_LOGIN_FAILURES_PER_ACCOUNT", "2"),
+        ]
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+        env.extend(store_env());
+        let server_process = ServerProcess::start(data_dir.path(), &env).await;
+        Server { server_process, data_dir }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        self.server_process.process.stderr()
     }
 
     /// POST as forwarded by the proxy; status and JSON body (Null when none).
     async fn post(&self, path: &str, bearer: Option<&str>, body: Value) -> (StatusCode, Value) {
-        let mut request = self.client.post(self.url(path)).header("X-Forwarded-For", CLIENT_IP).json(&body);
+        let mut request = self
+            .server_process
+            .client
+            .post(self.server_process.url(path))
+            .header("X-Forwarded-For", CLIENT_IP)
+            .json(&body);
         if let Some(bearer) = bearer {
             request = request.bearer_auth(bearer);
         }
@@ -97,8 +61,12 @@ impl Server {
     }
 
     async fn get(&self, path: &str, bearer: &str) -> StatusCode {
-        let request =
-            self.client.get(self.url(path)).header("X-Forwarded-For", CLIENT_IP).bearer_auth(bearer);
+        let request = self
+            .server_process
+            .client
+            .get(self.server_process.url(path))
+            .header("X-Forwarded-For", CLIENT_IP)
+            .bearer_auth(bearer);
         request.send().await.unwrap().status()
     }
 
@@ -120,7 +88,7 @@ impl Server {
 
 /// Opens `/ws` with a credential in the query string and closes it again.
 async fn open_ws(server: &Server, query: &str) {
-    let url = format!("ws://127.0.0.1:{}/ws?{query}", server.port);
+    let url = format!("ws://127.0.0.1:{}/ws?{query}", server.server_process.port);
     let (mut stream, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket upgrade");
     let _ = futures_util::SinkExt::close(&mut stream).await;
 }

@@ -1,0 +1,81 @@
+//! A FerretDB (SQLite backend) of a test's own, so the test can kill and restart the MongoDB its
+//! server talks to.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::process::ChildGuard;
+use super::{clean_command, free_port};
+
+/// The FerretDB binary: `SWITCHBOARD_TEST_FERRETDB`, `/root/go/bin/ferretdb`, or `ferretdb` on PATH.
+pub fn ferretdb_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SWITCHBOARD_TEST_FERRETDB") {
+        return Some(PathBuf::from(path));
+    }
+    let go_bin = PathBuf::from("/root/go/bin/ferretdb");
+    if go_bin.is_file() {
+        return Some(go_bin);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join("ferretdb")).find(|p| p.is_file())
+}
+
+/// A FerretDB process on a free port with a data dir of its own, killed when dropped.
+pub struct Ferret {
+    binary: PathBuf,
+    data: TempDir,
+    port: u16,
+    process: Option<ChildGuard>,
+}
+
+impl Ferret {
+    /// Starts `binary` on a free port and waits until it accepts connections.
+    pub async fn start(binary: PathBuf) -> Ferret {
+        let mut ferret = Ferret { binary, data: TempDir::new().unwrap(), port: free_port(), process: None };
+        ferret.restart().await;
+        ferret
+    }
+
+    /// (Re)starts FerretDB on the same port and data dir and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        let dir = self.data.path();
+        let mut command = clean_command(&self.binary);
+        command
+            .arg("--handler=sqlite")
+            .arg(format!("--sqlite-url=file:{}/", dir.display()))
+            .arg(format!("--listen-addr=127.0.0.1:{}", self.port))
+            // Its state file and debug listener default to the working dir and port 8088.
+            .arg(format!("--state-dir={}", dir.display()))
+            .arg("--debug-addr=127.0.0.1:0")
+            .arg("--telemetry=disable")
+            .arg("--log-level=error")
+            .current_dir(dir);
+        let mut process = ChildGuard::spawn(command, dir, "ferretdb");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = process.exit_status() {
+                panic!(
+                    "FerretDB ({}) exited with {status}; stderr:\n{}",
+                    self.binary.display(),
+                    process.stderr()
+                );
+            }
+            assert!(Instant::now() < deadline, "FerretDB did not listen on {} in 15 s", self.port);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.process = Some(process);
+    }
+
+    /// Kills FerretDB at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        drop(self.process.take());
+    }
+
+    /// `mongodb://127.0.0.1:<port>/`.
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/", self.port)
+    }
+}
