@@ -29,6 +29,8 @@ pub mod names {
     pub const AUTH_LOGINS_TOTAL: &str = "auth_logins_total";
     /// Counter `{service_type}`: charges refused for lack of credits.
     pub const CREDITS_INSUFFICIENT_TOTAL: &str = "credits_insufficient_total";
+    /// Histogram: writes committed together by the embedded store's group-commit writer.
+    pub const LEDGER_WRITE_BATCH_SIZE: &str = "ledger_write_batch_size";
 }
 
 /// Label values known up front. Each is registered at zero by [`install`], so a scrape shows
@@ -67,6 +69,9 @@ pub mod labels {
 const DURATION_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Upper bounds of the buckets of `ledger_write_batch_size` (writes per group).
+const GROUP_BUCKETS: [f64; 11] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
 /// How often histogram samples are folded into their buckets between scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -80,7 +85,8 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &DURATION_BUCKETS)
-                .expect("the bucket list is not empty")
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(names::LEDGER_WRITE_BATCH_SIZE.into()), &GROUP_BUCKETS))
+                .expect("the bucket lists are not empty")
                 .build_recorder();
             let handle = recorder.handle();
             if let Err(e) = ::metrics::set_global_recorder(recorder) {
@@ -114,6 +120,10 @@ fn describe() {
         "Login attempts, by result (success, failure, disabled, throttled)."
     );
     describe_counter!(CREDITS_INSUFFICIENT_TOTAL, "Charges refused for lack of credits, by service type.");
+    describe_histogram!(
+        LEDGER_WRITE_BATCH_SIZE,
+        "Writes (ledger entries, messages, chat updates, balances) committed in one group."
+    );
 }
 
 /// Creates every series whose labels are known up front, without changing any value.
@@ -141,6 +151,7 @@ fn register_known_series() {
     let _ =
         counter!(HTTP_REQUESTS_TOTAL, "method" => "GET", "route" => labels::METRICS_ROUTE, "status" => "200");
     let _ = histogram!(HTTP_REQUEST_DURATION_SECONDS, "method" => "GET", "route" => labels::METRICS_ROUTE);
+    let _ = histogram!(LEDGER_WRITE_BATCH_SIZE);
 }
 
 /// Folds histogram samples into buckets every few seconds, so their buffers stay small between
@@ -156,6 +167,11 @@ fn spawn_upkeep(handle: PrometheusHandle) {
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "could not start the metrics upkeep thread; histograms fold only on scrape");
     }
+}
+
+/// Records the size of one group of writes committed together.
+pub fn record_write_group(writes: usize) {
+    ::metrics::histogram!(names::LEDGER_WRITE_BATCH_SIZE).record(writes as f64);
 }
 
 /// Counts one WebSocket frame. `kind` must be a frame type from the protocol (or a fixed word

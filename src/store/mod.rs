@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 pub use model::*;
 
 /// Errors of the storage layer. Driver errors are kept for the log, never shown to clients.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A unique index refused the write (MongoDB code 11000, SQLite `UNIQUE` constraint).
     #[error("duplicate key")]

@@ -1,16 +1,16 @@
-//! The embedded store: SQLite (bundled) in WAL mode inside the data directory. One writer
-//! connection and a few reader connections; every call runs on tokio's blocking pool so the
-//! async workers never wait on the disk. One file per aggregate implements its trait.
+//! The embedded store: SQLite (bundled) in WAL mode inside the data directory. One writer thread
+//! commits writes in groups and a few reader threads serve reads, each on its own connection
+//! ([`workers`]), so the async workers never wait on the disk. One file per aggregate implements
+//! its trait.
 
 mod chats;
 mod images;
 mod ledger;
 mod sessions;
 mod users;
+mod workers;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::Connection;
@@ -114,9 +114,7 @@ CREATE INDEX images_user ON images (user_id, created_at);
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
-    writer: Arc<Mutex<Connection>>,
-    readers: Vec<Arc<Mutex<Connection>>>,
-    next_reader: AtomicUsize,
+    workers: workers::Workers,
 }
 
 impl SqliteStore {
@@ -130,27 +128,30 @@ impl SqliteStore {
             .map(|_| {
                 let conn = Connection::open(&path).map_err(internal)?;
                 configure(&conn)?;
-                Ok(Arc::new(Mutex::new(conn)))
+                Ok(conn)
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(SqliteStore { writer: Arc::new(Mutex::new(writer)), readers, next_reader: AtomicUsize::new(0) })
+        let workers = workers::Workers::start(writer, readers)
+            .map_err(|e| StoreError::Internal(format!("starting the storage threads: {e}")))?;
+        Ok(SqliteStore { workers })
     }
 
+    /// Runs `f` in the writer's next group commit.
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        run(self.writer.clone(), f).await
+        self.workers.write(f).await
     }
 
+    /// Runs `f` on a reader's connection.
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        run(self.readers[i].clone(), f).await
+        self.workers.read(f).await
     }
 }
 
@@ -173,20 +174,6 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     Ok(())
 }
 
-async fn run<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> StoreResult<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-{
-    tokio::task::spawn_blocking(move || {
-        // A poisoned lock only means another call panicked mid-statement; SQLite rolled it back.
-        let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&conn).map_err(map_err)
-    })
-    .await
-    .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
-}
-
 fn map_err(e: rusqlite::Error) -> StoreError {
     match &e {
         // Only unique and primary-key violations are duplicates; NOT NULL or CHECK failures are bugs.
@@ -198,10 +185,18 @@ fn map_err(e: rusqlite::Error) -> StoreError {
         {
             StoreError::Duplicate
         }
+        // The disk, not a bug: busy or locked by another process, full, failing, read-only, or
+        // gone. The caller answers `unavailable` and may retry.
         rusqlite::Error::SqliteFailure(err, _)
             if matches!(
                 err.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::OutOfMemory
             ) =>
         {
             StoreError::Unavailable(e.to_string())
