@@ -1,7 +1,10 @@
 //! Per-user credit actors. One [`CreditActor`] per user with a pending change processes that
 //! user's charges, grants and refunds one at a time ([`AtomicResponse`]), so one user's
-//! requests never race each other on this node. Across nodes the ledger itself (an insert under
-//! a unique `(user_id, seq)` index) keeps the balance exact; the actor saves the retries.
+//! requests never race each other on this node. Between changes the actor remembers where its
+//! user's ledger stands (the [`Ledger::Position`]: for the store, the last sequence number and
+//! balance), so a change is one insert, not a read and an insert. Across nodes the ledger itself
+//! (an insert under a unique `(user_id, seq)` index) keeps the balance exact: a change that loses
+//! a race to another node reloads the position and tries again.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,8 +14,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use dashmap::DashMap;
 
-/// The future a [`Ledger`] returns.
-pub type LedgerFuture<A, E> = Pin<Box<dyn Future<Output = Result<A, E>> + Send>>;
+/// The future a [`Ledger`] returns: the outcome, and the position to remember after it (`None`
+/// to forget it, so the next change reads it afresh).
+pub type LedgerFuture<A, E, P> = Pin<Box<dyn Future<Output = (Result<A, E>, Option<P>)> + Send>>;
 
 /// Where balance changes are made durable. The server implements it over its store.
 pub trait Ledger: Send + Sync + 'static {
@@ -22,9 +26,17 @@ pub trait Ledger: Send + Sync + 'static {
     type Applied: Send + 'static;
     /// Why a change was refused or failed.
     type Error: Send + 'static;
+    /// Where a user's ledger stands, remembered by the actor between changes.
+    type Position: Clone + Send + Unpin + 'static;
 
-    /// Applies one change of `user_id`'s balance atomically.
-    fn apply(&self, user_id: &str, change: Self::Change) -> LedgerFuture<Self::Applied, Self::Error>;
+    /// Applies one change of `user_id`'s balance atomically, starting from `position` when the
+    /// actor knows it.
+    fn apply(
+        &self,
+        user_id: &str,
+        position: Option<Self::Position>,
+        change: Self::Change,
+    ) -> LedgerFuture<Self::Applied, Self::Error, Self::Position>;
 }
 
 /// Apply one change to the actor's user.
@@ -43,6 +55,7 @@ pub struct CreditActor<L: Ledger> {
     user_id: Arc<str>,
     ledger: Arc<L>,
     registry: Arc<CreditRegistry<L>>,
+    position: Option<L::Position>,
     last_used: Instant,
 }
 
@@ -70,8 +83,11 @@ impl<L: Ledger> Handler<ApplyChange<L::Change, L::Applied, L::Error>> for Credit
     ) -> Self::Result {
         self.last_used = Instant::now();
         // AtomicResponse: no other change of this user starts until this one is stored.
-        let work = self.ledger.apply(&self.user_id, msg.change);
-        AtomicResponse::new(Box::pin(work.into_actor(self)))
+        let work = self.ledger.apply(&self.user_id, self.position.take(), msg.change);
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|(outcome, position), actor, _| {
+            actor.position = position;
+            outcome
+        })))
     }
 }
 
@@ -147,6 +163,7 @@ impl<L: Ledger> CreditRegistry<L> {
             user_id,
             ledger: self.ledger.clone(),
             registry: self.clone(),
+            position: None,
             last_used: Instant::now(),
         };
         actor.start()
@@ -173,19 +190,24 @@ mod tests {
         type Change = i64;
         type Applied = i64;
         type Error = i64;
+        /// The balance the actor last saw.
+        type Position = i64;
 
-        fn apply(&self, _: &str, amount: i64) -> LedgerFuture<i64, i64> {
+        fn apply(&self, _: &str, known: Option<i64>, amount: i64) -> LedgerFuture<i64, i64, i64> {
             let state = self.state.clone();
             Box::pin(async move {
-                let current = state.lock().unwrap().0;
+                let current = match known {
+                    Some(balance) => balance,
+                    None => state.lock().unwrap().0,
+                };
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 if current + amount < 0 {
-                    return Err(current);
+                    return (Err(current), Some(current));
                 }
                 let mut state = state.lock().unwrap();
                 state.0 = current + amount;
                 state.1.push(amount);
-                Ok(current + amount)
+                (Ok(current + amount), Some(current + amount))
             })
         }
     }

@@ -11,7 +11,7 @@ use switchboard_actors::credit::{CreditFailure, CreditRegistry, Ledger, LedgerFu
 use super::paging::{Page, PageError, PageLimit};
 use super::{Event, Notify};
 pub use crate::store::ledger::CreditError;
-use crate::store::ledger::{self, CreditChange};
+use crate::store::ledger::{self, CreditChange, Position};
 use crate::store::{CreditsUsed, DynStore, LedgerEntry, ServiceType, StoreError};
 
 /// Credit actors stop after this long without a change.
@@ -54,13 +54,21 @@ impl Ledger for StoreLedger {
     type Change = CreditChange;
     type Applied = LedgerEntry;
     type Error = CreditError;
+    type Position = Position;
 
-    fn apply(&self, _user_id: &str, change: CreditChange) -> LedgerFuture<LedgerEntry, CreditError> {
+    fn apply(
+        &self,
+        _user_id: &str,
+        known: Option<Position>,
+        change: CreditChange,
+    ) -> LedgerFuture<LedgerEntry, CreditError, Position> {
         let (store, notify) = (self.store.clone(), self.notify.clone());
         Box::pin(async move {
-            let entry = ledger::apply(&*store, &change).await?;
-            notify.notify(&entry.user_id, Event::CreditsUpdated { credits: entry.balance_after });
-            Ok(entry)
+            let (outcome, position) = ledger::apply(&*store, known, &change).await;
+            if let Ok(entry) = &outcome {
+                notify.notify(&entry.user_id, Event::CreditsUpdated { credits: entry.balance_after });
+            }
+            (outcome, position)
         })
     }
 }
@@ -88,9 +96,10 @@ impl CreditService {
         }
     }
 
-    /// The balance of `user_id`: the newest ledger entry's, or the starting credits.
+    /// The balance of `user_id`: the newest ledger entry's, or the starting credits. Read from
+    /// the ledger, not from a credit actor's memory: another node may have changed it since.
     pub async fn balance(&self, user_id: &str) -> Result<i64, CreditError> {
-        Ok(ledger::balance(&*self.store, user_id).await?.1)
+        Ok(ledger::position(&*self.store, user_id).await?.balance)
     }
 
     /// Charges `user_id` the price of `service` for the work `reference` names, before the work

@@ -41,13 +41,23 @@ pub enum CreditError {
     Store(#[from] StoreError),
 }
 
-/// The current balance of a user: the last entry's `balance_after`, or the starting credits.
-pub async fn balance(store: &dyn Store, user_id: &str) -> Result<(i64, i64), CreditError> {
+/// Where a user's ledger stands: the newest entry's sequence number (0 before any) and the
+/// balance after it. The credit actor remembers it between changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The newest entry's `seq`.
+    pub seq: i64,
+    /// The balance after it (the starting credits before any entry).
+    pub balance: i64,
+}
+
+/// The current position of a user's ledger: the last entry's, or the starting credits.
+pub async fn position(store: &dyn Store, user_id: &str) -> Result<Position, CreditError> {
     if let Some(last) = store.last_ledger_entry(user_id).await? {
-        return Ok((last.seq, last.balance_after));
+        return Ok(Position { seq: last.seq, balance: last.balance_after });
     }
     let user = store.user_by_id(user_id).await?.ok_or(CreditError::UnknownUser)?;
-    Ok((0, user.initial_credits))
+    Ok(Position { seq: 0, balance: user.initial_credits })
 }
 
 /// Whether `entry` is the user's newest ledger entry (it was stored).
@@ -55,19 +65,32 @@ async fn landed(store: &dyn Store, entry: &LedgerEntry) -> bool {
     matches!(store.last_ledger_entry(&entry.user_id).await, Ok(Some(last)) if last.id == entry.id)
 }
 
-/// Applies `change` atomically and returns the new ledger entry.
-/// The balance never drops below zero, whatever number of writers race.
-pub async fn apply(store: &dyn Store, change: &CreditChange) -> Result<LedgerEntry, CreditError> {
+/// Applies `change` atomically and returns the new ledger entry, with the position after it.
+/// `known` is where the ledger stood after the caller's previous change (skipping the read); a
+/// change that loses a race (another node wrote that `seq` first) reads the position afresh and
+/// tries again. The balance never drops below zero, whatever number of writers race.
+pub async fn apply(
+    store: &dyn Store,
+    known: Option<Position>,
+    change: &CreditChange,
+) -> (Result<LedgerEntry, CreditError>, Option<Position>) {
+    let mut known = known;
     for _ in 0..MAX_ATTEMPTS {
-        let (seq, current) = balance(store, &change.user_id).await?;
-        let balance_after = current + change.amount;
+        let at = match known.take() {
+            Some(at) => at,
+            None => match position(store, &change.user_id).await {
+                Ok(at) => at,
+                Err(e) => return (Err(e), None),
+            },
+        };
+        let balance_after = at.balance + change.amount;
         if balance_after < 0 {
-            return Err(CreditError::Insufficient { balance: current });
+            return (Err(CreditError::Insufficient { balance: at.balance }), Some(at));
         }
         let entry = LedgerEntry {
             id: uuid::Uuid::now_v7().to_string(),
             user_id: change.user_id.clone(),
-            seq: seq + 1,
+            seq: at.seq + 1,
             service_type: change.service_type,
             amount: change.amount,
             balance_after,
@@ -76,7 +99,7 @@ pub async fn apply(store: &dyn Store, change: &CreditChange) -> Result<LedgerEnt
             refund_of: change.refund_of,
             created_at: crate::store::now(),
         };
-        match store.insert_ledger_entry(&entry).await {
+        match store.append_ledger_entry(&entry).await {
             Ok(()) => {}
             // Another writer took this sequence number, unless it was this very entry, written
             // by a driver retry after a lost acknowledgement.
@@ -87,14 +110,17 @@ pub async fn apply(store: &dyn Store, change: &CreditChange) -> Result<LedgerEnt
             Err(other) if landed(store, &entry).await => {
                 tracing::warn!(error = %other, "ledger insert answered an error but was applied")
             }
-            Err(other) => return Err(other.into()),
+            Err(other) => return (Err(other.into()), None),
         }
-        // The ledger entry is the truth and the balance on the user a cache: a failed cache
-        // update is repaired by the next change and must not turn a stored change into an error.
-        if let Err(e) = store.cache_balance(&entry.user_id, entry.seq, entry.balance_after).await {
-            tracing::warn!(error = %e, user_id = %entry.user_id, "could not refresh the cached balance");
-        }
-        return Ok(entry);
+        let after = Position { seq: entry.seq, balance: entry.balance_after };
+        return (Ok(entry), Some(after));
     }
-    Err(StoreError::Unavailable("ledger contention: too many concurrent writers".into()).into())
+    let contended = StoreError::Unavailable("ledger contention: too many concurrent writers".into());
+    (Err(contended.into()), None)
+}
+
+/// The current balance of a user: the last entry's `balance_after`, or the starting credits.
+pub async fn balance(store: &dyn Store, user_id: &str) -> Result<(i64, i64), CreditError> {
+    let at = position(store, user_id).await?;
+    Ok((at.seq, at.balance))
 }

@@ -109,6 +109,17 @@ pub trait LedgerStore: Send + Sync {
     async fn insert_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()>;
     /// Refreshes the cached balance on the user unless a newer entry already did.
     async fn cache_balance(&self, user_id: &str, seq: i64, balance: i64) -> StoreResult<()>;
+    /// Inserts an entry (as [`LedgerStore::insert_ledger_entry`]) and refreshes the cached balance.
+    /// The ledger entry is the truth and the cached balance a copy: a failed refresh is repaired
+    /// by the next change and never turns a stored entry into an error. A store that can do both
+    /// in one write does (the embedded store's group commit).
+    async fn append_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()> {
+        self.insert_ledger_entry(entry).await?;
+        if let Err(e) = self.cache_balance(&entry.user_id, entry.seq, entry.balance_after).await {
+            tracing::warn!(error = %e, user_id = %entry.user_id, "could not refresh the cached balance");
+        }
+        Ok(())
+    }
     /// A user's entries, newest first, with `seq < before` when given.
     async fn ledger_page(
         &self,

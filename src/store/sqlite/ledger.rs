@@ -2,7 +2,7 @@
 //! the cached balance on the user.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::*;
 
@@ -25,37 +25,22 @@ impl LedgerStore for SqliteStore {
 
     async fn insert_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()> {
         let e = entry.clone();
+        self.write(move |c| insert_entry(c, &e)).await
+    }
+
+    async fn append_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()> {
+        // The entry and the cached balance in one write: one savepoint of one group commit.
+        let e = entry.clone();
         self.write(move |c| {
-            c.prepare_cached(&format!(
-                "INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-            ))?
-            .execute(params![
-                e.id,
-                e.user_id,
-                e.seq,
-                e.service_type.as_str(),
-                e.amount,
-                e.balance_after,
-                e.reference,
-                e.actor_id,
-                e.refund_of.map(ServiceType::as_str),
-                millis(e.created_at),
-            ])
-            .map(drop)
+            insert_entry(c, &e)?;
+            set_cached_balance(c, &e.user_id, e.seq, e.balance_after)
         })
         .await
     }
 
     async fn cache_balance(&self, user_id: &str, seq: i64, balance: i64) -> StoreResult<()> {
         let user_id = user_id.to_owned();
-        self.write(move |c| {
-            c.prepare_cached(
-                "UPDATE users SET credits = ?3, credits_seq = ?2 WHERE id = ?1 AND credits_seq < ?2",
-            )?
-            .execute(params![user_id, seq, balance])
-            .map(drop)
-        })
-        .await
+        self.write(move |c| set_cached_balance(c, &user_id, seq, balance)).await
     }
 
     async fn ledger_page(
@@ -74,6 +59,32 @@ impl LedgerStore for SqliteStore {
         })
         .await
     }
+}
+
+fn insert_entry(c: &Connection, e: &LedgerEntry) -> rusqlite::Result<()> {
+    c.prepare_cached(&format!(
+        "INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ))?
+    .execute(params![
+        e.id,
+        e.user_id,
+        e.seq,
+        e.service_type.as_str(),
+        e.amount,
+        e.balance_after,
+        e.reference,
+        e.actor_id,
+        e.refund_of.map(ServiceType::as_str),
+        millis(e.created_at),
+    ])
+    .map(drop)
+}
+
+/// Refreshes the cached balance unless a newer entry already did.
+fn set_cached_balance(c: &Connection, user_id: &str, seq: i64, balance: i64) -> rusqlite::Result<()> {
+    c.prepare_cached("UPDATE users SET credits = ?3, credits_seq = ?2 WHERE id = ?1 AND credits_seq < ?2")?
+        .execute(params![user_id, seq, balance])
+        .map(drop)
 }
 
 fn ledger_from_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {

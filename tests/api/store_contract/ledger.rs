@@ -10,6 +10,26 @@ use switchboard::store::*;
 use super::{change, insert_new_user};
 use crate::support::store::open_test_store;
 
+#[actix_web::test]
+async fn a_change_from_a_stale_position_loses_the_race_rereads_and_lands_right() {
+    // As when another node changed the balance after this node's credit actor last looked.
+    let (store, _dir) = open_test_store().await;
+    let user = insert_new_user(store.as_ref(), 20).await;
+    let elsewhere =
+        ledger::apply(store.as_ref(), None, &change(&user.id, ServiceType::Grant, 5)).await.0.unwrap();
+    let stale = ledger::Position { seq: 0, balance: 20 };
+
+    let (outcome, after) =
+        ledger::apply(store.as_ref(), Some(stale), &change(&user.id, ServiceType::Chat, -3)).await;
+
+    let entry = outcome.expect("the charge lands after rereading");
+    assert_eq!((entry.seq, entry.balance_after), (elsewhere.seq + 1, 22), "counted from the real position");
+    assert_eq!(after, Some(ledger::Position { seq: 2, balance: 22 }), "the position to remember");
+    let refused = ledger::apply(store.as_ref(), after, &change(&user.id, ServiceType::Image, -23)).await;
+    assert!(matches!(refused.0, Err(CreditError::Insufficient { balance: 22 })), "{:?}", refused.0);
+    assert_eq!(refused.1, after, "a refusal keeps the position");
+}
+
 fn refund(user_id: &str, of: ServiceType, amount: i64) -> CreditChange {
     CreditChange {
         refund_of: Some(of),
@@ -25,7 +45,7 @@ async fn charges_and_grants_write_entries_and_update_the_cached_credits() {
     let admin = insert_new_user(store.as_ref(), 0).await;
 
     let charge = CreditChange { reference: Some("msg-1".into()), ..change(&user.id, ServiceType::Chat, -5) };
-    let charged = ledger::apply(store.as_ref(), &charge).await.expect("charge within balance");
+    let charged = ledger::apply(store.as_ref(), None, &charge).await.0.expect("charge within balance");
     assert_eq!(
         (charged.seq, charged.amount, charged.balance_after, charged.service_type),
         (1, -5, 15, ServiceType::Chat),
@@ -39,7 +59,7 @@ async fn charges_and_grants_write_entries_and_update_the_cached_credits() {
         actor_id: Some(admin.id.clone()),
         ..change(&user.id, ServiceType::Grant, 10)
     };
-    let granted = ledger::apply(store.as_ref(), &grant).await.expect("grant");
+    let granted = ledger::apply(store.as_ref(), None, &grant).await.0.expect("grant");
     assert_eq!((granted.seq, granted.balance_after), (2, 25), "the grant entry");
     let cached = store.user_by_id(&user.id).await.unwrap().unwrap();
     assert_eq!((cached.credits, cached.credits_seq), (25, 2), "cache after the grant");
@@ -66,23 +86,27 @@ async fn a_charge_above_the_balance_is_refused_without_writing_an_entry() {
     let (store, _dir) = open_test_store().await;
     let user = insert_new_user(store.as_ref(), 20).await;
 
-    let result = ledger::apply(store.as_ref(), &change(&user.id, ServiceType::Image, -21)).await;
+    let result = ledger::apply(store.as_ref(), None, &change(&user.id, ServiceType::Image, -21)).await.0;
     assert!(matches!(result, Err(CreditError::Insufficient { balance: 20 })), "no entry yet: {result:?}");
     assert_eq!(store.last_ledger_entry(&user.id).await.unwrap(), None, "nothing was written");
 
-    ledger::apply(store.as_ref(), &change(&user.id, ServiceType::Image, -15)).await.expect("within balance");
-    let result = ledger::apply(store.as_ref(), &change(&user.id, ServiceType::Image, -6)).await;
+    ledger::apply(store.as_ref(), None, &change(&user.id, ServiceType::Image, -15))
+        .await
+        .0
+        .expect("within balance");
+    let result = ledger::apply(store.as_ref(), None, &change(&user.id, ServiceType::Image, -6)).await.0;
     assert!(matches!(result, Err(CreditError::Insufficient { balance: 5 })), "after a charge: {result:?}");
     assert_eq!(store.ledger_page(&user.id, None, 10).await.unwrap().len(), 1, "still one entry");
     let cached = store.user_by_id(&user.id).await.unwrap().unwrap();
     assert_eq!((cached.credits, cached.credits_seq), (5, 1), "the cache is unchanged by the refusal");
 
-    let exact = ledger::apply(store.as_ref(), &change(&user.id, ServiceType::Chat, -5))
+    let exact = ledger::apply(store.as_ref(), None, &change(&user.id, ServiceType::Chat, -5))
         .await
+        .0
         .expect("to exactly zero");
     assert_eq!(exact.balance_after, 0, "the balance may reach zero");
 
-    let unknown = ledger::apply(store.as_ref(), &change("no-such-user", ServiceType::Grant, 5)).await;
+    let unknown = ledger::apply(store.as_ref(), None, &change("no-such-user", ServiceType::Grant, 5)).await.0;
     assert!(matches!(unknown, Err(CreditError::UnknownUser)), "unknown user: {unknown:?}");
 }
 
@@ -90,7 +114,8 @@ async fn a_charge_above_the_balance_is_refused_without_writing_an_entry() {
 async fn a_ledger_entry_with_a_taken_sequence_number_is_a_duplicate() {
     let (store, _dir) = open_test_store().await;
     let user = insert_new_user(store.as_ref(), 10).await;
-    let entry = ledger::apply(store.as_ref(), &change(&user.id, ServiceType::Chat, -1)).await.unwrap();
+    let entry =
+        ledger::apply(store.as_ref(), None, &change(&user.id, ServiceType::Chat, -1)).await.0.unwrap();
     let rival =
         LedgerEntry { id: uuid::Uuid::now_v7().to_string(), amount: -2, balance_after: 8, ..entry.clone() };
     let result = store.insert_ledger_entry(&rival).await;
@@ -110,8 +135,8 @@ async fn a_ledger_entry_with_a_taken_sequence_number_is_a_duplicate() {
 async fn the_cached_balance_never_goes_back_to_an_older_entry() {
     let (store, _dir) = open_test_store().await;
     let user = insert_new_user(store.as_ref(), 10).await;
-    ledger::apply(store.as_ref(), &change(&user.id, ServiceType::Chat, -1)).await.unwrap();
-    ledger::apply(store.as_ref(), &change(&user.id, ServiceType::Chat, -1)).await.unwrap();
+    ledger::apply(store.as_ref(), None, &change(&user.id, ServiceType::Chat, -1)).await.0.unwrap();
+    ledger::apply(store.as_ref(), None, &change(&user.id, ServiceType::Chat, -1)).await.0.unwrap();
     // A slow writer that finished entry 1 only now must not overwrite the cache of entry 2.
     store.cache_balance(&user.id, 1, 9).await.unwrap();
     let cached = store.user_by_id(&user.id).await.unwrap().unwrap();
@@ -132,7 +157,7 @@ async fn fifty_concurrent_charges_against_twenty_credits_succeed_exactly_twenty_
             };
             tokio::spawn(async move {
                 barrier.wait().await;
-                ledger::apply(store.as_ref(), &charge).await
+                ledger::apply(store.as_ref(), None, &charge).await.0
             })
         })
         .collect();
@@ -166,10 +191,10 @@ async fn ledger_pages_run_newest_first_and_continue_before_a_sequence_number() {
     let (store, _dir) = open_test_store().await;
     let user = insert_new_user(store.as_ref(), 100).await;
     for _ in 0..7 {
-        ledger::apply(store.as_ref(), &change(&user.id, ServiceType::Chat, -1)).await.unwrap();
+        ledger::apply(store.as_ref(), None, &change(&user.id, ServiceType::Chat, -1)).await.0.unwrap();
     }
     let other = insert_new_user(store.as_ref(), 100).await;
-    ledger::apply(store.as_ref(), &change(&other.id, ServiceType::Chat, -1)).await.unwrap();
+    ledger::apply(store.as_ref(), None, &change(&other.id, ServiceType::Chat, -1)).await.0.unwrap();
 
     let cases: &[(&str, Option<i64>, i64, &[i64])] = &[
         ("first page", None, 3, &[7, 6, 5]),
@@ -207,7 +232,7 @@ async fn user_stats_count_credits_used_per_service_net_of_refunds() {
         change(&other.id, ServiceType::Image, -20),
     ];
     for c in &changes {
-        ledger::apply(store.as_ref(), c).await.expect("apply");
+        ledger::apply(store.as_ref(), None, c).await.0.expect("apply");
     }
     let cases = [
         ("user with charges, refunds and a grant", &user, CreditsUsed { chat: 2, image: 10 }),

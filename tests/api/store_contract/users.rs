@@ -405,7 +405,7 @@ async fn concurrent_partial_updates_of_one_user_do_not_undo_each_other() {
                 (store.clone(), barrier.clone(), change(&user.id, ServiceType::Chat, -1));
             tokio::spawn(async move {
                 start(barrier).await;
-                ledger::apply(store.as_ref(), &c).await.map(drop)
+                ledger::apply(store.as_ref(), None, &c).await.0.map(drop)
             })
         };
         password.await.unwrap().expect("password change");
