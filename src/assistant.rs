@@ -73,6 +73,13 @@ pub enum AssistantError {
 pub trait Assistant: Send + Sync + 'static {
     /// Starts the reply to `history` (oldest turn first); the stream yields its text deltas in order.
     async fn reply(&self, history: Vec<ChatTurn>) -> Result<DeltaStream, AssistantError>;
+
+    /// How many of the chat's latest messages the assistant wants as `history` (the new user
+    /// message included): reading fewer is cheaper, and one is enough for an assistant that
+    /// answers only the last message.
+    fn context_messages(&self) -> i64 {
+        20
+    }
 }
 
 /// The OpenAI-compatible client when `ASSISTANT_URL` is set, else the echo assistant.
@@ -102,6 +109,10 @@ impl Assistant for EchoAssistant {
         let per_delta = words.len().div_ceil(ECHO_DELTAS).max(1);
         let deltas: Vec<String> = words.chunks(per_delta).map(|chunk| chunk.concat()).collect();
         Ok(stream::iter(deltas.into_iter().map(Ok)).boxed())
+    }
+
+    fn context_messages(&self) -> i64 {
+        1
     }
 }
 

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
+pub use bytestring::ByteString;
+use dashmap::DashMap;
 
 /// Gauge: distinct users with at least one open WebSocket.
 pub const ACTIVE_USERS: &str = "active_users";
@@ -73,8 +75,9 @@ pub enum PresenceEvent {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub enum SessionEvent {
-    /// A frame the gateway already encoded (`credits.updated`, `chat.delta`…), sent as is.
-    Frame(Arc<str>),
+    /// A frame the gateway already encoded (`credits.updated`, `chat.delta`…), sent as is. The
+    /// text is shared: every session of a user gets the same bytes, never a copy.
+    Frame(ByteString),
     /// A presence change (for admin subscribers).
     Presence(PresenceEvent),
     /// The session's credential was revoked: say why and close (4001).
@@ -279,6 +282,43 @@ struct UserEntry {
     sessions: HashMap<Arc<str>, SystemTime>,
 }
 
+/// Every session of the node by user, shared with whoever sends to users: a frame for a user's
+/// sessions goes straight to their mailboxes, not through the presence actor, so fan-out is not
+/// bound to one thread. The presence actor keeps it (a session is listed from its accepted
+/// `Join` to its `Leave`).
+#[derive(Clone, Default)]
+pub struct Directory {
+    users: Arc<DashMap<Arc<str>, Vec<Listed>>>,
+}
+
+/// One listed session: its id and its mailbox.
+type Listed = (Arc<str>, Recipient<SessionEvent>);
+
+impl Directory {
+    /// Queues `event` for every session of `user_id` on this node; answers how many.
+    pub fn to_user(&self, user_id: &str, event: SessionEvent) -> usize {
+        let Some(sessions) = self.users.get(user_id) else { return 0 };
+        // do_send, not try_send: a burst (a long streamed reply) may pass the mailbox capacity,
+        // and dropping frames would corrupt the stream. A session whose client stops reading is
+        // closed by its own byte budget, which bounds what waits in its mailbox.
+        for (_, recipient) in sessions.iter() {
+            recipient.do_send(event.clone());
+        }
+        sessions.len()
+    }
+
+    fn add(&self, user_id: &Arc<str>, session_id: &Arc<str>, recipient: &Recipient<SessionEvent>) {
+        self.users.entry(user_id.clone()).or_default().push((session_id.clone(), recipient.clone()));
+    }
+
+    fn remove(&self, user_id: &str, session_id: &str) {
+        if let Some(mut sessions) = self.users.get_mut(user_id) {
+            sessions.retain(|(id, _)| &**id != session_id);
+        }
+        self.users.remove_if(user_id, |_, sessions| sessions.is_empty());
+    }
+}
+
 /// The node's presence registry.
 #[derive(Default)]
 pub struct PresenceActor {
@@ -286,9 +326,15 @@ pub struct PresenceActor {
     users: HashMap<Arc<str>, UserEntry>,
     subscribers: HashSet<Arc<str>>,
     revocations: Revocations,
+    directory: Directory,
 }
 
 impl PresenceActor {
+    /// The directory of this actor's sessions, for sending to users without going through it.
+    pub fn directory(&self) -> Directory {
+        self.directory.clone()
+    }
+
     fn deliver(&self, session_id: &str, event: SessionEvent) {
         if let Some(session) = self.sessions.get(session_id) {
             // do_send, not try_send: a burst (a long streamed reply) may pass the mailbox
@@ -355,6 +401,7 @@ impl Handler<Join> for PresenceActor {
         } else {
             PresenceEvent::Sessions { user_id: msg.user_id.clone(), sessions: user.sessions.len() }
         };
+        self.directory.add(&msg.user_id, &msg.session_id, &msg.recipient);
         self.sessions.insert(
             msg.session_id,
             SessionEntry { user_id: msg.user_id, auth_session: msg.auth_session, recipient: msg.recipient },
@@ -370,6 +417,7 @@ impl Handler<Leave> for PresenceActor {
     fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
         self.subscribers.remove(&msg.session_id);
         let Some(session) = self.sessions.remove(&msg.session_id) else { return };
+        self.directory.remove(&session.user_id, &msg.session_id);
         let Some(user) = self.users.get_mut(&session.user_id) else { return };
         user.sessions.remove(&msg.session_id);
         let event = if user.sessions.is_empty() {
@@ -423,11 +471,7 @@ impl Handler<ToUser> for PresenceActor {
     type Result = ();
 
     fn handle(&mut self, msg: ToUser, _: &mut Context<Self>) {
-        if let Some(user) = self.users.get(&msg.user_id) {
-            for session_id in user.sessions.keys() {
-                self.deliver(session_id, msg.event.clone());
-            }
-        }
+        self.directory.to_user(&msg.user_id, msg.event);
     }
 }
 
@@ -569,7 +613,7 @@ mod tests {
             .unwrap();
         assert_eq!(revoked, 1);
         presence
-            .send(ToUser { user_id: "ada".into(), event: SessionEvent::Frame("{}".into()) })
+            .send(ToUser { user_id: "ada".into(), event: SessionEvent::Frame(ByteString::from_static("{}")) })
             .await
             .unwrap();
         settle().await;

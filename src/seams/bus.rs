@@ -1,16 +1,14 @@
-//! The bus: how a frame reaches one session, every session of a user, or the subscribed admins,
-//! and how a revocation reaches the sockets it covers. In one process it is the presence actor,
-//! which knows every session of the node; with several nodes it would carry the same messages
-//! between them. Frames are already encoded text: the bus never looks inside.
-
-use std::sync::Arc;
+//! The bus: how a frame reaches one session or every session of a user, and how a revocation
+//! reaches the sockets it covers. In one process it is the presence actor and its directory of
+//! sessions; with several nodes it would carry the same messages between them. Frames are
+//! already encoded text: the bus never looks inside.
 
 use actix::Addr;
 pub use switchboard_actors::presence::RevokeScope;
-use switchboard_actors::presence::{PresenceActor, Revoke, SessionEvent, ToSession, ToUser};
+use switchboard_actors::presence::{Directory, PresenceActor, Revoke, SessionEvent, ToSession};
 
-/// An encoded text frame, shared by every session it goes to.
-pub type Frame = Arc<str>;
+/// An encoded text frame, shared (not copied) by every session it goes to.
+pub type Frame = switchboard_actors::presence::ByteString;
 
 /// Delivers frames and revocations to sessions wherever they are.
 pub trait Bus: Send + Sync + 'static {
@@ -23,23 +21,26 @@ pub trait Bus: Send + Sync + 'static {
     fn revoke(&self, user_id: &str, scope: RevokeScope, reason: &'static str);
 }
 
-/// The bus of one process: the presence actor routes each message to the sessions it names.
-/// Messages are queued without waiting (`do_send`): a frame must not be dropped mid-stream,
-/// and a session whose client stops reading is closed by its own byte budget.
+/// The bus of one process. Frames for a user go straight to the mailboxes of their sessions
+/// through the presence actor's directory, so fan-out is not bound to one thread; frames for one
+/// session and revocations go through the presence actor itself, which knows sessions by id and
+/// remembers revocations. Messages are queued without waiting (`do_send`): a frame must not be
+/// dropped mid-stream, and a session whose client stops reading is closed by its own byte budget.
 pub struct LocalBus {
     presence: Addr<PresenceActor>,
+    directory: Directory,
 }
 
 impl LocalBus {
-    /// A bus over the node's presence actor.
-    pub fn new(presence: Addr<PresenceActor>) -> LocalBus {
-        LocalBus { presence }
+    /// A bus over the node's presence actor and its directory.
+    pub fn new(presence: Addr<PresenceActor>, directory: Directory) -> LocalBus {
+        LocalBus { presence, directory }
     }
 }
 
 impl Bus for LocalBus {
     fn to_user(&self, user_id: &str, frame: Frame) {
-        self.presence.do_send(ToUser { user_id: user_id.into(), event: SessionEvent::Frame(frame) });
+        self.directory.to_user(user_id, SessionEvent::Frame(frame));
     }
 
     fn to_session(&self, session_id: &str, frame: Frame) {

@@ -33,9 +33,11 @@ pub struct Realtime {
 impl Realtime {
     /// The in-process seams: one presence actor behind the bus and the registry.
     pub fn local(max_sessions_per_user: usize) -> Realtime {
-        let presence = PresenceActor::default().start();
+        let actor = PresenceActor::default();
+        let directory = actor.directory();
+        let presence = actor.start();
         Realtime {
-            bus: Arc::new(LocalBus::new(presence.clone())),
+            bus: Arc::new(LocalBus::new(presence.clone(), directory)),
             presence: Arc::new(LocalPresence::new(presence)),
             session_cap: Arc::new(LocalSessionCap::new(max_sessions_per_user)),
         }

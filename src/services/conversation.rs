@@ -23,8 +23,6 @@ const MAX_CONTENT_CHARS: usize = 16_000;
 const MAX_PROMPT_CHARS: usize = 1_000;
 /// Longest chat title, characters.
 const MAX_TITLE_CHARS: usize = 200;
-/// Messages of context sent to the assistant.
-const CONTEXT_MESSAGES: i64 = 20;
 /// The title of a chat created without one.
 const DEFAULT_TITLE: &str = "New chat";
 
@@ -316,9 +314,12 @@ impl ConversationService {
             created_at: crate::store::now(),
         };
         self.store.insert_message(&user_message).await?;
+        // An assistant that reads only the new message is given it without reading the chat.
+        let history = match self.assistant.context_messages() {
+            ..=1 => vec![user_message.clone()],
+            context => self.store.messages_page(chat_id, None, context).await?,
+        };
         notify.notify(user_id, Event::ChatMessage { chat_id: chat_id.to_owned(), message: user_message });
-
-        let history = self.store.messages_page(chat_id, None, CONTEXT_MESSAGES).await?;
         let turns = history
             .into_iter()
             .map(|m| ChatTurn {
@@ -348,9 +349,14 @@ impl ConversationService {
             content: reply,
             created_at: now,
         };
-        self.store.insert_message(&assistant_message).await?;
-        // The reply is stored: from here on nothing is refunded, so failures only cost freshness.
-        if let Err(e) = self.store.touch_chat(chat_id, now).await {
+        // Stored together (one group commit on the embedded store). Once the reply is stored
+        // nothing is refunded, so a failed touch only costs the chat its place in the list.
+        let (stored, touched) = futures_util::join!(
+            self.store.insert_message(&assistant_message),
+            self.store.touch_chat(chat_id, now)
+        );
+        stored?;
+        if let Err(e) = touched {
             tracing::warn!(error = %e, "could not touch the chat");
         }
         // Other charges of the user may have landed meanwhile, so the balance is read again; if

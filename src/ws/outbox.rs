@@ -10,6 +10,8 @@ use std::time::Duration;
 use actix_ws::{CloseCode, CloseReason};
 use tokio::sync::mpsc;
 
+use crate::seams::bus::Frame;
+
 /// The outbound queue of one connection: frames go to the writer task through an unbounded
 /// channel, and the bytes waiting in it are counted against a budget. A client whose backlog
 /// passes the budget is not reading: it is closed (4002) and the writer drops its backlog.
@@ -60,7 +62,7 @@ impl Outbox {
 #[derive(Debug)]
 pub enum Outbound {
     /// A text frame.
-    Text(Arc<str>),
+    Text(Frame),
     /// Answer to a client ping.
     Pong(actix_web::web::Bytes),
     /// Server heartbeat.
@@ -100,7 +102,7 @@ pub async fn write_frames(
         let size = frame.size();
         let send = async {
             match frame {
-                Outbound::Text(text) => session.text(text.to_string()).await,
+                Outbound::Text(text) => session.text(text).await,
                 Outbound::Pong(payload) => session.pong(&payload).await,
                 Outbound::Ping | Outbound::Close(..) => session.ping(b"").await,
             }
