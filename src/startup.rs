@@ -131,7 +131,8 @@ fn assemble(config: Config, store: DynStore, secret: &[u8]) -> Result<AppState, 
     let hasher = PasswordHasher::new(concurrency).map_err(|e| StartError::Config(e.to_string()))?;
     let mailer =
         Mailer::new(config.smtp_from.clone(), config.smtp_url.clone(), config.data_dir.join("outbox"));
-    let realtime = Realtime::local(config.ws_max_sessions_per_user as usize);
+    let heartbeat = Duration::from_millis(config.ws_heartbeat_ms);
+    let realtime = Realtime::local(config.ws_max_sessions_per_user as usize, heartbeat);
 
     let per_window = |limit: u32, window: Duration, when_unavailable| {
         let limit = NonZeroU32::new(limit).unwrap_or(NonZeroU32::MIN);
@@ -208,9 +209,13 @@ async fn open_store(config: &Config) -> Result<DynStore, StartError> {
     })
 }
 
-/// Access log without query strings, which can carry tokens (`/ws?token=`, reset links).
+/// Access log without query strings, which can carry tokens (`/ws?token=`, reset links). `/ws`
+/// is left out: its line would come only when the socket closes, and the pending line would be
+/// held for the socket's whole life; sessions log their own opening and closing instead.
 fn request_logger() -> Logger {
-    Logger::new("%{method}xi %U %s %b %Dms").custom_request_replace("method", |req| req.method().to_string())
+    Logger::new("%{method}xi %U %s %b %Dms")
+        .custom_request_replace("method", |req| req.method().to_string())
+        .exclude("/ws")
 }
 
 async fn wait_for_signal() {

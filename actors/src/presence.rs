@@ -87,6 +87,9 @@ pub enum SessionEvent {
     },
     /// The server is stopping: close with 1001.
     Shutdown,
+    /// Time for the session's heartbeat: ping the client, or close a silent one. One sweep
+    /// of the presence actor sends it to every session, instead of a timer in each.
+    Heartbeat,
 }
 
 /// One user's presence.
@@ -327,9 +330,15 @@ pub struct PresenceActor {
     subscribers: HashSet<Arc<str>>,
     revocations: Revocations,
     directory: Directory,
+    heartbeat: Option<Duration>,
 }
 
 impl PresenceActor {
+    /// A presence actor that tells every session to beat its heart every `interval`.
+    pub fn with_heartbeat(interval: Duration) -> PresenceActor {
+        PresenceActor { heartbeat: Some(interval), ..PresenceActor::default() }
+    }
+
     /// The directory of this actor's sessions, for sending to users without going through it.
     pub fn directory(&self) -> Directory {
         self.directory.clone()
@@ -378,6 +387,13 @@ impl Actor for PresenceActor {
         ctx.set_mailbox_capacity(16_384);
         self.update_gauges();
         ctx.run_interval(REVOCATION_MEMORY / 2, |actor, _| actor.revocations.forget_old());
+        if let Some(interval) = self.heartbeat {
+            ctx.run_interval(interval, |actor, _| {
+                for session_id in actor.sessions.keys() {
+                    actor.deliver(session_id, SessionEvent::Heartbeat);
+                }
+            });
+        }
     }
 }
 

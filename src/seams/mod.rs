@@ -11,6 +11,7 @@ pub mod session_cap;
 pub mod throttle;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Actor;
 use switchboard_actors::presence::PresenceActor;
@@ -31,9 +32,10 @@ pub struct Realtime {
 }
 
 impl Realtime {
-    /// The in-process seams: one presence actor behind the bus and the registry.
-    pub fn local(max_sessions_per_user: usize) -> Realtime {
-        let actor = PresenceActor::default();
+    /// The in-process seams: one presence actor behind the bus and the registry, which also
+    /// sweeps every session's heartbeat each `heartbeat`.
+    pub fn local(max_sessions_per_user: usize, heartbeat: Duration) -> Realtime {
+        let actor = PresenceActor::with_heartbeat(heartbeat);
         let directory = actor.directory();
         let presence = actor.start();
         Realtime {

@@ -2,38 +2,71 @@
 //! actix-ws `Session`, and the bytes waiting are counted against a budget. A client whose backlog
 //! passes the budget is not reading: it is closed (4002) and its backlog dropped, so it never
 //! slows the session actor or anyone else.
+//!
+//! The queue is a `VecDeque` behind a mutex with a `Notify`, not a channel: a channel allocates
+//! a block of slots up front, and an idle session should cost only what it holds. The queue
+//! gives back its memory once a burst has drained.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use actix_ws::{CloseCode, CloseReason};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::seams::bus::Frame;
 
-/// The outbound queue of one connection: frames go to the writer task through an unbounded
-/// channel, and the bytes waiting in it are counted against a budget. A client whose backlog
-/// passes the budget is not reading: it is closed (4002) and the writer drops its backlog.
+/// How long one frame may wait for the client to read before the connection is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Room an empty queue may keep; more is given back, so an idle session holds little.
+const IDLE_CAPACITY: usize = 8;
+
+/// The session's end of the outbound queue.
 pub struct Outbox {
-    frames: mpsc::UnboundedSender<Outbound>,
-    shared: Arc<OutboxState>,
+    shared: Arc<Shared>,
     budget: usize,
+}
+
+/// The writer task's end of the outbound queue.
+pub struct OutboxReader {
+    shared: Arc<Shared>,
 }
 
 /// What the session and its writer share.
 #[derive(Default)]
-pub struct OutboxState {
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Notify,
     queued_bytes: AtomicUsize,
     abandoned: AtomicBool,
 }
 
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Outbound>,
+    /// The session is gone: once the queue is empty, the writer ends.
+    ended: bool,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // Each critical section is one push or pop, so a panic cannot leave the queue half-changed.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, frame: Outbound) {
+        self.queue().frames.push_back(frame);
+        self.wake.notify_one();
+    }
+}
+
 impl Outbox {
-    /// An outbox with a byte budget, and the receiving end for [`write_frames`].
-    pub fn new(budget: usize) -> (Outbox, mpsc::UnboundedReceiver<Outbound>, Arc<OutboxState>) {
-        let (frames, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(OutboxState::default());
-        (Outbox { frames, shared: shared.clone(), budget }, rx, shared)
+    /// An outbox with a byte budget, and the end [`write_frames`] reads.
+    pub fn new(budget: usize) -> (Outbox, OutboxReader) {
+        let shared = Arc::new(Shared::default());
+        (Outbox { shared: shared.clone(), budget }, OutboxReader { shared })
     }
 
     /// Queues a frame; false when the budget would be exceeded (the frame is not queued).
@@ -44,8 +77,7 @@ impl Outbox {
             self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
             return false;
         }
-        // The writer only ends after the session, so a send error cannot lose a live frame.
-        let _ = self.frames.send(frame);
+        self.shared.push(frame);
         true
     }
 
@@ -54,7 +86,36 @@ impl Outbox {
         if abandon {
             self.shared.abandoned.store(true, Ordering::Release);
         }
-        let _ = self.frames.send(Outbound::Close(code, reason));
+        self.shared.push(Outbound::Close(code, reason));
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.shared.queue().ended = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+impl OutboxReader {
+    /// The next frame, waiting for one; `None` once the session is gone and the queue empty.
+    async fn next(&self) -> Option<Outbound> {
+        loop {
+            {
+                let mut queue = self.shared.queue();
+                if let Some(frame) = queue.frames.pop_front() {
+                    if queue.frames.is_empty() && queue.frames.capacity() > IDLE_CAPACITY {
+                        queue.frames.shrink_to_fit();
+                    }
+                    return Some(frame);
+                }
+                if queue.ended {
+                    return None;
+                }
+            }
+            // A push between the check above and this wait leaves a permit: no wake-up is lost.
+            self.shared.wake.notified().await;
+        }
     }
 }
 
@@ -83,13 +144,10 @@ impl Outbound {
 }
 
 /// Drains the outbound queue into the socket; ends with a close frame.
-pub async fn write_frames(
-    mut session: actix_ws::Session,
-    mut outbound: mpsc::UnboundedReceiver<Outbound>,
-    shared: Arc<OutboxState>,
-) {
+pub async fn write_frames(mut session: actix_ws::Session, outbound: OutboxReader) {
+    let shared = outbound.shared.clone();
     let mut close_reason = None;
-    while let Some(frame) = outbound.recv().await {
+    while let Some(frame) = outbound.next().await {
         if let Outbound::Close(code, reason) = frame {
             close_reason =
                 Some(CloseReason { code: CloseCode::from(code), description: Some(reason.to_owned()) });
@@ -116,6 +174,3 @@ pub async fn write_frames(
     }
     let _ = tokio::time::timeout(SEND_TIMEOUT, session.close(close_reason)).await;
 }
-
-/// How long one frame may wait for the client to read before the connection is dropped.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);

@@ -26,10 +26,26 @@ const MAX_IN_FLIGHT: usize = 64;
 /// Silent heartbeat intervals after which a connection is closed.
 const MISSED_HEARTBEATS: u32 = 3;
 
+/// Who a session belongs to: only what it needs while it lives (not the whole user record).
+pub struct SessionUser {
+    /// User id.
+    pub id: Arc<str>,
+    /// Email (shown to admins).
+    pub email: Arc<str>,
+    /// Role when the session opened (a role change ends the session).
+    pub role: Role,
+}
+
+impl From<&User> for SessionUser {
+    fn from(user: &User) -> SessionUser {
+        SessionUser { id: user.id.as_str().into(), email: user.email.as_str().into(), role: user.role }
+    }
+}
+
 /// How a session was authenticated, as it joins presence.
 pub struct SessionCredential {
     /// The user.
-    pub user: User,
+    pub user: SessionUser,
     /// The login session of the credential; none for an API key.
     pub auth_session: Option<String>,
     /// When the credential check began.
@@ -71,7 +87,7 @@ impl WsSession {
         }
     }
 
-    fn user(&self) -> &User {
+    fn user(&self) -> &SessionUser {
         &self.credential.user
     }
 
@@ -136,7 +152,7 @@ impl WsSession {
         let in_flight = self.in_flight.clone();
         let request = Request {
             state: self.state.clone(),
-            user_id: self.user().id.clone(),
+            user_id: self.user().id.to_string(),
             session: ReplyTo(ctx.address().recipient()),
             reply_to,
         };
@@ -178,18 +194,22 @@ impl Actor for WsSession {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(1024);
         let user = &self.credential.user;
+        tracing::info!(session_id = %self.id, user_id = %user.id, "WebSocket session opened");
         self.state.realtime.presence.join(Joining {
             session_id: self.id.clone(),
-            user_id: user.id.as_str().into(),
-            email: user.email.as_str().into(),
+            user_id: user.id.clone(),
+            email: user.email.clone(),
             auth_session: self.credential.auth_session.as_deref().map(Into::into),
             verified_at: self.credential.verified_at,
             recipient: ctx.address().recipient(),
         });
-        ctx.run_interval(self.heartbeat, Self::heartbeat);
         let hello = ServerMessage::Hello {
             session_id: self.id.to_string(),
-            user: protocol::HelloUser { id: user.id.clone(), email: user.email.clone(), role: user.role },
+            user: protocol::HelloUser {
+                id: user.id.to_string(),
+                email: user.email.to_string(),
+                role: user.role,
+            },
             credits: self.credential.credits,
             heartbeat_ms: self.heartbeat.as_millis() as u64,
             max_message_bytes: protocol::MAX_MESSAGE_BYTES,
@@ -198,6 +218,7 @@ impl Actor for WsSession {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        tracing::info!(session_id = %self.id, reason = self.leave_reason.as_str(), "WebSocket session closed");
         self.state.realtime.presence.leave(&self.id, self.leave_reason);
     }
 }
@@ -252,6 +273,7 @@ impl Handler<SessionEvent> for WsSession {
             SessionEvent::Shutdown => {
                 self.close(close::SHUTDOWN, "server shutting down", LeaveReason::Shutdown, ctx)
             }
+            SessionEvent::Heartbeat => self.heartbeat(ctx),
         }
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::frame_guard::FrameGuard;
 use super::outbox::{Outbox, write_frames};
 use super::protocol::MAX_MESSAGE_BYTES;
-use super::session::{SessionCredential, WsSession};
+use super::session::{SessionCredential, SessionUser, WsSession};
 use crate::auth::ACCESS_COOKIE;
 use crate::auth::extract::{Credential, CurrentUser, authenticate_bearer};
 use crate::error::{ApiError, ErrorBody};
@@ -68,10 +68,10 @@ pub async fn upgrade(
         .max_frame_size(MAX_MESSAGE_BYTES)
         .aggregate_continuations()
         .max_continuation_size(MAX_MESSAGE_BYTES);
-    let (outbox, rx, shared) = Outbox::new(state.config.ws_outbound_bytes as usize);
-    actix_web::rt::spawn(write_frames(session, rx, shared));
+    let (outbox, reader) = Outbox::new(state.config.ws_outbound_bytes as usize);
+    actix_web::rt::spawn(write_frames(session, reader));
     let credential = SessionCredential {
-        user: principal.user,
+        user: SessionUser::from(&principal.user),
         auth_session: principal.session_id,
         verified_at,
         place,
