@@ -59,7 +59,7 @@ impl ChatStore for MongoStore {
     }
 
     async fn insert_message(&self, message: &ChatMessage) -> StoreResult<()> {
-        self.insert(MESSAGES, message_to_doc(message)).await
+        self.inserts.insert(MESSAGES, message_to_doc(message)).await
     }
 
     async fn messages_page(

@@ -22,7 +22,7 @@ impl LedgerStore for MongoStore {
     }
 
     async fn insert_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()> {
-        self.insert(LEDGER, ledger_to_doc(entry)).await
+        self.inserts.insert(LEDGER, ledger_to_doc(entry)).await
     }
 
     async fn cache_balance(&self, user_id: &str, seq: i64, balance: i64) -> StoreResult<()> {

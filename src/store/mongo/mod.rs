@@ -3,6 +3,7 @@
 //! aggregate implements its trait; this one holds the connection, the shared helpers and the
 //! per-user write lock.
 
+mod batch;
 mod chats;
 mod images;
 mod ledger;
@@ -78,6 +79,8 @@ pub struct MongoStore {
     client: Client,
     /// Serialises this process's writes to each user document; see [`UserLocks`].
     user_locks: Arc<UserLocks>,
+    /// Groups the hot inserts (ledger entries, messages) into `insert_many`s.
+    inserts: batch::InsertBatcher,
 }
 
 /// One async lock per user id with a write in flight, so that this process never runs two
@@ -147,7 +150,9 @@ impl MongoStore {
         options.server_selection_timeout = Some(CONNECT_TIMEOUT);
         options.connect_timeout = Some(CONNECT_TIMEOUT);
         let client = Client::with_options(options).map_err(map_err)?;
-        let store = MongoStore { db: client.database(db_name), client, user_locks: Arc::default() };
+        let db = client.database(db_name);
+        let inserts = batch::InsertBatcher::start(db.clone());
+        let store = MongoStore { db, client, user_locks: Arc::default(), inserts };
         store.create_indexes().await?;
         Ok(store)
     }
