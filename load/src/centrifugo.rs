@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -20,8 +20,10 @@ use crate::cli::{Common, Settings};
 use crate::report::Report;
 use crate::scenarios::connect::close;
 use crate::scenarios::idle::warn_about_open_files;
-use crate::scenarios::{ANSWER_GRACE, Window, collect, note_failed_opens, note_held, pause, report_for};
-use crate::session::{Socket, Target, next_text};
+use crate::scenarios::{
+    ANSWER_GRACE, Window, collect, collect_held, note_failed_opens, note_held, pause, report_for,
+};
+use crate::session::{Socket, Target, next_text, open_all};
 use crate::tally::Tally;
 use crate::usage::rss_kib;
 
@@ -146,41 +148,21 @@ pub async fn connects(arguments: &CentrifugoArgs) -> Result<Report, String> {
     Ok(report)
 }
 
-/// Opens `count` authenticated connections, 200 at a time.
+/// Opens `count` authenticated connections (see [`open_all`]).
 async fn open_many(
     target: &Arc<Target>,
     tokens: &Arc<Vec<String>>,
     count: usize,
     label: &str,
 ) -> (Vec<Socket>, Tally) {
-    let progress = crate::progress::Progress::new(label);
-    let _ticker = crate::progress::show(&progress, None);
-    let opened: Vec<(Result<Socket, String>, u64)> = futures_util::stream::iter(0..count)
-        .map(|index| {
-            let (target, tokens) = (target.clone(), tokens.clone());
-            async move {
-                let started = Instant::now();
-                let result =
-                    open(&target, index, &tokens[index % tokens.len()], started + Duration::from_secs(30))
-                        .await;
-                (result, started.elapsed().as_micros() as u64)
-            }
-        })
-        .buffered(200)
-        .collect()
-        .await;
-    let mut tally = Tally::reporting_to(&progress);
-    let mut sockets = Vec::new();
-    for (result, micros) in opened {
-        match result {
-            Ok(socket) => {
-                tally.success(micros);
-                sockets.push(socket);
-            }
-            Err(code) => tally.error(&code),
+    open_all(count, label, |index| {
+        let (target, tokens) = (target.clone(), tokens.clone());
+        async move {
+            let until = Instant::now() + Duration::from_secs(30);
+            open(&target, index, &tokens[index % tokens.len()], until).await
         }
-    }
-    (sockets, tally)
+    })
+    .await
 }
 
 /// `centrifugo-ping`: each connection subscribes to its own channel and publishes to it in a
@@ -287,13 +269,14 @@ pub async fn idle(arguments: &CentrifugoArgs) -> Result<Report, String> {
                         Err(code) if code == "timeout" => tally.count(1),
                         Err(code) => tally.error(&code),
                     }
-                    return tally;
+                    return (tally, socket);
                 }
             })
         })
         .collect();
-    let held = collect(tasks).await;
+    let (held, sockets) = collect_held(tasks).await;
     let (seconds, usage) = window.close();
+    drop(sockets);
     let mut report = report_for("centrifugo-idle", &target.ws_url, &settings);
     report.operation("connection opens", open_seconds, opens.clone());
     note_failed_opens(&mut report, &opens);

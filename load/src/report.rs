@@ -96,7 +96,7 @@ impl Report {
                     "seconds": round(operation.seconds),
                     "rate_per_second": round(operation.rate()),
                     "latency_ms": {
-                        "samples": tally.latency_us.len(),
+                        "samples": tally.timed(),
                         "p50": tally.ms(0.5), "p90": tally.ms(0.9), "p99": tally.ms(0.99),
                         "p999": tally.ms(0.999), "max": tally.max_ms(),
                     },
@@ -140,7 +140,7 @@ impl Report {
                 tally.ok,
                 operation.seconds
             );
-            if !tally.latency_us.is_empty() {
+            if tally.timed() > 0 {
                 out += &format!(
                     "      latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p999 {:.3}  max {:.3}  ({} timed)\n",
                     tally.ms(0.5),
@@ -148,7 +148,7 @@ impl Report {
                     tally.ms(0.99),
                     tally.ms(0.999),
                     tally.max_ms(),
-                    tally.latency_us.len()
+                    tally.timed()
                 );
             }
             let errors: Vec<String> =

@@ -134,49 +134,70 @@ impl Target {
         }
     }
 
-    /// Opens `count` sessions, 200 at a time so the accept queue is not flooded, using
-    /// `tokens[i % len]` for session i (none: raw sessions without credentials or hello). Failed
-    /// opens are counted in the returned tally, which also times the successful ones.
+    /// Opens `count` sessions (see [`open_all`]), using `tokens[i % len]` for session i (none:
+    /// raw sessions without credentials or hello).
     pub async fn open_many(
         self: &Arc<Self>,
         count: usize,
         tokens: &[String],
         label: &str,
     ) -> (Vec<Socket>, Tally) {
-        let progress = Progress::new(label);
-        let _ticker = crate::progress::show(&progress, None);
         let tokens = Arc::new(tokens.to_vec());
-        let opened: Vec<(Result<Socket, String>, u64)> = futures_util::stream::iter(0..count)
-            .map(|index| {
-                let (target, tokens) = (self.clone(), tokens.clone());
-                async move {
-                    let started = Instant::now();
-                    let until = started + std::time::Duration::from_secs(30);
-                    let result = match tokens.get(index % tokens.len().max(1)) {
-                        Some(token) => {
-                            target.open_with_hello(index, token, until).await.map(|(socket, _)| socket)
-                        }
-                        None => target.open(index, None).await,
-                    };
-                    (result, started.elapsed().as_micros() as u64)
+        open_all(count, label, |index| {
+            let (target, tokens) = (self.clone(), tokens.clone());
+            async move {
+                let until = Instant::now() + std::time::Duration::from_secs(30);
+                match tokens.get(index % tokens.len().max(1)) {
+                    Some(token) => {
+                        target.open_with_hello(index, token, until).await.map(|(socket, _)| socket)
+                    }
+                    None => target.open(index, None).await,
                 }
-            })
-            .buffered(200)
-            .collect()
-            .await;
-        let mut tally = Tally::reporting_to(&progress);
-        let mut sockets = Vec::with_capacity(count);
-        for (result, micros) in opened {
-            match result {
-                Ok(socket) => {
-                    tally.success(micros);
-                    sockets.push(socket);
-                }
-                Err(code) => tally.error(&code),
             }
-        }
-        (sockets, tally)
+        })
+        .await
     }
+}
+
+/// Opens `count` sessions with `open(index)`, 200 at a time so the accept queue is not flooded,
+/// counting them on a progress line called `label` as they come. The tally times the successful
+/// opens and counts the failed ones by code.
+pub async fn open_all<Open, Opening>(count: usize, label: &str, open: Open) -> (Vec<Socket>, Tally)
+where
+    Open: Fn(usize) -> Opening,
+    Opening: std::future::Future<Output = Result<Socket, String>>,
+{
+    let progress = Progress::new(label);
+    let _ticker = crate::progress::show(&progress, None);
+    let opened: Vec<(Result<Socket, String>, u64)> = futures_util::stream::iter(0..count)
+        .map(|index| {
+            let (opening, progress) = (open(index), progress.clone());
+            async move {
+                let started = Instant::now();
+                let result = opening.await;
+                match result {
+                    Ok(_) => progress.done(1),
+                    Err(_) => progress.failed(),
+                }
+                (result, started.elapsed().as_micros() as u64)
+            }
+        })
+        .buffered(200)
+        .collect()
+        .await;
+    // The progress line has counted these already, as they came.
+    let mut tally = Tally::new();
+    let mut sockets = Vec::with_capacity(count);
+    for (result, micros) in opened {
+        match result {
+            Ok(socket) => {
+                tally.success(micros);
+                sockets.push(socket);
+            }
+            Err(code) => tally.error(&code),
+        }
+    }
+    (sockets, tally)
 }
 
 /// A short code for an I/O error ("too_many_open_files" is the one to expect past `ulimit -n`).

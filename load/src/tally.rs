@@ -16,8 +16,9 @@ pub struct Tally {
     /// Failures by code: the `code` of an error frame, an HTTP status, or a transport word such
     /// as `closed` or `timeout`.
     pub errors: BTreeMap<String, u64>,
-    /// Latencies of the timed successes, microseconds.
-    pub latency_us: Histogram<u64>,
+    /// Latencies of the timed successes, microseconds; made at the first one, because a
+    /// histogram of this range takes about 300 KiB and an idle run keeps one tally per session.
+    latency_us: Option<Histogram<u64>>,
     /// Where each success and failure is also counted as it happens, for the once-a-second
     /// progress line; merged tallies leave it out.
     progress: Option<Arc<Progress>>,
@@ -32,12 +33,7 @@ impl Default for Tally {
 impl Tally {
     /// An empty tally that reports to no progress line.
     pub fn new() -> Tally {
-        Tally {
-            ok: 0,
-            errors: BTreeMap::new(),
-            latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"),
-            progress: None,
-        }
+        Tally { ok: 0, errors: BTreeMap::new(), latency_us: None, progress: None }
     }
 
     /// An empty tally whose successes and failures also count on `progress` as they happen.
@@ -47,14 +43,14 @@ impl Tally {
 
     /// Records one success that took `micros`.
     pub fn success(&mut self, micros: u64) {
-        self.latency_us.saturating_record(micros.max(1));
+        self.time(micros);
         self.count(1);
     }
 
     /// Records one latency without counting an operation (a fan-out delivery is counted once per
     /// frame, but only the final frame of each message is timed).
     pub fn time(&mut self, micros: u64) {
-        self.latency_us.saturating_record(micros.max(1));
+        self.histogram().saturating_record(micros.max(1));
     }
 
     /// Records `n` successes that were not timed (deliveries counted without a matching send).
@@ -84,19 +80,29 @@ impl Tally {
         for (code, count) in &other.errors {
             *self.errors.entry(code.clone()).or_default() += count;
         }
-        self.latency_us.add(&other.latency_us).expect("same histogram bounds");
+        if let Some(latencies) = &other.latency_us {
+            self.histogram().add(latencies).expect("same histogram bounds");
+        }
+    }
+
+    /// How many latencies were recorded.
+    pub fn timed(&self) -> u64 {
+        self.latency_us.as_ref().map_or(0, Histogram::len)
     }
 
     /// Latency at quantile `q`, in milliseconds (0 when nothing was timed).
     pub fn ms(&self, q: f64) -> f64 {
-        if self.latency_us.is_empty() {
-            return 0.0;
-        }
-        self.latency_us.value_at_quantile(q) as f64 / 1000.0
+        self.latency_us.as_ref().map_or(0.0, |latencies| latencies.value_at_quantile(q) as f64 / 1000.0)
     }
 
-    /// The largest latency, in milliseconds.
+    /// The largest latency, in milliseconds (0 when nothing was timed).
     pub fn max_ms(&self) -> f64 {
-        self.latency_us.max() as f64 / 1000.0
+        self.latency_us.as_ref().map_or(0.0, |latencies| latencies.max() as f64 / 1000.0)
+    }
+
+    /// The histogram, made on first use: 1 µs to 10 minutes, three significant digits.
+    fn histogram(&mut self) -> &mut Histogram<u64> {
+        self.latency_us
+            .get_or_insert_with(|| Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"))
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Window, collect, note_failed_opens, note_held, report_for};
+use super::{Window, collect_held, note_failed_opens, note_held, report_for};
 use crate::cli::Settings;
 use crate::report::Report;
 use crate::session::{Socket, Target, register_users, tokens_of};
@@ -40,8 +40,9 @@ pub async fn run(settings: &Settings, raw: bool) -> Result<Report, String> {
     let window = Window::open("idle: holding", settings.seconds, settings.server_pid);
     let tasks: Vec<_> =
         sockets.into_iter().chain(warm).map(|socket| hold(socket, window.tally(), window.deadline)).collect();
-    let held = collect(tasks).await;
+    let (held, sockets) = collect_held(tasks).await;
     let (seconds, usage) = window.close();
+    drop(sockets);
 
     let mut report = report_for("idle", &target.ws_url, settings);
     report.setting("raw", raw);
@@ -61,13 +62,14 @@ pub async fn run(settings: &Settings, raw: bool) -> Result<Report, String> {
 }
 
 /// Holds `socket` in a task of its own until `deadline` (see [`hold_until`]).
-fn hold(socket: Socket, tally: Tally, deadline: Instant) -> tokio::task::JoinHandle<Tally> {
+fn hold(socket: Socket, tally: Tally, deadline: Instant) -> tokio::task::JoinHandle<(Tally, Socket)> {
     tokio::spawn(hold_until(socket, tally, deadline))
 }
 
 /// Reads `socket` until `deadline`, skipping whatever arrives (reading is what answers the
-/// server's heartbeat pings); one success if it is still open then, else the way it ended.
-pub async fn hold_until(mut socket: Socket, mut tally: Tally, deadline: Instant) -> Tally {
+/// server's heartbeat pings); one success if it is still open then, else the way it ended. The
+/// socket comes back so the caller decides when it is dropped.
+pub async fn hold_until(mut socket: Socket, mut tally: Tally, deadline: Instant) -> (Tally, Socket) {
     loop {
         match tokio::time::timeout_at(deadline.into(), socket.next()).await {
             Err(_) => {
@@ -81,8 +83,7 @@ pub async fn hold_until(mut socket: Socket, mut tally: Tally, deadline: Instant)
             Ok(Some(Ok(_))) => continue,
         }
     }
-    // The socket is dropped here, at the deadline, with every other one.
-    tally
+    (tally, socket)
 }
 
 /// Says on stderr when the open-files limit is below what the run needs.

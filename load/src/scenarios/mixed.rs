@@ -64,7 +64,7 @@ pub async fn run(settings: &Settings, blend: &Blend) -> Result<Report, String> {
         let offset = Duration::from_millis(n as u64 * blend.ping_interval_ms / sessions);
         let tally = window.tally();
         let task = match role {
-            Role::Idle => tokio::spawn(hold_until(socket, tally, deadline)),
+            Role::Idle => tokio::spawn(async move { hold_until(socket, tally, deadline).await.0 }),
             Role::Ping => tokio::spawn(pinging(socket, tally, deadline, offset, blend.ping_interval_ms)),
             Role::Chat => tokio::spawn(chatting(socket, tally, deadline, n, blend.chat_interval_ms)),
         };

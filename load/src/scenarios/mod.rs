@@ -89,6 +89,24 @@ pub async fn collect(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
     total
 }
 
+/// Waits for every holding worker, adds up their tallies, and hands back their sockets, so the
+/// window can close before thousands of sockets are dropped (closing them costs seconds of
+/// kernel time that is no part of holding them).
+pub async fn collect_held(tasks: Vec<tokio::task::JoinHandle<(Tally, Socket)>>) -> (Tally, Vec<Socket>) {
+    let mut total = Tally::new();
+    let mut sockets = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        match task.await {
+            Ok((tally, socket)) => {
+                total.merge(&tally);
+                sockets.push(socket);
+            }
+            Err(_) => total.error("worker_panicked"),
+        }
+    }
+    (total, sockets)
+}
+
 /// Notes sessions that failed to open, by code, as figures of the report.
 pub fn note_failed_opens(report: &mut Report, opens: &Tally) {
     report.figure("sessions_opened", opens.ok);
