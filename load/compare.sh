@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # load/compare.sh: Switchboard side by side with a bare WebSocket echo server (the ceiling) and
 # Centrifugo v6.9.1 (the anchor), in one run on this machine, with the same session counts for
-# all three: authenticated connects/s, round trips/s and idle memory per connection. Each server
-# runs alone, fresh, on loopback, and is stopped (by its PID) before the next one starts; idle
-# memory is measured first on each fresh process so earlier runs' freed memory cannot hide it.
+# all three: authenticated connects/s, round trips/s and idle memory per connection.
+#
+# All three servers start at once on loopback. Idle memory is measured first, on each fresh
+# process, one server at a time (memory freed by earlier runs would otherwise be reused without
+# growing RSS). Then ROUNDS rounds each run connects and round trips against the three servers
+# in turn, so background load on a shared machine falls on all three alike; the table shows each
+# server's median round (by rate) and the range over the rounds.
 #
 # Usage (from the repository root, after `cargo build --release -p switchboard -p switchboard-load`):
 #   load/compare.sh
-# Settings (environment): SESSIONS (ping sessions, 200), USERS (20), CONNECT_LOOPS (20),
-# IDLE_SESSIONS (5000), SECONDS_EACH (5), SWITCHBOARD_BIN, LOAD_BIN, ECHO_BIN, CENTRIFUGO_BIN,
-# BASE_PORT (18500: echo on it, Centrifugo on +100, Switchboard on +200), KEEP (1: keep the JSON).
+# Settings (environment): SESSIONS (round-trip sessions, 200), USERS (20), CONNECT_LOOPS (20),
+# IDLE_SESSIONS (5000), SECONDS_EACH (5), ROUNDS (3), SWITCHBOARD_BIN, LOAD_BIN, ECHO_BIN,
+# CENTRIFUGO_BIN, BASE_PORT (18500: echo on it, Centrifugo on +100, Switchboard on +200),
+# KEEP (1: keep the JSON reports and server logs).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +24,7 @@ USERS=${USERS:-20}
 CONNECT_LOOPS=${CONNECT_LOOPS:-20}
 IDLE_SESSIONS=${IDLE_SESSIONS:-5000}
 SECONDS_EACH=${SECONDS_EACH:-5}
+ROUNDS=${ROUNDS:-3}
 BASE_PORT=${BASE_PORT:-18500}
 SWITCHBOARD_BIN=${SWITCHBOARD_BIN:-$TARGET_DIR/release/switchboard}
 LOAD_BIN=${LOAD_BIN:-$TARGET_DIR/release/switchboard-load}
@@ -28,9 +34,11 @@ CENTRIFUGO_BIN=${CENTRIFUGO_BIN:-$(go env GOPATH 2>/dev/null || echo "$HOME/go")
 HMAC_SECRET=switchboard-load-centrifugo-secret
 
 WORK=$(mktemp -d)
-STARTED_PID=""
+declare -A PIDS=()
 cleanup() {
-    if [ -n "$STARTED_PID" ]; then kill "$STARTED_PID" 2>/dev/null || true; fi
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # Wait for them (each is a child of this script) so none outlives the run.
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     if [ "${KEEP:-0}" != 1 ]; then rm -rf "$WORK"; else echo "results kept in $WORK" >&2; fi
 }
 trap cleanup EXIT
@@ -71,40 +79,16 @@ wait_for_port() {
     return 1
 }
 
-stop_server() {
-    kill "$STARTED_PID" 2>/dev/null || true
-    wait "$STARTED_PID" 2>/dev/null || true
-    STARTED_PID=""
-    sleep 1
-}
-
-# measure NAME IDLE_CMD CONNECT_CMD PING_CMD: runs the three against the server in STARTED_PID.
-measure() {
-    local name=$1
-    say "$name: idle ($IDLE_SESSIONS sessions)"
-    $2 --sessions "$IDLE_SESSIONS" --users "$USERS" --seconds "$SECONDS_EACH" --server-pid "$STARTED_PID" --json \
-        >"$WORK/$name-idle.json" 2>"$WORK/$name-idle.log"
-    say "$name: connect ($CONNECT_LOOPS loops)"
-    $3 --sessions "$CONNECT_LOOPS" --users "$USERS" --seconds "$SECONDS_EACH" --server-pid "$STARTED_PID" --json \
-        >"$WORK/$name-connect.json" 2>"$WORK/$name-connect.log"
-    say "$name: round trips ($SESSIONS sessions)"
-    $4 --sessions "$SESSIONS" --users "$USERS" --seconds "$SECONDS_EACH" --server-pid "$STARTED_PID" --json \
-        >"$WORK/$name-ping.json" 2>"$WORK/$name-ping.log"
-}
-
 # (a) The ceiling: tokio-tungstenite echoing text frames, no auth, no JSON.
-ECHO_PORT=$BASE_PORT
-"$ECHO_BIN" --bind "127.0.0.1:$ECHO_PORT" >"$WORK/echo-server.log" 2>&1 &
-STARTED_PID=$!
-wait_for_port "$ECHO_PORT"
-ECHO_URL="http://127.0.0.1:$ECHO_PORT"
-measure echo "$LOAD_BIN idle --raw --url $ECHO_URL" "$LOAD_BIN connect --raw --url $ECHO_URL" \
-    "$LOAD_BIN ping --raw --url $ECHO_URL"
-stop_server
+ECHO_URL="http://127.0.0.1:$BASE_PORT"
+"$ECHO_BIN" --bind "127.0.0.1:$BASE_PORT" >"$WORK/echo-server.log" 2>&1 &
+PIDS[echo]=$!
+wait_for_port "$BASE_PORT"
 
 # (b) Centrifugo: HMAC JWT connect token; namespace "load" whose channels a client may subscribe
 # to and publish in, so each publish comes back to its own subscriber as a round trip.
 CENTRIFUGO_PORT=$((BASE_PORT + 100))
+CENTRIFUGO_ARGS="--url http://127.0.0.1:$CENTRIFUGO_PORT --hmac-secret $HMAC_SECRET"
 if [ -z "$CENTRIFUGO_NOTE" ]; then
     cat >"$WORK/centrifugo.json" <<EOF
 {
@@ -115,60 +99,94 @@ if [ -z "$CENTRIFUGO_NOTE" ]; then
 }
 EOF
     "$CENTRIFUGO_BIN" --config "$WORK/centrifugo.json" >"$WORK/centrifugo-server.log" 2>&1 &
-    STARTED_PID=$!
+    PIDS[centrifugo]=$!
     wait_for_port "$CENTRIFUGO_PORT"
-    CENTRIFUGO_URL="http://127.0.0.1:$CENTRIFUGO_PORT"
-    common="--url $CENTRIFUGO_URL --hmac-secret $HMAC_SECRET"
-    measure centrifugo "$LOAD_BIN centrifugo-idle $common" "$LOAD_BIN centrifugo-connect $common" \
-        "$LOAD_BIN centrifugo-ping $common"
-    stop_server
     CENTRIFUGO_NOTE="module $(go version -m "$CENTRIFUGO_BIN" 2>/dev/null | awk '$1 == "mod" {print $2, $3}')"
 fi
 
 # (c) Switchboard, with its limits raised so the load is not refused.
 SWITCHBOARD_PORT=$((BASE_PORT + 200))
+SWITCHBOARD_URL="http://127.0.0.1:$SWITCHBOARD_PORT"
 "$SWITCHBOARD_BIN" --bind "127.0.0.1:$SWITCHBOARD_PORT" --data-dir "$WORK/switchboard-data" \
     --rate-limit-per-minute 100000000 --registrations-per-ip-per-hour 1000000 \
     --login-failures-per-ip 1000000 --login-failures-per-account 1000000 \
     --ws-rate-limit-per-minute 100000000 --ws-free-per-minute 100000000 \
     --starting-credits 1000000000 --ws-max-sessions-per-user 10000 >"$WORK/switchboard-server.log" 2>&1 &
-STARTED_PID=$!
+PIDS[switchboard]=$!
 wait_for_port "$SWITCHBOARD_PORT"
-SWITCHBOARD_URL="http://127.0.0.1:$SWITCHBOARD_PORT"
-measure switchboard "$LOAD_BIN idle --url $SWITCHBOARD_URL" "$LOAD_BIN connect --url $SWITCHBOARD_URL" \
-    "$LOAD_BIN ping --url $SWITCHBOARD_URL"
-stop_server
+
+# The load tool's subcommand for each measurement of each server.
+declare -A COMMAND=(
+    [echo-idle]="idle --raw --url $ECHO_URL"
+    [echo-connect]="connect --raw --url $ECHO_URL"
+    [echo-ping]="ping --raw --url $ECHO_URL"
+    [centrifugo-idle]="centrifugo-idle $CENTRIFUGO_ARGS"
+    [centrifugo-connect]="centrifugo-connect $CENTRIFUGO_ARGS"
+    [centrifugo-ping]="centrifugo-ping $CENTRIFUGO_ARGS"
+    [switchboard-idle]="idle --url $SWITCHBOARD_URL"
+    [switchboard-connect]="connect --url $SWITCHBOARD_URL"
+    [switchboard-ping]="ping --url $SWITCHBOARD_URL"
+)
+declare -A COUNT=([idle]=$IDLE_SESSIONS [connect]=$CONNECT_LOOPS [ping]=$SESSIONS)
+
+# run SERVER KIND OUTPUT: one measurement, its JSON report in $WORK/OUTPUT.json.
+run() {
+    local server=$1 kind=$2 output=$3
+    [ -n "${PIDS[$server]:-}" ] || return 0
+    say "$output: ${COUNT[$kind]} sessions"
+    # shellcheck disable=SC2086 # the command is a list of words on purpose
+    "$LOAD_BIN" ${COMMAND[$server-$kind]} --sessions "${COUNT[$kind]}" --users "$USERS" \
+        --seconds "$SECONDS_EACH" --server-pid "${PIDS[$server]}" --json \
+        >"$WORK/$output.json" 2>"$WORK/$output.log" || say "$output failed: $(tail -1 "$WORK/$output.log")"
+}
+
+SERVERS="echo centrifugo switchboard"
+for server in $SERVERS; do run "$server" idle "$server-idle"; done
+for round in $(seq 1 "$ROUNDS"); do
+    for server in $SERVERS; do run "$server" connect "$server-connect-$round"; done
+    for server in $SERVERS; do run "$server" ping "$server-ping-$round"; done
+done
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-python3 - "$WORK" "$CENTRIFUGO_NOTE" "$LOAD_BEFORE" "$LOAD_AFTER" "$(nproc)" <<'EOF'
-import json, os, sys
+python3 - "$WORK" "$ROUNDS" "$CENTRIFUGO_NOTE" "$LOAD_BEFORE" "$LOAD_AFTER" "$(nproc)" <<'EOF'
+import glob, json, os, sys
 
-work, centrifugo_note, load_before, load_after, cores = sys.argv[1:6]
+work, rounds, centrifugo_note, load_before, load_after, cores = sys.argv[1:7]
 
-def load(name, kind):
-    path = os.path.join(work, f"{name}-{kind}.json")
+def read(path):
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return None
     with open(path) as file:
         return json.load(file)
 
-def operation(report, index=0):
-    return report["operations"][index] if report else None
+def rate(report):
+    return report["operations"][0]["rate_per_second"]
+
+def median_round(name, kind):
+    """The round with the median rate, and the lowest and highest rate over the rounds."""
+    reports = [r for r in (read(p) for p in glob.glob(os.path.join(work, f"{name}-{kind}-*.json"))) if r]
+    if not reports:
+        return None, None
+    reports.sort(key=rate)
+    return reports[(len(reports) - 1) // 2], (rate(reports[0]), rate(reports[-1]))
 
 def figures(name):
-    connect, ping, idle = load(name, "connect"), load(name, "ping"), load(name, "idle")
-    rows = {}
-    rows["connects/s"] = operation(connect)["rate_per_second"] if connect else None
-    rows["connect p99 ms"] = operation(connect)["latency_ms"]["p99"] if connect else None
-    rows["round trips/s"] = operation(ping)["rate_per_second"] if ping else None
-    rows["round trip p50 ms"] = operation(ping)["latency_ms"]["p50"] if ping else None
-    rows["round trip p99 ms"] = operation(ping)["latency_ms"]["p99"] if ping else None
-    rows["server CPU % during round trips"] = (ping["server"] or {}).get("cpu_percent_of_one_core") if ping else None
-    rows["load tool CPU % during round trips"] = ping["load_tool_cpu_percent_of_one_core"] if ping else None
-    rows["idle bytes per connection"] = idle["figures"].get("server_rss_per_session_bytes") if idle else None
-    failed = sum(op["failed"] for report in (connect, ping, idle) if report for op in report["operations"])
-    rows["failures (all runs)"] = failed if any((connect, ping, idle)) else None
-    return rows
+    (connect, connect_range), (ping, ping_range) = median_round(name, "connect"), median_round(name, "ping")
+    idle = read(os.path.join(work, f"{name}-idle.json"))
+    first = lambda report: report["operations"][0] if report else None
+    rows = {
+        "connects/s": rate(connect) if connect else None,
+        "connect p99 ms": first(connect)["latency_ms"]["p99"] if connect else None,
+        "round trips/s": rate(ping) if ping else None,
+        "round trip p50 ms": first(ping)["latency_ms"]["p50"] if ping else None,
+        "round trip p99 ms": first(ping)["latency_ms"]["p99"] if ping else None,
+        "server CPU % during round trips": (ping["server"] or {}).get("cpu_percent_of_one_core") if ping else None,
+        "load tool CPU % during round trips": ping["load_tool_cpu_percent_of_one_core"] if ping else None,
+        "idle bytes per connection": idle["figures"].get("server_rss_per_session_bytes") if idle else None,
+    }
+    reports = [read(p) for p in glob.glob(os.path.join(work, f"{name}-*.json"))]
+    rows["failures (all runs)"] = sum(op["failed"] for r in reports if r for op in r["operations"]) if any(reports) else None
+    return rows, {"connects/s": connect_range, "round trips/s": ping_range}
 
 names = ["echo", "centrifugo", "switchboard"]
 table = {name: figures(name) for name in names}
@@ -182,11 +200,16 @@ def ratio(a, b):
     return f"{a / b:.2f}" if a is not None and b not in (None, 0) else "n/a"
 
 print()
-print(f"{'':34}{'echo':>12}{'centrifugo':>12}{'switchboard':>13}{'sb/echo':>10}{'sb/centrifugo':>15}")
-for row in table["switchboard"]:
-    values = [table[name][row] for name in names]
-    print(f"{row:34}" + "".join(f"{cell(v):>{w}}" for v, w in zip(values, (12, 12, 13)))
+print(f"{'':36}{'echo':>12}{'centrifugo':>12}{'switchboard':>13}{'sb/echo':>10}{'sb/centrifugo':>15}")
+for row in table["switchboard"][0]:
+    values = [table[name][0][row] for name in names]
+    print(f"{row:36}" + "".join(f"{cell(v):>{w}}" for v, w in zip(values, (12, 12, 13)))
           + f"{ratio(values[2], values[0]):>10}{ratio(values[2], values[1]):>15}")
+print()
+for row in ("connects/s", "round trips/s"):
+    spans = [table[name][1][row] for name in names]
+    text = ", ".join(f"{name} {cell(span[0])}-{cell(span[1])}" if span else f"{name} n/a" for name, span in zip(names, spans))
+    print(f"{row} over {rounds} rounds (median shown above): {text}")
 print()
 print("round trip = echo: any text frame echoed; centrifugo: publish -> own publication on the")
 print("client's own channel; switchboard: ping -> pong. connect = open + auth + close (echo: no auth).")

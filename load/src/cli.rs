@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 /// ends with throughput, latency percentiles, errors by code and (with --server-pid) the
 /// server's memory and CPU. See load/README.md.
 #[derive(Parser)]
-#[command(name = "switchboard-load", about, long_about = None)]
+#[command(name = "switchboard-load")]
 pub struct Cli {
     /// The scenario to run.
     #[command(subcommand)]
