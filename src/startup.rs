@@ -58,7 +58,7 @@ impl Application {
     /// Opens storage, loads secrets, ensures the first admin and binds the listener.
     pub async fn build(mut config: Config) -> Result<Application, StartError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let listener = TcpListener::bind(config.bind)?;
+        let listener = listen(config.bind)?;
         let local = listener.local_addr()?;
         // Mailed links use the address actually bound (port 0 becomes the real port).
         config.public_url.get_or_insert_with(|| format!("http://{local}"));
@@ -93,6 +93,9 @@ impl Application {
         })
         .listen(listener)?
         .disable_signals()
+        // A closed WebSocket (or any connection the server ends) is dropped at once: waiting
+        // for the client to hang up first left sockets open for a second after their close.
+        .client_disconnect_timeout(Duration::ZERO)
         .shutdown_timeout(10)
         .run();
         Ok(Application { port, server, state })
@@ -185,6 +188,19 @@ fn assemble(config: Config, store: DynStore, secret: &[u8]) -> Result<AppState, 
         config: Arc::new(config),
     })
 }
+
+/// The listening socket, with room for a burst of connections: the standard library's backlog
+/// of 128 made a reconnect storm wait a second for retransmitted SYNs.
+fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket =
+        if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)?.into_std()
+}
+
+/// Connections the kernel may hold before they are accepted (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// Closes every WebSocket with 1001 and gives the writers a moment to send the close frames,
 /// since a graceful HTTP stop would otherwise wait for the sockets to end by themselves.
