@@ -38,6 +38,15 @@ pub struct Config {
     #[arg(long, env = "MONGODB_DB", default_value = "switchboard")]
     pub mongodb_db: String,
 
+    /// Redis URL (`redis://host:6379/0`); when set, several nodes act as one server: fan-out,
+    /// presence, revocations, limits and the session cap go through Redis.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = REDIS_URL)]
+    pub redis_url: Option<String>,
+
+    /// This node's name in logs, metrics and presence (default: host name and process id).
+    #[arg(long, env = "SWITCHBOARD_NODE_ID", value_parser = NODE_ID)]
+    pub node_id: Option<String>,
+
     /// HS256 signing secret (at least 32 bytes); generated once and kept in the data dir when unset.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -215,6 +224,15 @@ impl Config {
         {
             return Err("MONGODB_URI must start with mongodb:// or mongodb+srv://".into());
         }
+        if self.redis_url.is_some() {
+            // Several nodes are one server only on one store and one token key.
+            if self.mongodb_uri.is_none() {
+                return Err("REDIS_URL needs MONGODB_URI: the nodes must share one store".into());
+            }
+            if self.jwt_secret.is_none() {
+                return Err("REDIS_URL needs JWT_SECRET: every node must check the others' tokens".into());
+            }
+        }
         for (name, url) in [("ASSISTANT_URL", &self.assistant_url), ("IMAGE_URL", &self.image_url)] {
             if let Some(url) = url
                 && parse_origin(url).is_err()
@@ -223,6 +241,20 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// This node's name: the setting, else the host name and the process id.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| {
+                    h.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect::<String>()
+                })
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "node".into());
+            format!("{host}-{}", std::process::id())
+        })
     }
 
     /// The base URL for links in mail.
@@ -261,6 +293,33 @@ impl<T: Clone + Send + Sync + 'static> TypedValueParser for Named<T> {
 /// `SMTP_URL`, read by lettre's own URL support.
 const SMTP_URL: Named<SmtpServer> = Named { setting: "SMTP_URL", parse: SmtpServer::from_url };
 
+/// `REDIS_URL`, read by the Redis client's own URL support.
+const REDIS_URL: Named<String> = Named {
+    setting: "REDIS_URL",
+    parse: |value| {
+        if !(value.starts_with("redis://") || value.starts_with("redis-cluster://")) {
+            return Err("must start with redis:// or redis-cluster://".into());
+        }
+        match fred::types::config::Config::from_url(value) {
+            Ok(_) => Ok(value.to_owned()),
+            Err(e) => Err(format!("not a Redis URL ({})", e.details())),
+        }
+    },
+};
+
+/// `SWITCHBOARD_NODE_ID`: it names Redis keys and channels, so a short plain name.
+const NODE_ID: Named<String> = Named {
+    setting: "SWITCHBOARD_NODE_ID",
+    parse: |value| {
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+        if (1..=64).contains(&value.len()) && value.chars().all(plain) {
+            Ok(value.to_owned())
+        } else {
+            Err("use 1 to 64 letters, digits, '.', '-' or '_'".into())
+        }
+    },
+};
+
 /// `SMTP_FROM`: `Name <address>` or a bare address.
 const SMTP_FROM: Named<Mailbox> = Named {
     setting: "SMTP_FROM",
@@ -297,5 +356,11 @@ mod tests {
         let c = Config::try_parse_from(["switchboard", "--jwt-secret", "short"]).unwrap();
         assert!(c.check().unwrap_err().contains("JWT_SECRET"));
         assert!(Config::try_parse_from(["switchboard", "--allowed-origins", "ftp://x"]).is_err());
+        for (flag, value) in [("--redis-url", "http://x"), ("--node-id", "a b"), ("--node-id", "")] {
+            let err = Config::try_parse_from(["switchboard", flag, value]).unwrap_err().to_string();
+            assert!(err.contains("REDIS_URL") || err.contains("SWITCHBOARD_NODE_ID"), "{flag}: {err}");
+        }
+        let c = Config::try_parse_from(["switchboard", "--redis-url", "redis://127.0.0.1:6379/0"]).unwrap();
+        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379/0"));
     }
 }

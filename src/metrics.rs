@@ -13,7 +13,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Every metric name of API.md §6 (fixed: dashboards and alerts depend on them).
 pub mod names {
-    pub use switchboard_actors::presence::{ACTIVE_USERS, WS_SESSIONS};
+    pub use switchboard_actors::presence::{ACTIVE_USERS, NODE_ACTIVE_USERS, NODE_WS_SESSIONS, WS_SESSIONS};
 
     /// Counter `{service_type}`: credits spent.
     pub const CREDIT_USAGE_TOTAL: &str = "credit_usage_total";
@@ -31,6 +31,13 @@ pub mod names {
     pub const CREDITS_INSUFFICIENT_TOTAL: &str = "credits_insufficient_total";
     /// Histogram: writes committed together by the embedded store's group-commit writer.
     pub const LEDGER_WRITE_BATCH_SIZE: &str = "ledger_write_batch_size";
+    /// Counter `{direction}`: messages between nodes through Redis (`published`, `received`, and
+    /// `dropped` when this node fell behind). Only with Redis.
+    pub const CLUSTER_MESSAGES_TOTAL: &str = "cluster_messages_total";
+    /// Gauge: 1 while this node reaches Redis, 0 during an outage. Only with Redis.
+    pub const CLUSTER_REDIS_UP: &str = "cluster_redis_up";
+    /// Gauge: nodes listed in Redis at this node's last heartbeat. Only with Redis.
+    pub const CLUSTER_NODES: &str = "cluster_nodes";
 }
 
 /// Label values known up front. Each is registered at zero by [`install`], so a scrape shows
@@ -104,8 +111,16 @@ pub fn install() -> PrometheusHandle {
 fn describe() {
     use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     use names::*;
-    describe_gauge!(ACTIVE_USERS, "Distinct users with at least one open WebSocket on this node.");
-    describe_gauge!(WS_SESSIONS, "Open WebSocket sessions on this node.");
+    describe_gauge!(ACTIVE_USERS, "Distinct users with at least one open WebSocket, on every node.");
+    describe_gauge!(WS_SESSIONS, "Open WebSocket sessions, on every node.");
+    describe_gauge!(NODE_ACTIVE_USERS, "Distinct users with at least one open WebSocket on this node.");
+    describe_gauge!(NODE_WS_SESSIONS, "Open WebSocket sessions on this node.");
+    describe_counter!(
+        CLUSTER_MESSAGES_TOTAL,
+        "Messages between nodes through Redis, by direction (published, received, dropped)."
+    );
+    describe_gauge!(CLUSTER_REDIS_UP, "1 while this node reaches Redis, 0 during an outage.");
+    describe_gauge!(CLUSTER_NODES, "Nodes listed in Redis at this node's last heartbeat.");
     describe_counter!(CREDIT_USAGE_TOTAL, "Credits spent, by service type.");
     describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests answered, by method, route pattern and status.");
     describe_histogram!(
@@ -134,6 +149,8 @@ fn register_known_series() {
     // registered, never set, because presence may already have set them.
     let _ = gauge!(ACTIVE_USERS);
     let _ = gauge!(WS_SESSIONS);
+    let _ = gauge!(NODE_ACTIVE_USERS);
+    let _ = gauge!(NODE_WS_SESSIONS);
     for service_type in labels::SERVICE_TYPES {
         let _ = counter!(CREDIT_USAGE_TOTAL, "service_type" => service_type);
         let _ = counter!(CREDITS_INSUFFICIENT_TOTAL, "service_type" => service_type);

@@ -3,7 +3,6 @@
 //! admin, mounts the middleware and routes, and stops gracefully. Only `main.rs` imports it.
 
 use std::net::TcpListener;
-use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +10,6 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::{Compress, Logger, from_fn};
 use actix_web::{App, HttpServer, web};
-use switchboard_actors::rate_limit::RateLimiterActor;
 use switchboard_actors::throttle::Backoff;
 
 use crate::auth::jwt::JwtKeys;
@@ -19,9 +17,9 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::tokens;
 use crate::config::Config;
 use crate::mail::Mailer;
-use crate::seams::Realtime;
-use crate::seams::limiter::{LocalLimiter, WhenUnavailable};
-use crate::seams::throttle::LocalFailureThrottle;
+use crate::seams::Seams;
+use crate::seams::limiter::WhenUnavailable;
+use crate::seams::redis::RedisLink;
 use crate::services::accounts::throttles::AuthThrottles;
 use crate::services::accounts::{AccountService, AccountSettings};
 use crate::services::conversation::ConversationService;
@@ -67,7 +65,13 @@ impl Application {
             Some(secret) => secret.clone().into_bytes(),
             None => load_or_create_secret(&config.data_dir)?,
         };
-        let state = web::Data::new(assemble(config, store, &secret)?);
+        let seams = match &config.redis_url {
+            Some(url) => {
+                Seams::redis(RedisLink::connect(url, config.node_id()).await.map_err(StartError::Config)?)
+            }
+            None => Seams::local(),
+        };
+        let state = web::Data::new(assemble(config, store, &secret, &seams)?);
         if let (Some(email), Some(password)) = (&state.config.admin_email, &state.config.admin_password) {
             state.accounts.ensure_admin(email, password).await.map_err(StartError::Config)?;
         }
@@ -129,30 +133,27 @@ impl Application {
 }
 
 /// The engines, seams and services the settings ask for, in one [`AppState`].
-fn assemble(config: Config, store: DynStore, secret: &[u8]) -> Result<AppState, StartError> {
+fn assemble(config: Config, store: DynStore, secret: &[u8], seams: &Seams) -> Result<AppState, StartError> {
     let concurrency = config.hash_concurrency.map(usize::from).unwrap_or_else(default_hash_concurrency);
     let hasher = PasswordHasher::new(concurrency).map_err(|e| StartError::Config(e.to_string()))?;
     let mailer =
         Mailer::new(config.smtp_from.clone(), config.smtp_url.clone(), config.data_dir.join("outbox"));
     let heartbeat = Duration::from_millis(config.ws_heartbeat_ms);
-    let realtime = Realtime::local(config.ws_max_sessions_per_user as usize, heartbeat);
+    let realtime = seams.realtime(config.ws_max_sessions_per_user as usize, heartbeat);
 
-    let per_window = |limit: u32, window: Duration, when_unavailable| {
-        let limit = NonZeroU32::new(limit).unwrap_or(NonZeroU32::MIN);
-        LocalLimiter::new(RateLimiterActor::per_window(limit, window), when_unavailable)
-    };
     let (minute, hour) = (Duration::from_secs(60), Duration::from_secs(3600));
     // The REST limit and the account throttles let requests through when their engine cannot
     // answer: they guard cheap requests against abuse. The WebSocket limits refuse: they guard
     // paid or stored work.
-    let failures = |free: u32| Box::new(LocalFailureThrottle::new(Backoff::standard(free)));
+    let (allow, refuse) = (WhenUnavailable::Allow, WhenUnavailable::Refuse);
+    let failures = |scope, free: u32| seams.throttle(scope, Backoff::standard(free));
     let throttles = AuthThrottles {
-        login_account: failures(config.login_failures_per_account),
-        login_ip: failures(config.login_failures_per_ip),
-        reset_ip: failures(config.reset_failures_per_ip),
-        forgot_email: Box::new(per_window(config.forgot_per_email_per_hour, hour, WhenUnavailable::Allow)),
-        forgot_ip: Box::new(per_window(config.forgot_per_ip_per_hour, hour, WhenUnavailable::Allow)),
-        register_ip: Box::new(per_window(config.registrations_per_ip_per_hour, hour, WhenUnavailable::Allow)),
+        login_account: failures("login_account", config.login_failures_per_account),
+        login_ip: failures("login_ip", config.login_failures_per_ip),
+        reset_ip: failures("reset_ip", config.reset_failures_per_ip),
+        forgot_email: seams.limiter("forgot_email", config.forgot_per_email_per_hour, hour, allow),
+        forgot_ip: seams.limiter("forgot_ip", config.forgot_per_ip_per_hour, hour, allow),
+        register_ip: seams.limiter("register_ip", config.registrations_per_ip_per_hour, hour, allow),
     };
     let settings =
         AccountSettings { starting_credits: config.starting_credits, public_url: config.public_url() };
@@ -173,7 +174,7 @@ fn assemble(config: Config, store: DynStore, secret: &[u8]) -> Result<AppState, 
         credits.clone(),
         crate::assistant::from_config(&config),
         crate::images::from_config(&config),
-        Arc::new(per_window(config.ws_rate_limit_per_minute, minute, WhenUnavailable::Refuse)),
+        seams.limiter("ws", config.ws_rate_limit_per_minute, minute, refuse),
         i64::from(config.max_chats_per_user),
     );
     Ok(AppState {
@@ -182,8 +183,9 @@ fn assemble(config: Config, store: DynStore, secret: &[u8]) -> Result<AppState, 
         credits,
         conversation: Arc::new(conversation),
         realtime,
-        rest_limit: Arc::new(per_window(config.rate_limit_per_minute, minute, WhenUnavailable::Allow)),
-        ws_free_limit: Arc::new(per_window(config.ws_free_per_minute, minute, WhenUnavailable::Refuse)),
+        rest_limit: seams.limiter("rest", config.rate_limit_per_minute, minute, allow),
+        ws_free_limit: seams.limiter("ws_free", config.ws_free_per_minute, minute, refuse),
+        redis: seams.redis_link(),
         store,
         config: Arc::new(config),
     })

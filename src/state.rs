@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::seams::Realtime;
 use crate::seams::limiter::Limiter;
+use crate::seams::redis::RedisLink;
 use crate::services::accounts::AccountService;
 use crate::services::conversation::ConversationService;
 use crate::services::credits::CreditService;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub rest_limit: Arc<dyn Limiter>,
     /// Free WebSocket requests that touch storage, per user.
     pub ws_free_limit: Arc<dyn Limiter>,
+    /// The link to Redis with several nodes (for `/readyz`: every other use is a seam's).
+    pub(crate) redis: Option<Arc<RedisLink>>,
     /// Storage, for the readiness probe only: every other use goes through a service.
     pub(crate) store: DynStore,
 }
@@ -38,5 +41,10 @@ impl AppState {
     /// Whether storage answers (for `/readyz`).
     pub async fn storage_ready(&self) -> StoreResult<()> {
         self.store.ping().await
+    }
+
+    /// With several nodes, whether this node reaches Redis now (for `/readyz`).
+    pub fn redis_up(&self) -> Option<bool> {
+        self.redis.as_ref().map(|link| link.is_up())
     }
 }

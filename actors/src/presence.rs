@@ -19,6 +19,11 @@ use dashmap::DashMap;
 pub const ACTIVE_USERS: &str = "active_users";
 /// Gauge: open WebSocket sessions.
 pub const WS_SESSIONS: &str = "ws_sessions";
+/// Gauge: distinct users with at least one open WebSocket on this node (with several nodes,
+/// [`ACTIVE_USERS`] counts every node).
+pub const NODE_ACTIVE_USERS: &str = "node_active_users";
+/// Gauge: open WebSocket sessions on this node.
+pub const NODE_WS_SESSIONS: &str = "node_ws_sessions";
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +38,8 @@ pub enum LeaveReason {
     Slow,
     /// The server is stopping.
     Shutdown,
+    /// The node that held the session stopped answering (several nodes only).
+    NodeLost,
 }
 
 impl LeaveReason {
@@ -44,7 +51,14 @@ impl LeaveReason {
             LeaveReason::Revoked => "revoked",
             LeaveReason::Slow => "slow",
             LeaveReason::Shutdown => "shutdown",
+            LeaveReason::NodeLost => "node_lost",
         }
+    }
+
+    /// The reason spelled `wire`, if it is one.
+    pub fn parse(wire: &str) -> Option<LeaveReason> {
+        use LeaveReason::*;
+        [Closed, Timeout, Revoked, Slow, Shutdown, NodeLost].into_iter().find(|r| r.as_str() == wire)
     }
 }
 
@@ -115,6 +129,58 @@ pub struct Snapshot {
     /// Sessions.
     pub sessions: usize,
 }
+
+/// A change of one user's sessions on this node, told to the relay of a presence that spans
+/// several nodes. It carries the user's whole local state, not a difference, so telling it twice
+/// changes nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalChange {
+    /// Who.
+    pub user_id: Arc<str>,
+    /// Their email.
+    pub email: Arc<str>,
+    /// Their sessions open on this node now (0: their last one here closed).
+    pub sessions: usize,
+    /// Start of their oldest session on this node.
+    pub since: SystemTime,
+    /// Why a session closed; `None` when one opened.
+    pub reason: Option<LeaveReason>,
+}
+
+impl LocalChange {
+    /// The event admins of this node alone would see for the change.
+    pub fn local_event(&self) -> PresenceEvent {
+        match (self.sessions, self.reason) {
+            (0, reason) => PresenceEvent::Left {
+                user_id: self.user_id.clone(),
+                email: self.email.clone(),
+                reason: reason.unwrap_or(LeaveReason::Closed),
+            },
+            (1, None) => PresenceEvent::Joined(UserPresence {
+                user_id: self.user_id.clone(),
+                email: self.email.clone(),
+                sessions: 1,
+                connected_since: self.since,
+            }),
+            (sessions, _) => PresenceEvent::Sessions { user_id: self.user_id.clone(), sessions },
+        }
+    }
+}
+
+/// Where a relayed presence actor sends its [`LocalChange`]s (called on the actor's thread, in
+/// the order the changes happen).
+pub type Relay = Box<dyn Fn(LocalChange) + Send>;
+
+/// Tell this node's subscribed admins of a presence change (from the relay).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Announce(pub PresenceEvent);
+
+/// Every user with sessions on this node, as [`LocalChange`]s without a reason (for a relay
+/// that has to publish the node's whole state again).
+#[derive(Message)]
+#[rtype(result = "Vec<LocalChange>")]
+pub struct LocalUsers;
 
 /// How long revocations are remembered for sockets that were still opening; a socket whose
 /// credential was checked longer ago than this when it joins is refused.
@@ -322,7 +388,9 @@ impl Directory {
     }
 }
 
-/// The node's presence registry.
+/// The node's presence registry. Alone, it tells subscribed admins of its own changes; relayed
+/// (several nodes), it tells each change to the relay instead, and admins hear what the relay
+/// [`Announce`]s.
 #[derive(Default)]
 pub struct PresenceActor {
     sessions: HashMap<Arc<str>, SessionEntry>,
@@ -331,12 +399,18 @@ pub struct PresenceActor {
     revocations: Revocations,
     directory: Directory,
     heartbeat: Option<Duration>,
+    relay: Option<Relay>,
 }
 
 impl PresenceActor {
     /// A presence actor that tells every session to beat its heart every `interval`.
     pub fn with_heartbeat(interval: Duration) -> PresenceActor {
         PresenceActor { heartbeat: Some(interval), ..PresenceActor::default() }
+    }
+
+    /// A presence actor whose changes go to `relay` (see [`LocalChange`]).
+    pub fn relayed(interval: Duration, relay: Relay) -> PresenceActor {
+        PresenceActor { relay: Some(relay), ..PresenceActor::with_heartbeat(interval) }
     }
 
     /// The directory of this actor's sessions, for sending to users without going through it.
@@ -364,7 +438,7 @@ impl PresenceActor {
             user_id: user_id.clone(),
             email: user.email.clone(),
             sessions: user.sessions.len(),
-            connected_since: user.sessions.values().min().copied().unwrap_or_else(SystemTime::now),
+            connected_since: Self::since(user),
         }
     }
 
@@ -375,8 +449,28 @@ impl PresenceActor {
     }
 
     fn update_gauges(&self) {
-        metrics::gauge!(ACTIVE_USERS).set(self.users.len() as f64);
-        metrics::gauge!(WS_SESSIONS).set(self.sessions.len() as f64);
+        let (users, sessions) = (self.users.len() as f64, self.sessions.len() as f64);
+        metrics::gauge!(NODE_ACTIVE_USERS).set(users);
+        metrics::gauge!(NODE_WS_SESSIONS).set(sessions);
+        if self.relay.is_none() {
+            metrics::gauge!(ACTIVE_USERS).set(users);
+            metrics::gauge!(WS_SESSIONS).set(sessions);
+        }
+    }
+
+    /// Tells the relay, or else this node's admins, that `user_id`'s sessions changed.
+    fn changed(&self, user_id: &Arc<str>, email: &Arc<str>, reason: Option<LeaveReason>) {
+        let (sessions, since) =
+            self.users.get(user_id).map_or((0, SystemTime::now()), |u| (u.sessions.len(), Self::since(u)));
+        let change = LocalChange { user_id: user_id.clone(), email: email.clone(), sessions, since, reason };
+        match &self.relay {
+            Some(relay) => relay(change),
+            None => self.broadcast(change.local_event()),
+        }
+    }
+
+    fn since(user: &UserEntry) -> SystemTime {
+        user.sessions.values().min().copied().unwrap_or_else(SystemTime::now)
     }
 }
 
@@ -406,24 +500,22 @@ impl Handler<Join> for PresenceActor {
             msg.recipient.do_send(SessionEvent::Revoked { reason });
             return;
         }
-        let now = SystemTime::now();
-        let user = self
-            .users
+        self.users
             .entry(msg.user_id.clone())
-            .or_insert_with(|| UserEntry { email: msg.email.clone(), sessions: HashMap::new() });
-        user.sessions.insert(msg.session_id.clone(), now);
-        let event = if user.sessions.len() == 1 {
-            PresenceEvent::Joined(Self::user_presence(&msg.user_id, user))
-        } else {
-            PresenceEvent::Sessions { user_id: msg.user_id.clone(), sessions: user.sessions.len() }
-        };
+            .or_insert_with(|| UserEntry { email: msg.email.clone(), sessions: HashMap::new() })
+            .sessions
+            .insert(msg.session_id.clone(), SystemTime::now());
         self.directory.add(&msg.user_id, &msg.session_id, &msg.recipient);
         self.sessions.insert(
             msg.session_id,
-            SessionEntry { user_id: msg.user_id, auth_session: msg.auth_session, recipient: msg.recipient },
+            SessionEntry {
+                user_id: msg.user_id.clone(),
+                auth_session: msg.auth_session,
+                recipient: msg.recipient,
+            },
         );
         self.update_gauges();
-        self.broadcast(event);
+        self.changed(&msg.user_id, &msg.email, None);
     }
 }
 
@@ -436,15 +528,39 @@ impl Handler<Leave> for PresenceActor {
         self.directory.remove(&session.user_id, &msg.session_id);
         let Some(user) = self.users.get_mut(&session.user_id) else { return };
         user.sessions.remove(&msg.session_id);
-        let event = if user.sessions.is_empty() {
-            let email = user.email.clone();
+        let email = user.email.clone();
+        if user.sessions.is_empty() {
             self.users.remove(&session.user_id);
-            PresenceEvent::Left { user_id: session.user_id, email, reason: msg.reason }
-        } else {
-            PresenceEvent::Sessions { user_id: session.user_id, sessions: user.sessions.len() }
-        };
+        }
         self.update_gauges();
-        self.broadcast(event);
+        self.changed(&session.user_id, &email, Some(msg.reason));
+    }
+}
+
+impl Handler<Announce> for PresenceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Announce, _: &mut Context<Self>) {
+        self.broadcast(msg.0);
+    }
+}
+
+impl Handler<LocalUsers> for PresenceActor {
+    type Result = MessageResult<LocalUsers>;
+
+    fn handle(&mut self, _: LocalUsers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.users
+                .iter()
+                .map(|(id, user)| LocalChange {
+                    user_id: id.clone(),
+                    email: user.email.clone(),
+                    sessions: user.sessions.len(),
+                    since: Self::since(user),
+                    reason: None,
+                })
+                .collect(),
+        )
     }
 }
 

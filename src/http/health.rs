@@ -17,11 +17,19 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// The process can serve: storage answers.
-#[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses((status = 200, description = "ready"), (status = 503, description = "storage unreachable")))]
+/// The process can serve: storage answers. With several nodes the answer also says whether this
+/// node reaches Redis (`"redis": "up"` or `"down"`); without Redis the node still serves its own
+/// sessions, so that alone does not make it unready.
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses((status = 200, description = "ready (with Redis: `redis` is `up` or `down`)"), (status = 503, description = "storage unreachable")))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, state.storage_ready()).await {
-        Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({"status": "ready"}))),
+        Ok(Ok(())) => {
+            let mut body = json!({"status": "ready"});
+            if let Some(up) = state.redis_up() {
+                body["redis"] = json!(if up { "up" } else { "down" });
+            }
+            Ok(HttpResponse::Ok().json(body))
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::Unavailable)

@@ -1,24 +1,96 @@
 //! Seams: the interfaces through which the node reaches what several nodes must share — the bus
 //! to sessions, presence, limits, failure throttles and the per-user session cap. Each is a
 //! trait with the in-process implementation beside it, built on the actors of
-//! `switchboard-actors`; callers hold the trait, never an actor address, and each
-//! implementation states once what happens when its engine cannot answer.
+//! `switchboard-actors`, and a Redis one in [`redis`] for several nodes; callers hold the trait,
+//! never an actor address or a connection, and each implementation states once what happens
+//! when its engine cannot answer. [`Seams`] builds one or the other.
 
 pub mod bus;
 pub mod limiter;
 pub mod presence;
+pub mod redis;
 pub mod session_cap;
 pub mod throttle;
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Actor;
 use switchboard_actors::presence::PresenceActor;
+use switchboard_actors::rate_limit::RateLimiterActor;
+use switchboard_actors::throttle::Backoff;
 
 use self::bus::{Bus, LocalBus};
+use self::limiter::{Limiter, LocalLimiter, WhenUnavailable};
 use self::presence::{LocalPresence, PresenceRegistry};
+use self::redis::{RedisBus, RedisFailureThrottle, RedisLimiter, RedisLink, RedisPresence, RedisSessionCap};
 use self::session_cap::{LocalSessionCap, SessionCap};
+use self::throttle::{FailureThrottle, LocalFailureThrottle};
+
+/// Builds every seam: in process, or over Redis when the node has a link to it.
+pub struct Seams {
+    redis: Option<Arc<RedisLink>>,
+}
+
+impl Seams {
+    /// Seams of one process.
+    pub fn local() -> Seams {
+        Seams { redis: None }
+    }
+
+    /// Seams shared with the other nodes through `link`.
+    pub fn redis(link: Arc<RedisLink>) -> Seams {
+        Seams { redis: Some(link) }
+    }
+
+    /// The link to Redis, when there is one (for `/readyz`).
+    pub fn redis_link(&self) -> Option<Arc<RedisLink>> {
+        self.redis.clone()
+    }
+
+    /// The bus, presence and session cap; the presence actor sweeps every session's heartbeat
+    /// each `heartbeat`.
+    pub fn realtime(&self, max_sessions_per_user: usize, heartbeat: Duration) -> Realtime {
+        match &self.redis {
+            None => Realtime::local(max_sessions_per_user, heartbeat),
+            Some(link) => {
+                let cap = Arc::new(RedisSessionCap::new(link.clone(), max_sessions_per_user));
+                let (presence, actor, directory) = RedisPresence::start(link.clone(), heartbeat, cap.clone());
+                Realtime {
+                    bus: Arc::new(RedisBus::new(link.clone(), actor, directory)),
+                    presence: Arc::new(presence),
+                    session_cap: cap,
+                }
+            }
+        }
+    }
+
+    /// `limit` requests per `window` per key of `scope`.
+    pub fn limiter(
+        &self,
+        scope: &'static str,
+        limit: u32,
+        window: Duration,
+        when_unavailable: WhenUnavailable,
+    ) -> Arc<dyn Limiter> {
+        let nonzero = NonZeroU32::new(limit).unwrap_or(NonZeroU32::MIN);
+        let local = LocalLimiter::new(RateLimiterActor::per_window(nonzero, window), when_unavailable);
+        match &self.redis {
+            None => Arc::new(local),
+            Some(link) => Arc::new(RedisLimiter::new(link.clone(), scope, limit, window, Box::new(local))),
+        }
+    }
+
+    /// A failure throttle of `scope`.
+    pub fn throttle(&self, scope: &'static str, backoff: Backoff) -> Box<dyn FailureThrottle> {
+        let local = LocalFailureThrottle::new(backoff);
+        match &self.redis {
+            None => Box::new(local),
+            Some(link) => Box::new(RedisFailureThrottle::new(link.clone(), scope, backoff, Box::new(local))),
+        }
+    }
+}
 
 /// The seams the realtime side shares: the bus, presence and the session cap.
 #[derive(Clone)]

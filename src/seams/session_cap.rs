@@ -52,24 +52,42 @@ fn lock(counts: &Counts) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, usize>> 
     counts.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-#[async_trait]
-impl SessionCap for LocalSessionCap {
-    async fn reserve(&self, user_id: &str) -> Option<SessionPlace> {
+impl LocalSessionCap {
+    /// Takes a place for `user_id`, refused at `max` places when there is a maximum (a cap
+    /// shared by several nodes checks its own maximum first and counts here without one).
+    pub(super) fn take(&self, user_id: &str, max: Option<usize>) -> Option<LocalPlace> {
         let user_id: Arc<str> = user_id.into();
         {
             let mut counts = lock(&self.counts);
             let count = counts.entry(user_id.clone()).or_insert(0);
-            if *count >= self.max {
+            if max.is_some_and(|max| *count >= max) {
                 return None;
             }
             *count += 1;
         }
-        Some(SessionPlace::new(LocalPlace { counts: self.counts.clone(), user_id }))
+        Some(LocalPlace { counts: self.counts.clone(), user_id })
+    }
+
+    /// Every user with places here, and how many.
+    pub(super) fn all(&self) -> Vec<(Arc<str>, usize)> {
+        lock(&self.counts).iter().map(|(user, count)| (user.clone(), *count)).collect()
+    }
+
+    /// The most places a user may hold.
+    pub(super) fn max(&self) -> usize {
+        self.max
+    }
+}
+
+#[async_trait]
+impl SessionCap for LocalSessionCap {
+    async fn reserve(&self, user_id: &str) -> Option<SessionPlace> {
+        self.take(user_id, Some(self.max)).map(SessionPlace::new)
     }
 }
 
 /// A place held in a [`LocalSessionCap`]; users without places leave the map.
-struct LocalPlace {
+pub(super) struct LocalPlace {
     counts: Counts,
     user_id: Arc<str>,
 }

@@ -413,7 +413,7 @@ pub enum ServerMessage {
         user_id: String,
         /// Their email.
         email: String,
-        /// `closed`, `timeout`, `revoked`, `slow` or `shutdown`.
+        /// `closed`, `timeout`, `revoked`, `slow`, `shutdown` or (several nodes) `node_lost`.
         reason: &'static str,
     },
     /// A user's session count changed.

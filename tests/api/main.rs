@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod cluster;
 mod helpers;
 mod hostile;
 mod mail;

@@ -47,7 +47,14 @@ impl TestApp {
 
     /// Connects with a query string and headers; `Err` carries the HTTP refusal.
     pub async fn try_connect_ws(&self, query: &str, headers: &[(&str, &str)]) -> Result<WsClient, Refused> {
-        let mut request = self.ws_url(query).into_client_request().unwrap();
+        WsClient::try_connect(&self.ws_url(query), headers).await
+    }
+}
+
+impl WsClient {
+    /// Connects to `url` with `headers` and reads `hello`; `Err` carries the HTTP refusal.
+    pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<WsClient, Refused> {
+        let mut request = url.into_client_request().unwrap();
         for (name, value) in headers {
             let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
             request.headers_mut().insert(name, HeaderValue::from_str(value).unwrap());
@@ -70,9 +77,7 @@ impl TestApp {
             Err(e) => panic!("WebSocket connect failed: {e}"),
         }
     }
-}
 
-impl WsClient {
     /// Sends a JSON frame.
     pub async fn send(&mut self, frame: Value) {
         self.stream.send(Message::text(frame.to_string())).await.expect("send frame");
@@ -80,9 +85,11 @@ impl WsClient {
 
     /// The next text frame as JSON (pings are answered by tungstenite; pongs skipped).
     pub async fn recv(&mut self) -> Value {
+        // One deadline for the text frame: heartbeat pings must not keep the wait going.
+        let deadline = tokio::time::Instant::now() + FRAME_TIMEOUT;
         loop {
             let next =
-                tokio::time::timeout(FRAME_TIMEOUT, self.stream.next()).await.expect("a frame within 10 s");
+                tokio::time::timeout_at(deadline, self.stream.next()).await.expect("a frame within 10 s");
             match next.expect("connection open").expect("frame") {
                 Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
                 Message::Ping(_) | Message::Pong(_) => continue,

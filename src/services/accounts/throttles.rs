@@ -17,6 +17,7 @@
 //! `rate_limited_total{scope}` count and a log event.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::AccountError;
@@ -32,11 +33,11 @@ pub struct AuthThrottles {
     /// Failed password resets (bad tokens) per client IP.
     pub reset_ip: Box<dyn FailureThrottle>,
     /// Reset requests per email.
-    pub forgot_email: Box<dyn Limiter>,
+    pub forgot_email: Arc<dyn Limiter>,
     /// Reset requests per client IP.
-    pub forgot_ip: Box<dyn Limiter>,
+    pub forgot_ip: Arc<dyn Limiter>,
     /// Registrations per client IP.
-    pub register_ip: Box<dyn Limiter>,
+    pub register_ip: Arc<dyn Limiter>,
 }
 
 impl AuthThrottles {

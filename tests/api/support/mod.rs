@@ -3,6 +3,7 @@
 
 pub mod ferret;
 pub mod process;
+pub mod redis;
 pub mod store;
 
 use std::ffi::OsStr;

@@ -178,6 +178,15 @@ impl ServerProcess {
         server
     }
 
+    /// Starts the binary on a free port with a data dir of its own (removed on drop) and only
+    /// `env` (which names the store itself), and waits until /healthz answers.
+    pub async fn start_in_fresh_data_dir_with(env: &[(String, String)]) -> ServerProcess {
+        let data_dir = TempDir::new().expect("data dir");
+        let mut server = ServerProcess::start(data_dir.path(), env).await;
+        server._owned_data_dir = Some(data_dir);
+        server
+    }
+
     /// Starts `command`, a [`server_command`] set up to listen on `port`, and waits until
     /// /healthz answers.
     pub async fn start_command(command: Command, port: u16) -> ServerProcess {

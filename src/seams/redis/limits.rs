@@ -1,0 +1,128 @@
+//! Rate limits and failure throttles over Redis: one script per check, so a check and its count
+//! are one atomic step on every node's shared state (never read-then-write), with the same
+//! arithmetic as the in-process engines, which answer instead while Redis is unreachable.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::types::scripts::Script;
+use switchboard_actors::throttle::Backoff;
+
+use super::{RedisLink, arg, num};
+use crate::seams::limiter::{Decision, Limiter};
+use crate::seams::throttle::FailureThrottle;
+
+static GCRA: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!("gcra.lua")));
+static THROTTLE: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!("throttle.lua")));
+
+/// One limit shared by every node: a GCRA bucket per key in Redis.
+pub struct RedisLimiter {
+    link: Arc<RedisLink>,
+    scope: &'static str,
+    limit: u32,
+    per_request: Duration,
+    /// This node's own limiter, while Redis is unreachable.
+    fallback: Box<dyn Limiter>,
+}
+
+impl RedisLimiter {
+    /// `limit` requests per `window` per key of `scope`; `fallback` answers during an outage.
+    pub fn new(
+        link: Arc<RedisLink>,
+        scope: &'static str,
+        limit: u32,
+        window: Duration,
+        fallback: Box<dyn Limiter>,
+    ) -> RedisLimiter {
+        let limit = limit.max(1);
+        let per_request = window.max(Duration::from_secs(1)) / limit;
+        RedisLimiter { link, scope, limit, per_request, fallback }
+    }
+}
+
+#[async_trait]
+impl Limiter for RedisLimiter {
+    async fn check(&self, key: &str) -> Decision {
+        let bucket = format!("sb:rl:{}:{key}", self.scope);
+        let period = i64::try_from(self.per_request.as_micros()).unwrap_or(i64::MAX).max(1);
+        let answer: Result<(i64, i64, i64, i64), _> =
+            self.link.eval(&GCRA, vec![bucket], vec![num(period), num(self.limit)]).await;
+        match answer {
+            Ok((allowed, remaining, retry_us, reset_us)) => Decision {
+                allowed: allowed == 1,
+                limit: self.limit,
+                remaining: u32::try_from(remaining).unwrap_or(0),
+                retry_after: micros(retry_us),
+                reset_after: micros(reset_us),
+            },
+            Err(_) => self.fallback.check(key).await,
+        }
+    }
+}
+
+fn micros(value: i64) -> Duration {
+    Duration::from_micros(u64::try_from(value).unwrap_or(0))
+}
+
+/// One failure throttle shared by every node.
+pub struct RedisFailureThrottle {
+    link: Arc<RedisLink>,
+    scope: &'static str,
+    backoff: Backoff,
+    /// This node's own throttle, while Redis is unreachable.
+    fallback: Box<dyn FailureThrottle>,
+}
+
+impl RedisFailureThrottle {
+    /// A throttle of `scope` with `backoff`; `fallback` answers during an outage.
+    pub fn new(
+        link: Arc<RedisLink>,
+        scope: &'static str,
+        backoff: Backoff,
+        fallback: Box<dyn FailureThrottle>,
+    ) -> RedisFailureThrottle {
+        RedisFailureThrottle { link, scope, backoff, fallback }
+    }
+
+    fn key(&self, key: &str) -> Vec<String> {
+        vec![format!("sb:ft:{}:{key}", self.scope)]
+    }
+
+    /// Runs `op` in the background: taking back and forgetting need no answer.
+    fn tell(&self, key: &str, op: &'static str) {
+        let (link, keys) = (self.link.clone(), self.key(key));
+        tokio::spawn(async move {
+            let _: Result<i64, _> = link.eval(&THROTTLE, keys, vec![arg(op)]).await;
+        });
+    }
+}
+
+#[async_trait]
+impl FailureThrottle for RedisFailureThrottle {
+    async fn attempt(&self, key: &str) -> Result<(), Duration> {
+        let ms = |d: Duration| num(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let b = self.backoff;
+        let args =
+            vec![arg("attempt"), num(b.free_failures), ms(b.base_delay), ms(b.max_delay), ms(b.forget_after)];
+        match self.link.eval::<i64>(&THROTTLE, self.key(key), args).await {
+            Ok(0) => Ok(()),
+            Ok(wait_ms) => Err(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0))),
+            Err(_) => self.fallback.attempt(key).await,
+        }
+    }
+
+    fn take_back(&self, key: &str) {
+        if self.link.is_up() {
+            self.tell(key, "take_back");
+        } else {
+            self.fallback.take_back(key);
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        // Forgotten everywhere: the owner proved who they are.
+        self.tell(key, "forget");
+        self.fallback.forget(key);
+    }
+}
