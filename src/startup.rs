@@ -23,9 +23,10 @@ use crate::seams::Realtime;
 use crate::seams::limiter::{LocalLimiter, WhenUnavailable};
 use crate::seams::throttle::LocalFailureThrottle;
 use crate::services::accounts::throttles::AuthThrottles;
-use crate::services::accounts::{AccountService, AccountSettings};
+use crate::services::accounts::{AccountSeams, AccountService, AccountSettings};
 use crate::services::conversation::ConversationService;
 use crate::services::credits::{CreditService, Prices};
+use crate::services::overview::OverviewService;
 use crate::state::AppState;
 use crate::store::DynStore;
 use crate::store::mongo::MongoStore;
@@ -161,7 +162,7 @@ fn assemble(config: Config, store: DynStore, secret: &[u8]) -> Result<AppState, 
         hasher,
         JwtKeys::new(secret),
         mailer,
-        realtime.bus.clone(),
+        AccountSeams { bus: realtime.bus.clone(), presence: realtime.presence.clone() },
         throttles,
         settings,
     );
@@ -176,11 +177,13 @@ fn assemble(config: Config, store: DynStore, secret: &[u8]) -> Result<AppState, 
         Arc::new(per_window(config.ws_rate_limit_per_minute, minute, WhenUnavailable::Refuse)),
         i64::from(config.max_chats_per_user),
     );
+    let overview = OverviewService::new(store.clone(), credits.clone(), realtime.presence.clone());
     Ok(AppState {
         csrf_key: tokens::hmac_token(secret, "csrf").into_bytes(),
         accounts: Arc::new(accounts),
         credits,
         conversation: Arc::new(conversation),
+        overview: Arc::new(overview),
         realtime,
         rest_limit: Arc::new(per_window(config.rate_limit_per_minute, minute, WhenUnavailable::Allow)),
         ws_free_limit: Arc::new(per_window(config.ws_free_per_minute, minute, WhenUnavailable::Refuse)),

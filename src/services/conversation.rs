@@ -122,11 +122,7 @@ impl ConversationService {
     pub async fn create_chat(&self, user_id: &str, title: Option<String>) -> Result<Chat, ConversationError> {
         let title = title.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
         let title = title.unwrap_or_else(|| DEFAULT_TITLE.into());
-        if title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
-            return Err(ConversationError::Invalid(
-                "title must be at most 200 characters without control characters".into(),
-            ));
-        }
+        check_title(&title)?;
         if self.store.chat_count(user_id).await? >= self.max_chats {
             return Err(ConversationError::QuotaExceeded(format!(
                 "You have reached the limit of {} chats; delete one to start another",
@@ -160,6 +156,30 @@ impl ConversationService {
             Some(chat) if chat.user_id == user_id => Ok(chat),
             _ => Err(ConversationError::NotFound),
         }
+    }
+
+    /// Renames the user's chat (title trimmed, 1 to 200 characters, no control characters); its
+    /// place in the list stays, as no message arrived.
+    pub async fn rename_chat(
+        &self,
+        user_id: &str,
+        chat_id: &str,
+        title: &str,
+    ) -> Result<Chat, ConversationError> {
+        let title = title.trim();
+        check_title(title)?;
+        self.own_chat(user_id, chat_id).await?;
+        self.store.rename_chat(chat_id, title).await?.ok_or(ConversationError::NotFound)
+    }
+
+    /// Deletes the user's chat and its messages, which frees a place under the chat cap.
+    pub async fn delete_chat(&self, user_id: &str, chat_id: &str) -> Result<(), ConversationError> {
+        self.own_chat(user_id, chat_id).await?;
+        if !self.store.delete_chat(chat_id).await? {
+            // Deleted by another request a moment ago.
+            return Err(ConversationError::NotFound);
+        }
+        Ok(())
     }
 
     /// The newest `limit` messages of the user's chat (before message `before`), oldest first.
@@ -269,6 +289,21 @@ impl ConversationService {
         }
     }
 
+    /// Deletes image `id` with its PNG if `viewer` owns it or `may_delete_any` (admins, who
+    /// moderate); else `NotFound`. Answers the deleted image's record.
+    pub async fn delete_image(
+        &self,
+        viewer: &str,
+        may_delete_any: bool,
+        id: &str,
+    ) -> Result<Image, ConversationError> {
+        let image = self.image(viewer, may_delete_any, id).await?;
+        if !self.store.delete_image(&image.id).await? {
+            return Err(ConversationError::NotFound);
+        }
+        Ok(image)
+    }
+
     /// The PNG of an image already found with [`ConversationService::image`].
     pub async fn image_png(&self, image: &Image) -> Result<Vec<u8>, ConversationError> {
         self.store.image_png(&image.id).await?.ok_or(ConversationError::NotFound)
@@ -368,6 +403,16 @@ impl ConversationService {
         );
         Ok(())
     }
+}
+
+/// A chat title: 1 to 200 characters (already trimmed), no control characters.
+fn check_title(title: &str) -> Result<(), ConversationError> {
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
+        return Err(ConversationError::Invalid(
+            "title must be 1 to 200 characters without control characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A new record id: a UUIDv7, so ids sort in creation order.

@@ -4,13 +4,16 @@
 mod admin;
 mod audit;
 mod auth;
+mod daily_usage;
 mod helpers;
 mod hostile;
+mod library;
 mod mail;
 mod metrics;
 mod process;
 mod profile;
 mod security;
+mod sessions;
 mod store_contract;
 mod support;
 mod ws_helpers;
