@@ -10,6 +10,7 @@ mod hostile;
 mod library;
 mod mail;
 mod metrics;
+mod operations;
 mod process;
 mod profile;
 mod security;
