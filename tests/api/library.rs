@@ -105,6 +105,7 @@ async fn an_image_is_deleted_with_its_png_by_its_owner_or_an_admin_only() {
     let (_, token) = app.user_with_token().await;
     let (_, stranger) = app.user_with_token().await;
     let mut ws = app.connect_ws(&token).await;
+    assert_eq!(ws.hello["prices"], json!({"chat": 1, "image": 10}), "hello tells the prices");
     let mut ids = Vec::new();
     for n in 0..2 {
         let made = ws
