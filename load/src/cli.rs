@@ -212,7 +212,7 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
         /// The lowest acceptable chat/ping throughput ratio.
-        #[arg(long, default_value_t = 0.01)]
+        #[arg(long, default_value_t = 0.025)]
         min_ratio: f64,
     },
     /// Centrifugo: connects per second with an HMAC JWT (open + connect command + close).

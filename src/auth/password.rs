@@ -1,6 +1,7 @@
 //! Password hashing with argon2id (OWASP parameters: m = 19 MiB, t = 2, p = 1), run on a few
-//! dedicated threads so a login storm can neither occupy every thread nor make every thread of
-//! the blocking pool keep a 19 MiB block in its allocator arena.
+//! dedicated low-priority threads so a login storm can neither occupy every thread, nor take
+//! the cores from sessions, nor make every thread of the blocking pool keep a 19 MiB block in
+//! its allocator arena.
 
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -83,8 +84,13 @@ impl PasswordHasher {
     }
 }
 
-/// One hashing thread: takes jobs until every sender is gone.
+/// One hashing thread: takes jobs until every sender is gone. It runs at the lowest priority
+/// (niceness 19), so during a login storm the scheduler still gives the runtime's threads the
+/// cores they ask for: sessions and requests keep their latency and logins take what is left.
 fn hash_worker(queue: &Mutex<mpsc::Receiver<Job>>) {
+    if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
+        tracing::warn!(error = ?e, "could not lower the priority of a password hashing thread");
+    }
     loop {
         // The lock is held only while waiting for the next job, never while hashing.
         let next = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
