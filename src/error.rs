@@ -11,6 +11,7 @@ use crate::seams::limiter::ceil_secs;
 use crate::services::accounts::AccountError;
 use crate::services::conversation::ConversationError;
 use crate::services::credits::CreditError;
+use crate::services::overview::OverviewError;
 use crate::services::paging::PageError;
 use crate::store::StoreError;
 
@@ -209,8 +210,19 @@ impl From<ConversationError> for ApiError {
             ConversationError::NotFound => ApiError::NotFound,
             ConversationError::Unavailable(_) => ApiError::Unavailable,
             ConversationError::Internal(cause) => ApiError::Internal(cause),
+            // REST validates bodies before the service does; this is its second line.
+            ConversationError::Invalid(problem) => ApiError::field("body", problem),
             // REST reads and deletes chats and images; it neither creates nor pays for any.
             other => ApiError::Internal(format!("unexpected in a REST request: {other}")),
+        }
+    }
+}
+
+impl From<OverviewError> for ApiError {
+    fn from(e: OverviewError) -> ApiError {
+        match e {
+            OverviewError::Store(e) => e.into(),
+            OverviewError::Presence(_) => ApiError::Unavailable,
         }
     }
 }

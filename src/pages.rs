@@ -3,7 +3,7 @@
 //!
 //! The pages are static files; everything user-specific is fetched by their ES modules from the
 //! REST API and the WebSocket. The server's only decision is whether to serve a page or redirect:
-//! `/profile`, `/chat` and `/admin` need a valid `sb_access` cookie, else 302 to
+//! `/profile`, `/chat`, `/images` and `/admin` need a valid `sb_access` cookie, else 302 to
 //! `/login?next=<path>` (the login page first tries the refresh cookie, so a returning user is
 //! not asked for a password); `/admin` sends a non-admin to `/profile`.
 
@@ -41,9 +41,10 @@ enum Audience {
 }
 
 /// Pages that need a login, with who may see them.
-const PRIVATE_PAGES: [(&str, &str, Audience); 3] = [
+const PRIVATE_PAGES: [(&str, &str, Audience); 4] = [
     ("/profile", "profile.html", Audience::User),
     ("/chat", "chat.html", Audience::User),
+    ("/images", "images.html", Audience::User),
     ("/admin", "admin.html", Audience::Admin),
 ];
 
@@ -61,7 +62,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             }),
         );
     }
+    cfg.route("/assets/common-passwords.txt", web::get().to(common_passwords));
     cfg.route("/assets/{path:.*}", web::get().to(asset));
+    cfg.route("/vendor/{path:.*}", web::get().to(vendored));
+}
+
+/// `GET /assets/common-passwords.txt`: the list the server refuses passwords from, so a page can
+/// show the rule while a new password is typed (the same list, so the page and server agree).
+async fn common_passwords() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400")))
+        .body(crate::auth::password::COMMON_PASSWORDS_TEXT)
+}
+
+/// `GET /vendor/{path}`: a vendored library or its licence (`web/vendor/`, see its README).
+async fn vendored(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    embedded(&req, &format!("vendor/{}", path.into_inner()))
 }
 
 /// Serves a page that needs a login, or redirects to the login page or the profile.
@@ -116,11 +133,14 @@ fn content_type(file: &str) -> Option<&'static str> {
     let extension = file.rsplit_once('.')?.1;
     Some(match extension {
         "html" => "text/html; charset=utf-8",
-        "js" => "text/javascript; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
         "svg" => "image/svg+xml",
         "png" => "image/png",
         "ico" => "image/x-icon",
+        // The vendored libraries' licences and notes.
+        "txt" => "text/plain; charset=utf-8",
+        "md" => "text/markdown; charset=utf-8",
         _ => return None,
     })
 }
@@ -160,7 +180,9 @@ mod tests {
             ("assets/logo.svg", Some("image/svg+xml")),
             ("assets/x.png", Some("image/png")),
             ("favicon.ico", Some("image/x-icon")),
-            ("assets/notes.txt", None),
+            ("vendor/uplot/LICENSE.txt", Some("text/plain; charset=utf-8")),
+            ("vendor/dompurify/purify.es.mjs", Some("text/javascript; charset=utf-8")),
+            ("assets/data.json", None),
             ("assets/noextension", None),
         ];
         for (file, expected) in cases {

@@ -21,9 +21,10 @@ use crate::seams::Seams;
 use crate::seams::limiter::WhenUnavailable;
 use crate::seams::redis::RedisLink;
 use crate::services::accounts::throttles::AuthThrottles;
-use crate::services::accounts::{AccountService, AccountSettings};
+use crate::services::accounts::{AccountSeams, AccountService, AccountSettings};
 use crate::services::conversation::ConversationService;
 use crate::services::credits::{CreditService, Prices};
+use crate::services::overview::OverviewService;
 use crate::state::AppState;
 use crate::store::DynStore;
 use crate::store::mongo::MongoStore;
@@ -162,7 +163,7 @@ fn assemble(config: Config, store: DynStore, secret: &[u8], seams: &Seams) -> Re
         hasher,
         JwtKeys::new(secret),
         mailer,
-        realtime.bus.clone(),
+        AccountSeams { bus: realtime.bus.clone(), presence: realtime.presence.clone() },
         throttles,
         settings,
     );
@@ -177,11 +178,13 @@ fn assemble(config: Config, store: DynStore, secret: &[u8], seams: &Seams) -> Re
         seams.limiter("ws", config.ws_rate_limit_per_minute, minute, refuse),
         i64::from(config.max_chats_per_user),
     );
+    let overview = OverviewService::new(store.clone(), credits.clone(), realtime.presence.clone());
     Ok(AppState {
         csrf_key: tokens::hmac_token(secret, "csrf").into_bytes(),
         accounts: Arc::new(accounts),
         credits,
         conversation: Arc::new(conversation),
+        overview: Arc::new(overview),
         realtime,
         rest_limit: seams.limiter("rest", config.rate_limit_per_minute, minute, allow),
         ws_free_limit: seams.limiter("ws_free", config.ws_free_per_minute, minute, refuse),

@@ -11,6 +11,7 @@ use crate::seams::redis::RedisLink;
 use crate::services::accounts::AccountService;
 use crate::services::conversation::ConversationService;
 use crate::services::credits::CreditService;
+use crate::services::overview::OverviewService;
 use crate::store::{DynStore, StoreResult};
 
 /// Everything handlers and WebSocket sessions share.
@@ -25,6 +26,8 @@ pub struct AppState {
     pub credits: Arc<CreditService>,
     /// Chats, chat turns and images.
     pub conversation: Arc<ConversationService>,
+    /// The admin's overview.
+    pub overview: Arc<OverviewService>,
     /// The bus, presence and the session cap.
     pub realtime: Realtime,
     /// The REST rate limit (per user, else per client IP).

@@ -247,6 +247,14 @@ pub struct CountSessions {
     pub user_id: Arc<str>,
 }
 
+/// A user's open sockets, counted per login session (API-key sockets, which have none, are left out).
+#[derive(Message)]
+#[rtype(result = "HashMap<String, usize>")]
+pub struct SocketsByLoginSession {
+    /// Whose.
+    pub user_id: Arc<str>,
+}
+
 /// Deliver an event to every session of a user.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -599,6 +607,19 @@ impl Handler<CountSessions> for PresenceActor {
     }
 }
 
+impl Handler<SocketsByLoginSession> for PresenceActor {
+    type Result = MessageResult<SocketsByLoginSession>;
+
+    fn handle(&mut self, msg: SocketsByLoginSession, _: &mut Context<Self>) -> Self::Result {
+        let mut counts = HashMap::new();
+        let sessions = self.users.get(&msg.user_id).into_iter().flat_map(|u| u.sessions.keys());
+        for auth_session in sessions.filter_map(|id| self.sessions.get(id)?.auth_session.as_ref()) {
+            *counts.entry(auth_session.to_string()).or_insert(0) += 1;
+        }
+        MessageResult(counts)
+    }
+}
+
 impl Handler<ToUser> for PresenceActor {
     type Result = ();
 
@@ -726,6 +747,31 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["joined ada", "sessions ada 2", "sessions ada 1", "left ada timeout"]);
+    }
+
+    #[actix::test]
+    async fn open_sockets_are_counted_per_login_session_of_one_user() {
+        let presence = PresenceActor::default().start();
+        let joins = [
+            ("ws1", "ada", Some("login-1")),
+            ("ws2", "ada", Some("login-1")),
+            ("ws3", "ada", Some("login-2")),
+            ("ws4", "ada", None),
+            ("ws5", "bob", Some("login-3")),
+        ];
+        for (session, user, login) in joins {
+            let (recipient, _) = probe();
+            let join = Join { auth_session: login.map(Into::into), ..join(session, user, recipient) };
+            presence.send(join).await.unwrap();
+        }
+        let counts = presence.send(SocketsByLoginSession { user_id: "ada".into() }).await.unwrap();
+        let expected = HashMap::from([("login-1".to_owned(), 2), ("login-2".to_owned(), 1)]);
+        assert_eq!(
+            counts, expected,
+            "two sockets of one login, one of another; the API-key socket is left out"
+        );
+        let nobody = presence.send(SocketsByLoginSession { user_id: "eve".into() }).await.unwrap();
+        assert!(nobody.is_empty(), "a user without sockets has no counts");
     }
 
     #[actix::test]

@@ -12,9 +12,13 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use tokio::sync::oneshot;
 
+/// The list as shipped: one lower-cased password a line, most common first. The pages fetch it
+/// (`/assets/common-passwords.txt`) to show the rule while a new password is typed.
+pub const COMMON_PASSWORDS_TEXT: &str = include_str!("../../assets/common-passwords.txt");
+
 /// The 10,000 most common passwords (see `assets/README.md` for the source and licence).
 static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| include_str!("../../assets/common-passwords.txt").lines().map(str::trim).collect());
+    LazyLock::new(|| COMMON_PASSWORDS_TEXT.lines().map(str::trim).collect());
 
 /// True when `password` (compared case-insensitively) is one of the 10,000 most common.
 pub fn is_common(password: &str) -> bool {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use validator::{Validate, ValidationError};
 
-use super::views::{PresenceSnapshotView, StatsResponse, UsagePage, UserView};
+use super::views::{OverviewView, PresenceSnapshotView, StatsResponse, UsagePage, UserView};
 use crate::auth::extract::Admin;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::json::ValidJson;
@@ -258,4 +258,14 @@ pub async fn user_usage(
 pub async fn presence(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let snapshot = state.realtime.presence.snapshot().await.map_err(|_| ApiError::Unavailable)?;
     Ok(HttpResponse::Ok().json(PresenceSnapshotView::from(&snapshot)))
+}
+
+/// Users, who is online, nodes, today's credits and sign-ups, and the last 30 UTC days of both
+/// (`days`, for the chart).
+#[utoipa::path(get, path = "/api/admin/overview", tag = "admin",
+    responses((status = 200, body = OverviewView), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn overview(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let overview = state.overview.overview().await?;
+    Ok(HttpResponse::Ok().json(OverviewView::from(&overview)))
 }

@@ -14,7 +14,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::input::json::{OptionalJson, ValidJson};
 use crate::security::client_ip::ClientIp;
 use crate::services::accounts::rules as validate;
-use crate::services::accounts::{AccountService, NewAccount, REFRESH_DAYS, SessionTokens};
+use crate::services::accounts::{AccountService, LoginOrigin, NewAccount, REFRESH_DAYS, SessionTokens};
 use crate::state::AppState;
 use crate::store::User;
 
@@ -166,7 +166,9 @@ pub async fn login(
     ip: ClientIp,
     ValidJson(body): ValidJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, tokens) = state.accounts.login(&body.email, &body.password, ip.0).await?;
+    let user_agent = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let origin = LoginOrigin { ip: ip.0, user_agent: user_agent.map(str::to_owned) };
+    let (user, tokens) = state.accounts.login(&body.email, &body.password, origin).await?;
     token_response(&req, &state, &user, tokens).await
 }
 

@@ -1,12 +1,42 @@
 //! The signed-in user's chats and their messages over REST (the WebSocket is where they are made).
 
 use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use validator::{Validate, ValidationError};
 
 use crate::auth::extract::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
+use crate::input::json::ValidJson;
 use crate::input::paging::{PageQuery, Paging};
 use crate::state::AppState;
 use crate::ws::protocol::{ChatView, MessageView};
+
+/// Body of `PATCH /api/chats/{id}`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameChatRequest {
+    /// The new title: 1 to 200 characters after trimming, no control characters.
+    #[validate(custom(function = "chat_title"))]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub title: String,
+}
+
+fn chat_title(title: &str) -> Result<(), ValidationError> {
+    let trimmed = title.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > 200 {
+        return Err(ValidationError::new("length").with_message("must be 1 to 200 characters".into()));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(ValidationError::new("control_characters")
+            .with_message("must not contain control characters".into()));
+    }
+    Ok(())
+}
 
 /// The user's chats, most recently active first, a page at a time: when there may be more, the
 /// `Link` header names the next page (`rel="next"`, its `before` is an opaque cursor).
@@ -43,4 +73,31 @@ pub async fn chat_messages(
     let messages =
         state.conversation.history(&current.user.id, &path, page.before.as_deref(), page.limit).await?;
     Ok(HttpResponse::Ok().json(messages.iter().map(MessageView::from).collect::<Vec<_>>()))
+}
+
+/// Renames one of the user's chats (its place in the list stays); others' chats are 404.
+#[utoipa::path(patch, path = "/api/chats/{id}", tag = "chats", params(("id" = String, Path, description = "chat id")),
+    request_body = RenameChatRequest,
+    responses((status = 200, body = ChatView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn rename_chat(
+    state: web::Data<AppState>,
+    current: CurrentUser,
+    path: web::Path<String>,
+    ValidJson(body): ValidJson<RenameChatRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let chat = state.conversation.rename_chat(&current.user.id, &path, &body.title).await?;
+    Ok(HttpResponse::Ok().json(ChatView::from(&chat)))
+}
+
+/// Deletes one of the user's chats with its messages, freeing a place under the chat cap;
+/// others' chats are 404.
+#[utoipa::path(delete, path = "/api/chats/{id}", tag = "chats", params(("id" = String, Path, description = "chat id")),
+    responses((status = 204, description = "the chat and its messages are gone"), (status = 404, body = ErrorBody)))]
+pub async fn delete_chat(
+    state: web::Data<AppState>,
+    current: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.conversation.delete_chat(&current.user.id, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 use crate::auth::extract::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::paging::{PageQuery, Paging};
+use crate::security::client_ip::ClientIp;
 use crate::state::AppState;
 use crate::store::{Image, Role};
 use crate::ws::protocol::ImageView;
@@ -46,6 +47,25 @@ pub async fn image_content(
         .content_type("image/png")
         .insert_header(("Cache-Control", "private, max-age=86400, immutable"))
         .body(png))
+}
+
+/// Deletes an image and its PNG: the owner's, or any for admins (who moderate; logged as
+/// `admin_image_deleted`); else 404.
+#[utoipa::path(delete, path = "/api/images/{id}", tag = "images", params(("id" = String, Path, description = "image id")),
+    responses((status = 204, description = "the image and its PNG are gone"), (status = 404, body = ErrorBody)))]
+pub async fn delete_image(
+    state: web::Data<AppState>,
+    current: CurrentUser,
+    ip: ClientIp,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let admin = current.user.role == Role::Admin;
+    let image = state.conversation.delete_image(&current.user.id, admin, &path).await?;
+    if image.user_id != current.user.id {
+        tracing::info!(event = "admin_image_deleted", admin_id = %current.user.id, user_id = %image.user_id,
+            image_id = %image.id, client_ip = %ip, "admin deleted a user's image");
+    }
+    Ok(HttpResponse::NoContent().finish())
 }
 
 async fn visible_image(state: &AppState, current: &CurrentUser, id: &str) -> Result<Image, ApiError> {

@@ -9,6 +9,7 @@ pub mod images;
 pub mod metrics;
 pub mod openapi;
 pub mod profile;
+pub mod sessions;
 pub mod views;
 
 use actix_web::dev::Handler;
@@ -49,18 +50,27 @@ fn route_table() -> RouteTable {
     t.resource("/api/me").to(M::GET, profile::get_me).to(M::PUT, profile::update_me).add();
     t.resource("/api/me/stats").to(M::GET, profile::stats).add();
     t.resource("/api/me/usage").to(M::GET, profile::usage).add();
+    t.resource("/api/me/usage/daily").to(M::GET, profile::daily_usage).add();
+    t.resource("/api/me/sessions").to(M::GET, sessions::my_sessions).add();
+    // Before `/api/me/sessions/{id}`, which would otherwise take "revoke-others" for an id.
+    t.resource("/api/me/sessions/revoke-others").to(M::POST, sessions::end_other_sessions).add();
+    t.resource("/api/me/sessions/{id}").to(M::DELETE, sessions::end_my_session).add();
     t.resource("/api/me/api-key").to(M::POST, profile::regenerate_api_key).add();
     t.resource("/api/me/password").to(M::POST, profile::change_password).add();
     t.resource("/api/chats").to(M::GET, chats::list_chats).add();
+    t.resource("/api/chats/{id}").to(M::PATCH, chats::rename_chat).to(M::DELETE, chats::delete_chat).add();
     t.resource("/api/chats/{id}/messages").to(M::GET, chats::chat_messages).add();
     t.resource("/api/images").to(M::GET, images::list_images).add();
-    t.resource("/api/images/{id}").to(M::GET, images::get_image).add();
+    t.resource("/api/images/{id}").to(M::GET, images::get_image).to(M::DELETE, images::delete_image).add();
     t.resource("/api/images/{id}/content").to(M::GET, images::image_content).add();
     t.resource("/api/admin/users").to(M::GET, admin::list_users).add();
     t.resource("/api/admin/users/{id}").to(M::GET, admin::get_user).to(M::PATCH, admin::update_user).add();
     t.resource("/api/admin/users/{id}/credits").to(M::POST, admin::grant_credits).add();
     t.resource("/api/admin/users/{id}/usage").to(M::GET, admin::user_usage).add();
     t.resource("/api/admin/presence").to(M::GET, admin::presence).add();
+    t.resource("/api/admin/overview").to(M::GET, admin::overview).add();
+    t.resource("/api/admin/users/{id}/sessions").to(M::GET, sessions::user_sessions).add();
+    t.resource("/api/admin/users/{id}/sessions/{sid}").to(M::DELETE, sessions::end_user_session).add();
     t.resource("/ws").to(M::GET, crate::ws::upgrade::upgrade).add();
     t
 }

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, auth, chats, health, images, metrics, profile, views};
+use super::{admin, auth, chats, health, images, metrics, profile, sessions, views};
 use crate::error::ErrorBody;
 
 /// Every route of the REST API.
@@ -19,9 +19,11 @@ use crate::error::ErrorBody;
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::forgot_password, auth::reset_password,
         auth::ws_ticket, profile::get_me, profile::update_me, profile::stats, profile::usage,
-        profile::regenerate_api_key, profile::change_password, chats::list_chats, chats::chat_messages,
-        images::list_images, images::get_image, images::image_content, admin::list_users, admin::get_user,
-        admin::update_user, admin::grant_credits, admin::user_usage, admin::presence,
+        profile::regenerate_api_key, profile::change_password, profile::daily_usage, sessions::my_sessions,
+        sessions::end_my_session, sessions::end_other_sessions, chats::list_chats, chats::chat_messages,
+        chats::rename_chat, chats::delete_chat, images::list_images, images::get_image, images::image_content,
+        images::delete_image, admin::list_users, admin::get_user, admin::update_user, admin::grant_credits,
+        admin::user_usage, admin::presence, admin::overview, sessions::user_sessions, sessions::end_user_session,
         crate::ws::upgrade::upgrade, metrics::metrics_endpoint, health::healthz, health::readyz, openapi_json,
     ),
     components(schemas(ErrorBody, views::UserView, views::LedgerEntryView, views::UsagePage)),

@@ -5,13 +5,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use validator::{Validate, ValidationError};
 
-use super::views::{StatsResponse, UsagePage, UserView};
+use super::views::{DailyUsageView, StatsResponse, UsagePage, UserView};
 use crate::auth::extract::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::json::ValidJson;
 use crate::input::paging::{PageQuery, Paging};
+use crate::input::query::Query;
 use crate::security::client_ip::ClientIp;
 use crate::services::accounts::rules as validate;
+use crate::services::credits::DayWindow;
 use crate::state::AppState;
 
 /// Body of `PUT /api/me`.
@@ -60,6 +62,16 @@ pub struct ChangePasswordRequest {
     pub new_password: String,
 }
 
+/// The query of `GET /api/me/usage/daily`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DailyQuery {
+    /// UTC days to cover, ending today: 1 to 90 (default 30).
+    #[param(minimum = 1, maximum = 90)]
+    pub days: Option<i64>,
+}
+
 /// Answer of `POST /api/me/api-key`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiKeyResponse {
@@ -104,6 +116,20 @@ pub async fn usage(
 ) -> Result<HttpResponse, ApiError> {
     let usage = state.credits.usage(&current.user.id, page.before.as_deref(), page.limit).await?;
     Ok(HttpResponse::Ok().json(UsagePage::from(usage)))
+}
+
+/// Credits per UTC day, oldest first, every day present: `chat` and `image` spent (net of that
+/// day's refunds of the same service), `grant` (signed) and `refund`.
+#[utoipa::path(get, path = "/api/me/usage/daily", tag = "profile", params(DailyQuery),
+    responses((status = 200, body = DailyUsageView), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn daily_usage(
+    state: web::Data<AppState>,
+    current: CurrentUser,
+    query: Query<DailyQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let window = DayWindow::new(query.days).map_err(|problem| ApiError::field("days", problem))?;
+    let days = state.credits.daily_usage(Some(&current.user.id), window).await?;
+    Ok(HttpResponse::Ok().json(DailyUsageView::from(days.as_slice())))
 }
 
 /// Replaces the API key; the old key fails at once.

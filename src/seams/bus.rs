@@ -19,6 +19,7 @@ pub const REVOKE_REASONS: &[&str] = &[
     "password_changed",
     "account_disabled",
     "role_changed",
+    "session_ended",
     switchboard_actors::presence::STALE_CHECK_REASON,
 ];
 

@@ -2,12 +2,16 @@
 //! reason; admins read a snapshot and subscribe to changes; the gauges `active_users` and
 //! `ws_sessions` follow. In one process it is the presence actor.
 
+use std::collections::HashMap;
+
 use actix::Addr;
 use async_trait::async_trait;
 /// A session announcing itself: its id, user, login session, when its credential check began
 /// (see [`super::bus::Bus::revoke`]) and where this node delivers its events.
 pub use switchboard_actors::presence::Join as Joining;
-use switchboard_actors::presence::{GetSnapshot, Leave, PresenceActor, ShutdownAll, Subscribe, Unsubscribe};
+use switchboard_actors::presence::{
+    GetSnapshot, Leave, PresenceActor, ShutdownAll, SocketsByLoginSession, Subscribe, Unsubscribe,
+};
 pub use switchboard_actors::presence::{LeaveReason, PresenceEvent, Snapshot, UserPresence};
 
 /// The registry could not answer (the node is stopping).
@@ -24,6 +28,15 @@ pub trait PresenceRegistry: Send + Sync + 'static {
     fn leave(&self, session_id: &str, reason: LeaveReason);
     /// Everyone online now.
     async fn snapshot(&self) -> Result<Snapshot, PresenceUnavailable>;
+    /// The server nodes whose sessions this registry counts.
+    fn nodes(&self) -> usize {
+        1
+    }
+    /// A user's open sockets per login session (API-key sockets have none and are not counted).
+    async fn sockets_by_login_session(
+        &self,
+        user_id: &str,
+    ) -> Result<HashMap<String, usize>, PresenceUnavailable>;
     /// Subscribes an admin's session to changes and answers the snapshot to start from.
     async fn subscribe(&self, session_id: &str) -> Result<Snapshot, PresenceUnavailable>;
     /// Stops changes for a session.
@@ -56,6 +69,16 @@ impl PresenceRegistry for LocalPresence {
 
     async fn snapshot(&self) -> Result<Snapshot, PresenceUnavailable> {
         self.presence.send(GetSnapshot).await.map_err(|_| PresenceUnavailable)
+    }
+
+    async fn sockets_by_login_session(
+        &self,
+        user_id: &str,
+    ) -> Result<HashMap<String, usize>, PresenceUnavailable> {
+        self.presence
+            .send(SocketsByLoginSession { user_id: user_id.into() })
+            .await
+            .map_err(|_| PresenceUnavailable)
     }
 
     async fn subscribe(&self, session_id: &str) -> Result<Snapshot, PresenceUnavailable> {

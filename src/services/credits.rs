@@ -12,7 +12,7 @@ use super::paging::{Page, PageError, PageLimit};
 use super::{Event, Notify};
 pub use crate::store::ledger::CreditError;
 use crate::store::ledger::{self, CreditChange, Position};
-use crate::store::{CreditsUsed, DynStore, LedgerEntry, ServiceType, StoreError};
+use crate::store::{CreditsUsed, DynStore, LedgerDay, LedgerEntry, ServiceType, StoreError};
 
 /// Credit actors stop after this long without a change.
 const CREDIT_ACTOR_IDLE: Duration = Duration::from_secs(120);
@@ -41,6 +41,61 @@ pub struct Stats {
     pub total_images: i64,
     /// Credits spent per service, net of refunds.
     pub credits_used: CreditsUsed,
+}
+
+/// Days a per-day view covers when the client does not say.
+pub const DEFAULT_DAYS: i64 = 30;
+/// The most days a per-day view covers.
+pub const MAX_DAYS: i64 = 90;
+
+/// A checked number of days: today (UTC) and the days before it, 1 to 90.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayWindow(i64);
+
+impl DayWindow {
+    /// `days`, or 30; `Err` (what to tell the client) outside 1 to 90.
+    pub fn new(days: Option<i64>) -> Result<DayWindow, &'static str> {
+        match days.unwrap_or(DEFAULT_DAYS) {
+            days @ 1..=MAX_DAYS => Ok(DayWindow(days)),
+            _ => Err("must be 1 to 90"),
+        }
+    }
+
+    /// The UTC days of the window, oldest first, ending with the day of `now`.
+    pub fn dates(self, now: time::OffsetDateTime) -> Vec<time::Date> {
+        let today = crate::store::utc_day(now);
+        (0..self.0).rev().filter_map(|back| today.checked_sub(time::Duration::days(back))).collect()
+    }
+}
+
+/// Credits of one UTC day as the usage chart shows them. `chat` and `image` are the credits spent
+/// on each, net of that day's refunds of the same service; `refund` is the sum of those refunds
+/// (already taken off `chat` and `image`); `grant` is signed. So the day changed the balance by
+/// `grant − chat − image`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyUsage {
+    /// The UTC day.
+    pub date: time::Date,
+    /// Spent on chat messages, net of refunds.
+    pub chat: i64,
+    /// Spent on images, net of refunds.
+    pub image: i64,
+    /// Granted by admins (negative for take-backs).
+    pub grant: i64,
+    /// Given back for failed work.
+    pub refund: i64,
+}
+
+impl DailyUsage {
+    fn from_ledger(day: &LedgerDay) -> DailyUsage {
+        DailyUsage {
+            date: day.date,
+            chat: -day.chat - day.refund_chat,
+            image: -day.image - day.refund_image,
+            grant: day.grant,
+            refund: day.refund_chat + day.refund_image,
+        }
+    }
 }
 
 /// The store's ledger as the credit actors see it. Every applied change is told to the user's
@@ -205,6 +260,26 @@ impl CreditService {
         })
     }
 
+    /// Credits per UTC day over `window` (one user's, or everyone's with `None`), oldest first,
+    /// every day present (zeros where nothing happened).
+    pub async fn daily_usage(
+        &self,
+        user_id: Option<&str>,
+        window: DayWindow,
+    ) -> Result<Vec<DailyUsage>, CreditError> {
+        let dates = window.dates(crate::store::now());
+        let Some(first) = dates.first() else { return Ok(Vec::new()) };
+        let since = first.midnight().assume_utc();
+        let stored = self.store.ledger_days(user_id, since).await?;
+        Ok(dates
+            .iter()
+            .map(|date| match stored.iter().find(|day| day.date == *date) {
+                Some(day) => DailyUsage::from_ledger(day),
+                None => DailyUsage::from_ledger(&LedgerDay::empty(*date)),
+            })
+            .collect())
+    }
+
     async fn apply(&self, change: CreditChange) -> Result<LedgerEntry, CreditError> {
         let user_id = change.user_id.clone();
         match self.registry.apply(&user_id, change).await {
@@ -214,5 +289,40 @@ impl CreditService {
                 Err(StoreError::Unavailable("credit actor unreachable".into()).into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::{date, datetime};
+
+    use super::*;
+
+    #[test]
+    fn a_day_window_is_1_to_90_days_ending_today_oldest_first() {
+        assert_eq!(DayWindow::new(None), Ok(DayWindow(30)));
+        for bad in [0, 91, -1] {
+            assert!(DayWindow::new(Some(bad)).is_err(), "{bad} days are refused");
+        }
+        let dates = DayWindow::new(Some(3)).unwrap().dates(datetime!(2026-03-01 00:30 UTC));
+        assert_eq!(dates, [date!(2026 - 02 - 27), date!(2026 - 02 - 28), date!(2026 - 03 - 01)]);
+    }
+
+    #[test]
+    fn a_days_usage_is_spending_net_of_refunds_and_grants_as_signed() {
+        let mut day = LedgerDay::empty(date!(2026 - 03 - 01));
+        for (service, refund_of, amount) in [
+            (ServiceType::Chat, None, -1),
+            (ServiceType::Chat, None, -1),
+            (ServiceType::Refund, Some(ServiceType::Chat), 1),
+            (ServiceType::Image, None, -10),
+            (ServiceType::Grant, None, 50),
+            (ServiceType::Grant, None, -5),
+        ] {
+            day.add(service, refund_of, amount);
+        }
+        let usage = DailyUsage::from_ledger(&day);
+        assert_eq!((usage.chat, usage.image, usage.grant, usage.refund), (1, 10, 45, 1));
+        assert_eq!(usage.grant - usage.chat - usage.image, 34, "the balance change of the day");
     }
 }

@@ -68,6 +68,8 @@ pub trait UserStore: Send + Sync {
     -> StoreResult<(Vec<User>, i64)>;
     /// Chats, images and credits spent by a user.
     async fn user_stats(&self, user_id: &str) -> StoreResult<UserStats>;
+    /// Accounts created per UTC day since `since`, oldest day first; days without any are left out.
+    async fn signups_by_day(&self, since: OffsetDateTime) -> StoreResult<Vec<(time::Date, i64)>>;
 }
 
 /// Login sessions and the single-use things that hang off them.
@@ -81,6 +83,11 @@ pub trait SessionStore: Send + Sync {
     async fn revoke_session(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool>;
     /// Revokes every open session of a user and returns their ids.
     async fn revoke_user_sessions(&self, user_id: &str, now: OffsetDateTime) -> StoreResult<Vec<String>>;
+    /// Records a use of a session (a refresh); nothing happens for an unknown id.
+    async fn touch_session(&self, id: &str, now: OffsetDateTime) -> StoreResult<()>;
+    /// A user's sessions that are not revoked and were last used at or after `used_since`, most
+    /// recently used first.
+    async fn open_sessions(&self, user_id: &str, used_since: OffsetDateTime) -> StoreResult<Vec<Session>>;
 
     /// Stores a refresh token.
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
@@ -127,6 +134,9 @@ pub trait LedgerStore: Send + Sync {
         before: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<LedgerEntry>>;
+    /// Credits moved per UTC day since `since` (one user's, or everyone's with `None`), oldest day
+    /// first; days without entries are left out.
+    async fn ledger_days(&self, user_id: Option<&str>, since: OffsetDateTime) -> StoreResult<Vec<LedgerDay>>;
 }
 
 /// Chats and their messages.
@@ -148,6 +158,10 @@ pub trait ChatStore: Send + Sync {
     ) -> StoreResult<Vec<Chat>>;
     /// Sets a chat's `updated_at` (a new message arrived); nothing happens for an unknown id.
     async fn touch_chat(&self, id: &str, now: OffsetDateTime) -> StoreResult<()>;
+    /// Sets a chat's title (its place in the list stays); the chat as it is now, `None` if unknown.
+    async fn rename_chat(&self, id: &str, title: &str) -> StoreResult<Option<Chat>>;
+    /// Deletes a chat and its messages; false when there was no such chat.
+    async fn delete_chat(&self, id: &str) -> StoreResult<bool>;
 
     /// Stores a new message; [`StoreError::Duplicate`] when the id exists.
     async fn insert_message(&self, message: &ChatMessage) -> StoreResult<()>;
@@ -172,6 +186,8 @@ pub trait ImageStore: Send + Sync {
     async fn image_png(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
     /// A user's images (records only), newest first (id descending), with `id < before` when given.
     async fn images_of(&self, user_id: &str, before: Option<&str>, limit: i64) -> StoreResult<Vec<Image>>;
+    /// Deletes an image record and its PNG bytes; false when there was no such image.
+    async fn delete_image(&self, id: &str) -> StoreResult<bool>;
 }
 
 /// The current time at the millisecond precision both stores keep, so a record reads back

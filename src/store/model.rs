@@ -93,6 +93,14 @@ pub struct Session {
     pub created_at: OffsetDateTime,
     /// Set once the session is revoked; its tokens then fail.
     pub revoked_at: Option<OffsetDateTime>,
+    /// The login and every refresh since: the newest refresh token was issued then, so the
+    /// session lives until this plus the refresh tokens' lifetime. Sessions stored before this
+    /// field existed read back with their `created_at`.
+    pub last_used_at: OffsetDateTime,
+    /// The client IP at login, when known.
+    pub ip: Option<String>,
+    /// The browser's or client's `User-Agent` at login (cut to 512 characters), when sent.
+    pub user_agent: Option<String>,
 }
 
 /// One refresh token of a session (stored as a hash).
@@ -215,6 +223,60 @@ pub struct UserStats {
     pub total_images: i64,
     /// Credits spent.
     pub credits_used: CreditsUsed,
+}
+
+/// Credits moved on one UTC day, summed per kind of entry, as stored (signed like the entries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerDay {
+    /// The UTC day.
+    pub date: time::Date,
+    /// Sum of `chat` entries (negative: credits spent).
+    pub chat: i64,
+    /// Sum of `image` entries (negative: credits spent).
+    pub image: i64,
+    /// Sum of `grant` entries (negative for take-backs).
+    pub grant: i64,
+    /// Sum of refunds of chat charges (positive).
+    pub refund_chat: i64,
+    /// Sum of refunds of image charges (positive).
+    pub refund_image: i64,
+}
+
+impl LedgerDay {
+    /// A day with nothing on it.
+    pub fn empty(date: time::Date) -> LedgerDay {
+        LedgerDay { date, chat: 0, image: 0, grant: 0, refund_chat: 0, refund_image: 0 }
+    }
+
+    /// Adds one entry's amount to the sum of its kind.
+    pub fn add(&mut self, service: ServiceType, refund_of: Option<ServiceType>, amount: i64) {
+        match (service, refund_of) {
+            (ServiceType::Chat, _) => self.chat += amount,
+            (ServiceType::Image, _) => self.image += amount,
+            (ServiceType::Grant, _) => self.grant += amount,
+            (ServiceType::Refund, Some(ServiceType::Image)) => self.refund_image += amount,
+            // Refunds are only ever of chat or image charges; one without a service counts as chat's.
+            (ServiceType::Refund, _) => self.refund_chat += amount,
+        }
+    }
+}
+
+/// The UTC day of a moment.
+pub fn utc_day(t: OffsetDateTime) -> time::Date {
+    t.to_offset(time::UtcOffset::UTC).date()
+}
+
+/// Folds `(time, service, refund_of, amount)` entries into days, oldest first (for the stores that
+/// sum in Rust).
+pub fn fold_ledger_days(
+    entries: impl IntoIterator<Item = (OffsetDateTime, ServiceType, Option<ServiceType>, i64)>,
+) -> Vec<LedgerDay> {
+    let mut days = std::collections::BTreeMap::<time::Date, LedgerDay>::new();
+    for (at, service, refund_of, amount) in entries {
+        let date = utc_day(at);
+        days.entry(date).or_insert_with(|| LedgerDay::empty(date)).add(service, refund_of, amount);
+    }
+    days.into_values().collect()
 }
 
 /// A conversation with the assistant, owned by one user.

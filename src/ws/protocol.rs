@@ -184,6 +184,15 @@ pub struct HelloUser {
     pub role: Role,
 }
 
+/// What paid work costs, as the `hello` frame shows it (so a page can show a price before sending).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PricesView {
+    /// Credits per chat message.
+    pub chat: i64,
+    /// Credits per image.
+    pub image: i64,
+}
+
 /// A chat as frames show it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChatView {
@@ -332,6 +341,8 @@ pub enum ServerMessage {
         heartbeat_ms: u64,
         /// Largest accepted frame.
         max_message_bytes: usize,
+        /// What `chat.send` and `image.generate` cost.
+        prices: PricesView,
     },
     /// Answer to `ping`.
     #[serde(rename = "pong")]

@@ -213,6 +213,10 @@ impl Actor for WsSession {
             credits: self.credential.credits,
             heartbeat_ms: self.heartbeat.as_millis() as u64,
             max_message_bytes: protocol::MAX_MESSAGE_BYTES,
+            prices: protocol::PricesView {
+                chat: self.state.credits.price(crate::store::ServiceType::Chat),
+                image: self.state.credits.price(crate::store::ServiceType::Image),
+            },
         };
         self.send(&hello, None, ctx);
     }

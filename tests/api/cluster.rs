@@ -181,6 +181,19 @@ async fn an_admin_on_one_node_sees_joins_and_leaves_on_the_others() {
         Some(json!(2)),
         "the snapshot counts every node: {snapshot}"
     );
+    // The admin's overview counts the nodes listed in Redis (each lists itself at its heartbeat).
+    let admin_token = cluster.node(2).login(ADMIN_EMAIL).await.expect("the admin logs in");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, overview) = cluster.node(2).get_with("/api/admin/overview", &admin_token).await;
+        assert_eq!(status, 200, "{overview}");
+        if overview["nodes"] == 3 {
+            assert!(overview["ws_sessions"].as_u64() >= Some(3), "user's two and the admin's: {overview}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the overview never counted three nodes: {overview}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     drop(on_a);
     let fewer = presence_of(&mut admin, &id).await;

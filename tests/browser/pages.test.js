@@ -3,112 +3,32 @@
 // Every page is photographed into SCREENSHOT_DIR (default: a fresh temp dir).
 
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { chromium } from 'playwright-core';
+import {
+  ADMIN,
+  DESKTOP,
+  PHONE,
+  assertNoProblems as noProblems,
+  login,
+  newPage as freshPage,
+  shoot as shootTo,
+  useBrowser,
+  waitLive,
+  waitValue,
+} from './harness.js';
+import { resetLinkFor } from './server.js';
 
-import { resetLinkFor, startServer } from './server.js';
-
-const ADMIN = { email: 'admin@example.com', password: 'admin-harbour-lantern-42' };
 const USER = { email: 'grace@example.com', password: 'violet-harbour-lantern-42', first: 'Grace', last: 'Brewster' };
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 375, height: 812 };
 
+const env = useBrowser();
+const contexts = env.contexts;
+const newPage = (viewport = DESKTOP) => freshPage(env, viewport);
+const shoot = (page, name, fullPage = true) => shootTo(env, page, name, fullPage);
+const assertNoProblems = noProblems;
 let server;
-let browser;
-let profileDir;
 let shots;
-const contexts = [];
-
-before(async () => {
-  shots = process.env.SCREENSHOT_DIR || (await mkdtemp(join(tmpdir(), 'switchboard-screens-')));
-  await mkdir(shots, { recursive: true });
-  server = await startServer({ adminEmail: ADMIN.email, adminPassword: ADMIN.password });
-  profileDir = await mkdtemp(join(tmpdir(), 'switchboard-chromium-'));
-  // launch() refuses --user-data-dir (that is launchPersistentContext, which allows a single
-  // context, and the user, the admin and the phone each need their own cookies). It creates a
-  // fresh profile dir itself, under TMPDIR: here a mkdtemp dir, removed at the end.
-  const savedTmpdir = process.env.TMPDIR;
-  process.env.TMPDIR = profileDir;
-  try {
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
-  } finally {
-    if (savedTmpdir === undefined) delete process.env.TMPDIR;
-    else process.env.TMPDIR = savedTmpdir;
-  }
-  console.log(`server ${server.baseUrl} (log ${server.logPath}); screenshots in ${shots}`);
-});
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await server?.stop();
-  if (process.exitCode && server) console.log(`server log kept at ${server.logPath}`);
-  else await server?.cleanup();
-  if (profileDir) await rm(profileDir, { recursive: true, force: true });
-});
-
-/** A fresh browser context (own cookies) in the dark scheme, with a page. */
-async function newPage(viewport = DESKTOP) {
-  const context = await browser.newContext({
-    baseURL: server.baseUrl,
-    viewport,
-    colorScheme: 'dark',
-    deviceScaleFactor: 1,
-    isMobile: viewport.width < 600,
-    hasTouch: viewport.width < 600,
-  });
-  context.setDefaultTimeout(15_000);
-  contexts.push(context);
-  const page = await context.newPage();
-  const problems = [];
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    // A CSP violation is reported on the console; any would mean a page breaks under the policy.
-    if (/Content Security Policy/i.test(message.text())) problems.push(`CSP: ${message.text()}`);
-  });
-  page.problems = problems;
-  return page;
-}
-
-async function shoot(page, name, fullPage = true) {
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage, animations: 'disabled' });
-}
-
-function assertNoProblems(page) {
-  assert.deepEqual(page.problems, [], `no script errors or CSP violations on ${page.url()}`);
-}
-
-async function login(page, { email, password }, next) {
-  await page.goto(next ? `/login?next=${encodeURIComponent(next)}` : '/login');
-  await page.fill('#email', email);
-  await page.fill('#password', password);
-  await page.click('#login-submit');
-}
-
-/** Waits until an input shows `value` (pages fill their forms after fetching). */
-async function waitValue(page, selector, value) {
-  await page.waitForFunction(([sel, expected]) => document.querySelector(sel)?.value === expected, [selector, value]);
-}
-
-async function waitLive(page, selector) {
-  await page.waitForSelector(`${selector}[data-state="open"]`);
-}
 
 test('a user registers, chats and is signed out by an admin, all in the browser', { timeout: 300_000 }, async (t) => {
   let failed = false;
@@ -131,6 +51,7 @@ test('a user registers, chats and is signed out by an admin, all in the browser'
       }
     });
 
+  ({ server, shots } = env);
   let user;
   let admin;
 
@@ -241,24 +162,22 @@ test('a user registers, chats and is signed out by an admin, all in the browser'
     await user.waitForSelector('#credits-left:has-text("100")');
     await user.click('#new-chat');
     await user.waitForSelector('#chat-list button[aria-current="true"]');
-    // Counts text appended to the assistant's bubble before the reply is final: the stream.
+    // Records every text the assistant's bubble shows before the reply is final: the stream.
     await user.evaluate(() => {
-      window.deltasSeen = 0;
+      window.partials = new Set();
       new MutationObserver((records) => {
         for (const record of records) {
-          const bubble = record.target;
-          if (bubble.classList?.contains('assistant') && record.removedNodes.length === 0 && record.addedNodes.length > 0) {
-            window.deltasSeen += 1;
-          }
+          const bubble = record.target.closest?.('.bubble.assistant');
+          if (bubble && !bubble.dataset.done) window.partials.add(bubble.textContent);
         }
-      }).observe(document.getElementById('messages'), { childList: true, subtree: true });
+      }).observe(document.getElementById('messages'), { childList: true, subtree: true, characterData: true });
     });
     await user.fill('#message-input', 'Hello there, switchboard');
     await user.press('#message-input', 'Enter');
     await user.waitForSelector('.bubble.user:has-text("Hello there, switchboard")');
     const reply = await user.waitForSelector('.bubble.assistant[data-done="true"]');
     assert.equal(await reply.textContent(), 'You said: Hello there, switchboard');
-    assert.ok((await user.evaluate(() => window.deltasSeen)) >= 2, 'the reply arrived in several deltas');
+    assert.ok((await user.evaluate(() => window.partials.size)) >= 2, 'the reply grew in several deltas');
     assert.equal(await user.inputValue('#message-input'), '');
     await shoot(user, 'chat', false);
     assertNoProblems(user);
@@ -269,9 +188,12 @@ test('a user registers, chats and is signed out by an admin, all in the browser'
       window.notReloaded = true;
     });
     const offline = user.waitForSelector('#conn-status[data-state="offline"]:has-text("retrying in")');
+    const banner = user.waitForSelector('#reconnect-banner:not([hidden]):has-text("Reconnecting")');
     await server.restart();
     await offline;
+    await banner;
     await waitLive(user, '#conn-status');
+    await user.waitForSelector('#reconnect-banner', { state: 'hidden' });
     await user.waitForSelector('.bubble.assistant[data-done="true"]:has-text("You said: Hello there")');
     assert.equal(await user.evaluate(() => window.notReloaded), true, 'reconnected without a reload');
   });

@@ -1,8 +1,11 @@
-// /admin: users (search, role and active toggles, credit grants, per-user ledger) and a live
-// presence panel fed by `presence.subscribe` over the WebSocket.
+// /admin: the overview with its 30-day chart, users (search, role and active toggles, credit
+// grants, per-user sessions and ledger) and a live presence panel fed by `presence.subscribe`
+// over the WebSocket.
 
 import { api, clearFormErrors, el, formatAge, formatTime, showAlert, showFormErrors } from './api.js';
+import { loadOverview } from './admin-overview.js';
 import { pagedLedger } from './ledger.js';
+import { renderSessions } from './sessions.js';
 import { initShell } from './shell.js';
 import { Realtime, bindStatusPill } from './ws.js';
 
@@ -153,6 +156,8 @@ async function openDetail(id) {
     clearFormErrors(grantForm, grantError);
     grantStatus.textContent = '';
     grantForm.reset();
+    document.getElementById('detail-sessions-notice').textContent = '';
+    document.getElementById('detail-sessions-rows').replaceChildren();
   }
   try {
     const user = await api('GET', `/api/admin/users/${encodeURIComponent(id)}`);
@@ -164,11 +169,35 @@ async function openDetail(id) {
     document.getElementById('detail-credits').textContent = user.stats.credits.toLocaleString();
     document.getElementById('detail-chats').textContent = user.stats.total_chats.toLocaleString();
     document.getElementById('detail-images').textContent = user.stats.total_images.toLocaleString();
-    await ledger.load(true);
+    await Promise.all([ledger.load(true), loadUserSessions(user.id)]);
     if (changed) detail.scrollIntoView({ behavior: 'smooth', block: 'nearest' });
   } catch (error) {
     showAlert(usersError, 'error', `Could not open the user: ${error.message}`);
   }
+}
+
+const sessionsNotice = document.getElementById('detail-sessions-notice');
+
+async function loadUserSessions(id) {
+  try {
+    const { sessions } = await api('GET', `/api/admin/users/${encodeURIComponent(id)}/sessions`);
+    if (id !== selectedId) return;
+    renderSessions(document.getElementById('detail-sessions-rows'), sessions, { onEnd: endUserSession, endLabel: 'End session' });
+  } catch (error) {
+    showAlert(sessionsNotice, 'error', `Could not load the sessions: ${error.message}`);
+  }
+}
+
+async function endUserSession(session, button) {
+  const id = selectedId;
+  button.disabled = true;
+  try {
+    await api('DELETE', `/api/admin/users/${encodeURIComponent(id)}/sessions/${encodeURIComponent(session.id)}`);
+    showAlert(sessionsNotice, 'success', 'The session ended; its sockets are closed.');
+  } catch (error) {
+    if (error.status !== 404) showAlert(sessionsNotice, 'error', `Could not end the session: ${error.message}`);
+  }
+  loadUserSessions(id);
 }
 
 document.getElementById('detail-close').addEventListener('click', () => {
@@ -268,4 +297,6 @@ setInterval(renderPresence, 15_000);
 
 me = await initShell();
 loadUsers();
+loadOverview();
+setInterval(loadOverview, 30_000);
 realtime.connect();

@@ -1,7 +1,10 @@
 // /chat: the user's chats over the WebSocket — list, history, send, and the assistant's reply
-// growing in one bubble as `chat.delta` frames arrive, settled by `chat.done`.
+// growing in one bubble as `chat.delta` frames arrive (rendered as sanitised Markdown), settled by
+// `chat.done`; rename and delete over REST; a banner while the socket is reconnecting.
 
 import { el, showAlert } from './api.js';
+import { initChatActions } from './chat-actions.js';
+import { renderMarkdown } from './markdown.js';
 import { initShell } from './shell.js';
 import { Realtime, bindStatusPill } from './ws.js';
 
@@ -21,6 +24,8 @@ let currentChatId = null;
 let sending = false;
 let blockedUntil = 0;
 let blockTimer = null;
+/** The text of replies still streaming, by message id. */
+const drafts = new Map();
 
 function setCredits(credits) {
   creditsLeft.textContent = Number(credits).toLocaleString();
@@ -117,10 +122,21 @@ function bubbleFor(messageId, role) {
   return bubble;
 }
 
+/** Shows a message's text: the assistant's as Markdown, the user's as typed. */
+function fill(bubble, role, text) {
+  if (role === 'assistant') {
+    bubble.classList.add('markdown');
+    bubble.innerHTML = renderMarkdown(text);
+  } else {
+    bubble.textContent = text;
+  }
+}
+
 function showMessage(message) {
   const stick = nearBottom();
   const bubble = bubbleFor(message.id, message.role);
-  bubble.textContent = message.content;
+  drafts.delete(message.id);
+  fill(bubble, message.role, message.content);
   bubble.classList.remove('streaming');
   bubble.dataset.done = 'true';
   scrollDown(stick);
@@ -131,6 +147,7 @@ async function selectChat(chatId) {
   history.replaceState(null, '', `#${chatId}`);
   const chat = chats.get(chatId);
   title.textContent = chat ? chat.title : 'Chat';
+  chatActions.refresh();
   renderList();
   placeholder('Loading…');
   try {
@@ -239,12 +256,52 @@ realtime.on('chat.delta', (frame) => {
   const bubble = bubbleFor(frame.message_id, 'assistant');
   if (bubble.dataset.done) return;
   bubble.classList.add('streaming');
-  bubble.append(frame.delta);
+  const text = (drafts.get(frame.message_id) || '') + frame.delta;
+  drafts.set(frame.message_id, text);
+  fill(bubble, 'assistant', text);
   scrollDown(stick);
 });
 realtime.on('chat.done', (frame) => {
   setCredits(frame.credits);
   if (frame.chat_id === currentChatId) showMessage(frame.message);
+});
+
+const chatActions = initChatActions({
+  current: () => (currentChatId ? chats.get(currentChatId) || null : null),
+  renamed: (chat) => {
+    rememberChat(chat);
+    if (chat.id === currentChatId) title.textContent = chat.title;
+  },
+  deleted: (chatId) => {
+    chats.delete(chatId);
+    if (chatId === currentChatId) {
+      currentChatId = null;
+      history.replaceState(null, '', location.pathname);
+      title.textContent = 'Chat';
+      placeholder('The chat was deleted. Pick another one, or write to start a new one.');
+    }
+    chatActions.refresh();
+    renderList();
+  },
+  notice,
+});
+
+// Once the socket has been open, losing it is said plainly above the messages until it is back.
+const banner = document.getElementById('reconnect-banner');
+let wasOpen = false;
+realtime.on('status', ({ state, retryInMs }) => {
+  if (state === 'open') {
+    wasOpen = true;
+    banner.hidden = true;
+    return;
+  }
+  if (!wasOpen) return;
+  banner.hidden = false;
+  banner.dataset.state = state;
+  banner.textContent =
+    state === 'connecting'
+      ? 'Reconnecting… Messages can be sent again once the connection is back.'
+      : `The connection was lost. Reconnecting in ${Math.ceil((retryInMs || 0) / 1000)} s… Messages can be sent again once it is back.`;
 });
 
 bindStatusPill(realtime, document.getElementById('conn-status'));

@@ -10,6 +10,7 @@ const REASONS = {
   deactivated: 'This account is disabled. Contact an administrator.',
   role_changed: 'Your permissions changed. Sign in again.',
   refresh_token_reused: 'Your session ended for safety. Sign in again.',
+  session_ended: 'This session was signed out from another device or by an administrator.',
 };
 
 const params = new URLSearchParams(location.search);

@@ -1,10 +1,14 @@
-// /profile: names, the API key (regenerate, shown once), and usage figures that follow the
-// WebSocket: credits from `credits.updated`, chat and image counts refreshed on `chat.done`
-// and `image.created`, the ledger reloaded after every balance change.
+// /profile: names, the API key (regenerate, shown once), usage figures that follow the
+// WebSocket (credits from `credits.updated`, chat and image counts refreshed on `chat.done` and
+// `image.created`, the ledger and the 30-day chart reloaded after every balance change), the
+// live login sessions (sign one out, or every other), and the password change.
 
-import { api, clearFormErrors, showAlert, showFormErrors } from './api.js';
+import { api, clearFormErrors, logout, showAlert, showFormErrors } from './api.js';
+import { dailyChart } from './charts.js';
 import { copyToClipboard } from './clipboard.js';
 import { pagedLedger } from './ledger.js';
+import { initPasswordForm } from './password.js';
+import { renderSessions } from './sessions.js';
 import { initShell } from './shell.js';
 import { Realtime, bindStatusPill } from './ws.js';
 
@@ -58,12 +62,80 @@ const ledger = pagedLedger({
   onError: (error) => showAlert(formError, 'error', `Could not load the credit history: ${error.message}`),
 });
 
-// Several balance changes in a burst (a grant, then a chat) reload the ledger once.
+async function loadChart() {
+  const chartError = document.getElementById('chart-error');
+  try {
+    const { days } = await api('GET', '/api/me/usage/daily?days=30');
+    const container = document.getElementById('usage-chart');
+    dailyChart(container, days, {
+      stack: [
+        { key: 'chat', label: 'Chat', color: '--accent' },
+        { key: 'image', label: 'Images', color: '--warning' },
+      ],
+    });
+    const total = days.reduce((sum, d) => sum + d.chat + d.image, 0);
+    document.getElementById('chart-total').textContent = `${total.toLocaleString()} ${total === 1 ? 'credit' : 'credits'} in 30 days`;
+    chartError.textContent = '';
+  } catch (error) {
+    showAlert(chartError, 'error', `Could not load the chart: ${error.message}`);
+  }
+}
+
+// Several balance changes in a burst (a grant, then a chat) reload the ledger and chart once.
 let ledgerTimer = null;
 function reloadLedgerSoon() {
   clearTimeout(ledgerTimer);
-  ledgerTimer = setTimeout(() => ledger.load(true), 250);
+  ledgerTimer = setTimeout(() => {
+    ledger.load(true);
+    loadChart();
+  }, 250);
 }
+
+// ---------- sessions ----------
+
+const sessionsNotice = document.getElementById('sessions-notice');
+
+async function loadSessions() {
+  try {
+    const { sessions } = await api('GET', '/api/me/sessions');
+    renderSessions(document.getElementById('sessions-rows'), sessions, { onEnd: endSession });
+  } catch (error) {
+    showAlert(sessionsNotice, 'error', `Could not load your sessions: ${error.message}`);
+  }
+}
+
+async function endSession(session, button) {
+  if (session.current) {
+    // Ending this browser's own session is signing out.
+    button.disabled = true;
+    logout();
+    return;
+  }
+  button.disabled = true;
+  try {
+    await api('DELETE', `/api/me/sessions/${encodeURIComponent(session.id)}`);
+    showAlert(sessionsNotice, 'success', 'That session is signed out.');
+  } catch (error) {
+    if (error.status !== 404) showAlert(sessionsNotice, 'error', `Could not sign it out: ${error.message}`);
+  }
+  loadSessions();
+}
+
+document.getElementById('end-others').addEventListener('click', async (event) => {
+  const button = event.currentTarget;
+  button.disabled = true;
+  try {
+    await api('POST', '/api/me/sessions/revoke-others');
+    showAlert(sessionsNotice, 'success', 'Every other session is signed out.');
+  } catch (error) {
+    showAlert(sessionsNotice, 'error', `Could not sign them out: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+  loadSessions();
+});
+
+initPasswordForm(document.getElementById('password-form'), document.getElementById('password-error'));
 
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
@@ -116,6 +188,10 @@ const me = await initShell();
 showUser(me);
 loadStats();
 ledger.load(true);
+loadChart();
+loadSessions();
+// Sockets and last uses change elsewhere; the list follows every half minute.
+setInterval(loadSessions, 30_000);
 
 const realtime = new Realtime();
 bindStatusPill(realtime, document.getElementById('live-status'));
@@ -135,4 +211,6 @@ realtime.on('credits.updated', (frame) => {
 });
 realtime.on('chat.done', loadStats);
 realtime.on('image.created', loadStats);
+// This page's own socket shows up in the sessions list once it is open.
+realtime.on('hello', () => setTimeout(loadSessions, 100));
 realtime.connect();

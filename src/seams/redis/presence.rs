@@ -14,7 +14,9 @@
 //!
 //! While Redis is unreachable the node's admins see the node's own changes, as with one node.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::Addr;
@@ -60,6 +62,8 @@ pub struct RedisPresence {
     link: Arc<RedisLink>,
     actor: Addr<PresenceActor>,
     local: LocalPresence,
+    /// Nodes listed in Redis at the last heartbeat.
+    nodes: Arc<AtomicUsize>,
 }
 
 impl RedisPresence {
@@ -79,9 +83,11 @@ impl RedisPresence {
         let directory = actor.directory();
         let actor = actix::Actor::start(actor);
         tokio::spawn(sync(link.clone(), actor.clone(), cap, queue));
-        tokio::spawn(beat(link.clone(), heartbeat, jobs));
+        let nodes = Arc::new(AtomicUsize::new(1));
+        tokio::spawn(beat(link.clone(), heartbeat, jobs, nodes.clone()));
         tokio::spawn(listen(link.clone(), actor.clone(), directory.clone()));
-        let registry = RedisPresence { link, actor: actor.clone(), local: LocalPresence::new(actor.clone()) };
+        let local = LocalPresence::new(actor.clone());
+        let registry = RedisPresence { link, actor: actor.clone(), local, nodes };
         (registry, actor, directory)
     }
 
@@ -123,6 +129,20 @@ impl PresenceRegistry for RedisPresence {
             Some(snapshot) => Ok(snapshot),
             None => self.actor.send(GetSnapshot).await.map_err(|_| PresenceUnavailable),
         }
+    }
+
+    /// The nodes listed at the last heartbeat; while Redis is down this node answers alone, so 1.
+    fn nodes(&self) -> usize {
+        if self.link.is_up() { self.nodes.load(Ordering::Relaxed) } else { 1 }
+    }
+
+    /// This node's sockets only: presence in Redis counts sessions per user and node, not per
+    /// login session (docs/SCALING.md, "What stays per node").
+    async fn sockets_by_login_session(
+        &self,
+        user_id: &str,
+    ) -> Result<HashMap<String, usize>, PresenceUnavailable> {
+        self.local.sockets_by_login_session(user_id).await
     }
 
     async fn subscribe(&self, session_id: &str) -> Result<Snapshot, PresenceUnavailable> {
@@ -246,7 +266,12 @@ async fn publish_everything(
 
 /// The beat task: keeps the node listed, reaps silent nodes, and asks for a full publication
 /// when Redis lost the node or something may have missed it.
-async fn beat(link: Arc<RedisLink>, heartbeat: Duration, jobs: mpsc::UnboundedSender<SyncJob>) {
+async fn beat(
+    link: Arc<RedisLink>,
+    heartbeat: Duration,
+    jobs: mpsc::UnboundedSender<SyncJob>,
+    node_count: Arc<AtomicUsize>,
+) {
     let stale_after = i64::try_from((heartbeat * 5 / 2).as_millis()).unwrap_or(i64::MAX);
     let mut ticks = tokio::time::interval(heartbeat / 2);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -262,6 +287,7 @@ async fn beat(link: Arc<RedisLink>, heartbeat: Duration, jobs: mpsc::UnboundedSe
         let Ok((listed, users, sessions, nodes)) = answer else { continue };
         set_global_gauges(users, sessions);
         metrics::gauge!(CLUSTER_NODES).set(nodes as f64);
+        node_count.store(usize::try_from(nodes).unwrap_or(1).max(1), Ordering::Relaxed);
         if (listed == 0 || link.take_stale()) && jobs.send(SyncJob::Everything(gone_reason)).is_err() {
             return;
         }

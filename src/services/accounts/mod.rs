@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod passwords;
 pub mod rules;
+pub mod sessions;
 pub mod throttles;
 
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::tokens::{self, API_KEY_PREFIX};
 use crate::mail::Mailer;
 use crate::seams::bus::{Bus, RevokeScope};
+use crate::seams::presence::PresenceRegistry;
 use crate::store::{DynStore, RefreshToken, RefreshUse, Role, Session, StoreError, User, UserUpdate};
 
 /// Refresh tokens live 30 days.
@@ -133,8 +135,28 @@ pub struct AccountService {
     jwt: JwtKeys,
     mailer: Mailer,
     bus: Arc<dyn Bus>,
+    presence: Arc<dyn PresenceRegistry>,
     throttles: AuthThrottles,
     settings: AccountSettings,
+}
+
+/// Where a login comes from, as the sessions list shows it.
+#[derive(Debug, Clone)]
+pub struct LoginOrigin {
+    /// The client IP.
+    pub ip: IpAddr,
+    /// The `User-Agent` header, if any.
+    pub user_agent: Option<String>,
+}
+
+/// The realtime seams the accounts service reaches: the bus (revocations) and presence (open
+/// sockets per login session).
+#[derive(Clone)]
+pub struct AccountSeams {
+    /// Revocations to sockets.
+    pub bus: Arc<dyn Bus>,
+    /// Who is online.
+    pub presence: Arc<dyn PresenceRegistry>,
 }
 
 impl AccountService {
@@ -144,11 +166,12 @@ impl AccountService {
         hasher: PasswordHasher,
         jwt: JwtKeys,
         mailer: Mailer,
-        bus: Arc<dyn Bus>,
+        seams: AccountSeams,
         throttles: AuthThrottles,
         settings: AccountSettings,
     ) -> AccountService {
-        AccountService { store, hasher, jwt, mailer, bus, throttles, settings }
+        let AccountSeams { bus, presence } = seams;
+        AccountService { store, hasher, jwt, mailer, bus, presence, throttles, settings }
     }
 
     /// Registers a user (counted against the IP's registrations first, so 409s cannot probe for
@@ -194,13 +217,15 @@ impl AccountService {
         }
     }
 
-    /// Checks email and password (throttled per account and IP) and opens a login session.
+    /// Checks email and password (throttled per account and IP) and opens a login session,
+    /// recording where it comes from.
     pub async fn login(
         &self,
         email: &str,
         password: &str,
-        ip: IpAddr,
+        origin: LoginOrigin,
     ) -> Result<(User, SessionTokens), AccountError> {
+        let ip = origin.ip;
         let email = rules::normalise_email(email);
         // A throttled attempt is refused before the password is looked at, so guesses during a
         // delay learn nothing, not even from timing.
@@ -230,6 +255,9 @@ impl AccountService {
             user_id: user.id.clone(),
             created_at: now,
             revoked_at: None,
+            last_used_at: now,
+            ip: Some(ip.to_string()),
+            user_agent: origin.user_agent.map(|ua| sessions::clip_user_agent(&ua)),
         };
         self.store.insert_session(&session).await?;
         let update = UserUpdate { last_login: Some(now), ..Default::default() };
@@ -274,6 +302,10 @@ impl AccountService {
             return Err(AccountError::AccountDisabled);
         }
         let tokens = self.issue_tokens(&user, &found.session_id).await?;
+        // The sessions list shows when each was last used; a failed note of it costs nothing else.
+        if let Err(e) = self.store.touch_session(&found.session_id, now).await {
+            tracing::warn!(error = %e, "could not record the session's use");
+        }
         Ok((user, tokens))
     }
 

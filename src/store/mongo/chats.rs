@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use mongodb::bson::{Document, doc};
+use mongodb::options::ReturnDocument;
 use time::OffsetDateTime;
 
 use super::*;
@@ -56,6 +57,26 @@ impl ChatStore for MongoStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn rename_chat(&self, id: &str, title: &str) -> StoreResult<Option<Chat>> {
+        let renamed = self
+            .coll(CHATS)
+            .find_one_and_update(doc! { "_id": id }, doc! { "$set": { "title": title } })
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(map_err)?;
+        renamed.as_ref().map(doc_to_chat).transpose()
+    }
+
+    async fn delete_chat(&self, id: &str) -> StoreResult<bool> {
+        // No transactions: the chat goes first, so it vanishes from lists and its history at
+        // once; then its messages, including any that a reply in flight stored meanwhile. Should
+        // that second delete fail, the messages are unreachable (every read goes through the
+        // chat) and the error is reported, so the caller may retry.
+        let deleted = self.coll(CHATS).delete_one(doc! { "_id": id }).await.map_err(map_err)?;
+        self.coll(MESSAGES).delete_many(doc! { "chat_id": id }).await.map_err(map_err)?;
+        Ok(deleted.deleted_count == 1)
     }
 
     async fn insert_message(&self, message: &ChatMessage) -> StoreResult<()> {

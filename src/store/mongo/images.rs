@@ -58,6 +58,13 @@ impl ImageStore for MongoStore {
             .map_err(map_err)?;
         collect(cursor).await?.iter().map(doc_to_image).collect()
     }
+
+    async fn delete_image(&self, id: &str) -> StoreResult<bool> {
+        // The record first, so the image vanishes from lists at once; then its bytes.
+        let deleted = self.coll(IMAGES).delete_one(doc! { "_id": id }).await.map_err(map_err)?;
+        self.coll(IMAGE_BYTES).delete_one(doc! { "_id": id }).await.map_err(map_err)?;
+        Ok(deleted.deleted_count == 1)
+    }
 }
 
 fn image_to_doc(i: &Image) -> Document {

@@ -2,7 +2,9 @@
 //! balance on the user, repaired against the ledger.
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc};
+use time::OffsetDateTime;
 
 use super::*;
 
@@ -52,6 +54,25 @@ impl LedgerStore for MongoStore {
             .await
             .map_err(map_err)?;
         collect(cursor).await?.iter().map(doc_to_ledger).collect()
+    }
+
+    async fn ledger_days(&self, user_id: Option<&str>, since: OffsetDateTime) -> StoreResult<Vec<LedgerDay>> {
+        // A plain find summed in Rust: FerretDB 1.x runs aggregation pipelines slowly or not at
+        // all, and the window (at most 90 days) bounds what is read.
+        let mut filter = doc! { "created_at": { "$gte": bson_date(since) } };
+        if let Some(user_id) = user_id {
+            filter.insert("user_id", user_id);
+        }
+        let projection = doc! { "service_type": 1, "refund_of": 1, "amount": 1, "created_at": 1 };
+        let mut cursor = self.coll(LEDGER).find(filter).projection(projection).await.map_err(map_err)?;
+        let mut entries = Vec::new();
+        while let Some(d) = cursor.try_next().await.map_err(map_err)? {
+            let service = ServiceType::parse(&str_field(&d, "service_type")?)
+                .ok_or_else(|| malformed("service_type"))?;
+            let refund_of = opt_str_field(&d, "refund_of")?.and_then(|s| ServiceType::parse(&s));
+            entries.push((date_field(&d, "created_at")?, service, refund_of, int_field(&d, "amount")?));
+        }
+        Ok(fold_ledger_days(entries))
     }
 }
 

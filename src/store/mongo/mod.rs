@@ -70,6 +70,10 @@ const INDEXES: &[(&str, &[&str], bool)] = &[
     (CHATS, &["user_id", "updated_at", "_id"], false),
     (MESSAGES, &["chat_id", "_id"], false),
     (IMAGES, &["user_id", "_id"], false),
+    // The per-day sums: one user's ledger by time, everyone's by time, sign-ups by time.
+    (LEDGER, &["user_id", "created_at"], false),
+    (LEDGER, &["created_at"], false),
+    (USERS, &["created_at"], false),
 ];
 
 /// A [`Store`] backed by a MongoDB-compatible server.

@@ -69,6 +69,33 @@ impl SessionStore for MongoStore {
         Ok(ids)
     }
 
+    async fn touch_session(&self, id: &str, now: OffsetDateTime) -> StoreResult<()> {
+        // Filtered by `_id` alone, so FerretDB's read-modify-write cannot lose a condition.
+        self.coll(SESSIONS)
+            .update_one(doc! { "_id": id }, doc! { "$set": { "last_used_at": bson_date(now) } })
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn open_sessions(&self, user_id: &str, used_since: OffsetDateTime) -> StoreResult<Vec<Session>> {
+        // A plain find; sessions stored before `last_used_at` existed lack it, so the time
+        // filter and the order are applied here, in Rust.
+        let cursor = self
+            .coll(SESSIONS)
+            .find(doc! { "user_id": user_id, "revoked_at": Bson::Null })
+            .await
+            .map_err(map_err)?;
+        let mut sessions = collect(cursor)
+            .await?
+            .iter()
+            .map(doc_to_session)
+            .filter(|s| s.as_ref().map_or(true, |s| s.last_used_at >= used_since))
+            .collect::<StoreResult<Vec<_>>>()?;
+        sessions.sort_by(|a, b| b.last_used_at.cmp(&a.last_used_at).then_with(|| b.id.cmp(&a.id)));
+        Ok(sessions)
+    }
+
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         self.insert(REFRESH_TOKENS, refresh_to_doc(token)).await
     }
@@ -178,15 +205,23 @@ fn session_to_doc(s: &Session) -> Document {
         "user_id": &s.user_id,
         "created_at": bson_date(s.created_at),
         "revoked_at": opt_date(s.revoked_at),
+        "last_used_at": bson_date(s.last_used_at),
+        "ip": s.ip.as_deref(),
+        "user_agent": s.user_agent.as_deref(),
     }
 }
 
 fn doc_to_session(d: &Document) -> StoreResult<Session> {
+    let created_at = date_field(d, "created_at")?;
     Ok(Session {
         id: str_field(d, "_id")?,
         user_id: str_field(d, "user_id")?,
-        created_at: date_field(d, "created_at")?,
+        created_at,
         revoked_at: opt_date_field(d, "revoked_at")?,
+        // Optional: sessions stored before these fields existed lack them.
+        last_used_at: opt_date_field(d, "last_used_at")?.unwrap_or(created_at),
+        ip: opt_str_field(d, "ip")?,
+        user_agent: opt_str_field(d, "user_agent")?,
     })
 }
 

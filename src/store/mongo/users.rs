@@ -66,6 +66,17 @@ impl UserStore for MongoStore {
             credits_used: self.credits_used(user_id).await?,
         })
     }
+
+    async fn signups_by_day(&self, since: OffsetDateTime) -> StoreResult<Vec<(time::Date, i64)>> {
+        let filter = doc! { "created_at": { "$gte": bson_date(since) } };
+        let projection = doc! { "created_at": 1 };
+        let mut cursor = self.coll(USERS).find(filter).projection(projection).await.map_err(map_err)?;
+        let mut days = std::collections::BTreeMap::<time::Date, i64>::new();
+        while let Some(d) = cursor.try_next().await.map_err(map_err)? {
+            *days.entry(utc_day(date_field(&d, "created_at")?)).or_default() += 1;
+        }
+        Ok(days.into_iter().collect())
+    }
 }
 
 impl MongoStore {

@@ -79,6 +79,26 @@ impl ChatStore for SqliteStore {
         .await
     }
 
+    async fn rename_chat(&self, id: &str, title: &str) -> StoreResult<Option<Chat>> {
+        let (id, title) = (id.to_owned(), title.to_owned());
+        self.write(move |c| {
+            c.prepare_cached(&format!("UPDATE chats SET title = ?2 WHERE id = ?1 RETURNING {CHAT_COLUMNS}"))?
+                .query_row(params![id, title], chat_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn delete_chat(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        // One savepoint: the chat and its messages go together or not at all.
+        self.write(move |c| {
+            c.prepare_cached("DELETE FROM messages WHERE chat_id = ?1")?.execute([&id])?;
+            c.prepare_cached("DELETE FROM chats WHERE id = ?1")?.execute([&id]).map(|n| n == 1)
+        })
+        .await
+    }
+
     async fn insert_message(&self, message: &ChatMessage) -> StoreResult<()> {
         let m = message.clone();
         self.write(move |c| {

@@ -51,6 +51,15 @@ impl ImageStore for SqliteStore {
         })
         .await
     }
+
+    async fn delete_image(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        // The bytes live in the same row, so they go with it.
+        self.write(move |c| {
+            c.prepare_cached("DELETE FROM images WHERE id = ?1")?.execute([id]).map(|n| n == 1)
+        })
+        .await
+    }
 }
 
 fn image_from_row(r: &Row<'_>) -> rusqlite::Result<Image> {

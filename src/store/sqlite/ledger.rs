@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use time::OffsetDateTime;
 
 use super::*;
 
@@ -56,6 +57,36 @@ impl LedgerStore for SqliteStore {
             ))?
             .query_map(params![user_id, before.unwrap_or(i64::MAX), limit], ledger_from_row)?
             .collect()
+        })
+        .await
+    }
+
+    async fn ledger_days(&self, user_id: Option<&str>, since: OffsetDateTime) -> StoreResult<Vec<LedgerDay>> {
+        let (user_id, since) = (user_id.map(str::to_owned), millis(since));
+        self.read(move |c| {
+            // Summed by SQLite per day and kind over the `(user_id, created_at)` or `created_at`
+            // index; only these few rows cross to Rust.
+            let mut statement = c.prepare_cached(&format!(
+                "SELECT created_at / {DAY_MILLIS} AS day, service_type, refund_of, SUM(amount) FROM ledger
+                 WHERE created_at >= ?1 AND (?2 IS NULL OR user_id = ?2)
+                 GROUP BY day, service_type, refund_of ORDER BY day"
+            ))?;
+            let mut rows = statement.query(params![since, user_id])?;
+            let mut days: Vec<LedgerDay> = Vec::new();
+            while let Some(r) = rows.next()? {
+                let date = epoch_day(r.get(0)?);
+                let service: String = r.get(1)?;
+                let service =
+                    ServiceType::parse(&service).ok_or_else(|| unknown_value(1, "service_type", &service))?;
+                let refund_of = r.get::<_, Option<String>>(2)?.and_then(|s| ServiceType::parse(&s));
+                if days.last().is_none_or(|d| d.date != date) {
+                    days.push(LedgerDay::empty(date));
+                }
+                if let Some(day) = days.last_mut() {
+                    day.add(service, refund_of, r.get(3)?);
+                }
+            }
+            Ok(days)
         })
         .await
     }

@@ -22,7 +22,8 @@ use super::*;
 const READERS: usize = 4;
 
 /// The schema, applied once per version (tracked in `PRAGMA user_version`).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
     email TEXT NOT NULL UNIQUE,
@@ -110,7 +111,17 @@ CREATE TABLE images (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX images_user ON images (user_id, created_at);
-"#];
+"#,
+    r#"
+-- 2: what the sessions page shows, and the indexes of the per-day sums.
+ALTER TABLE sessions ADD COLUMN last_used_at INTEGER;
+ALTER TABLE sessions ADD COLUMN ip TEXT;
+ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+UPDATE sessions SET last_used_at = created_at;
+CREATE INDEX ledger_user_created ON ledger (user_id, created_at);
+CREATE INDEX ledger_created ON ledger (created_at);
+"#,
+];
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
@@ -211,6 +222,14 @@ fn internal(e: rusqlite::Error) -> StoreError {
 
 fn millis(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Milliseconds in a day: `created_at / DAY_MILLIS` is the UTC day since the epoch.
+const DAY_MILLIS: i64 = 86_400_000;
+
+/// The UTC day `days` days after 1970-01-01.
+fn epoch_day(days: i64) -> time::Date {
+    crate::store::utc_day(from_millis(days * DAY_MILLIS))
 }
 
 fn from_millis(ms: i64) -> OffsetDateTime {

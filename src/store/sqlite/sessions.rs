@@ -7,15 +7,25 @@ use time::OffsetDateTime;
 
 use super::*;
 
+const SESSION_COLUMNS: &str = "id, user_id, created_at, revoked_at, last_used_at, ip, user_agent";
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         let s = session.clone();
         self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO sessions (id, user_id, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![s.id, s.user_id, millis(s.created_at), s.revoked_at.map(millis)])
+            c.prepare_cached(&format!(
+                "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))?
+            .execute(params![
+                s.id,
+                s.user_id,
+                millis(s.created_at),
+                s.revoked_at.map(millis),
+                millis(s.last_used_at),
+                s.ip,
+                s.user_agent
+            ])
             .map(drop)
         })
         .await
@@ -24,16 +34,33 @@ impl SessionStore for SqliteStore {
     async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
         let id = id.to_owned();
         self.read(move |c| {
-            c.prepare_cached("SELECT id, user_id, created_at, revoked_at FROM sessions WHERE id = ?1")?
-                .query_row([id], |r| {
-                    Ok(Session {
-                        id: r.get(0)?,
-                        user_id: r.get(1)?,
-                        created_at: from_millis(r.get(2)?),
-                        revoked_at: r.get::<_, Option<i64>>(3)?.map(from_millis),
-                    })
-                })
+            c.prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"))?
+                .query_row([id], session_from_row)
                 .optional()
+        })
+        .await
+    }
+
+    async fn touch_session(&self, id: &str, now: OffsetDateTime) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            c.prepare_cached("UPDATE sessions SET last_used_at = ?2 WHERE id = ?1")?
+                .execute(params![id, millis(now)])
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn open_sessions(&self, user_id: &str, used_since: OffsetDateTime) -> StoreResult<Vec<Session>> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions
+                 WHERE user_id = ?1 AND revoked_at IS NULL AND COALESCE(last_used_at, created_at) >= ?2
+                 ORDER BY COALESCE(last_used_at, created_at) DESC, id DESC"
+            ))?
+            .query_map(params![user_id, millis(used_since)], session_from_row)?
+            .collect()
         })
         .await
     }
@@ -160,4 +187,17 @@ impl SessionStore for SqliteStore {
             Err(e) => Err(e),
         }
     }
+}
+
+fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
+    let created_at = from_millis(r.get(2)?);
+    Ok(Session {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        created_at,
+        revoked_at: r.get::<_, Option<i64>>(3)?.map(from_millis),
+        last_used_at: r.get::<_, Option<i64>>(4)?.map_or(created_at, from_millis),
+        ip: r.get(5)?,
+        user_agent: r.get(6)?,
+    })
 }

@@ -150,6 +150,19 @@ impl UserStore for SqliteStore {
         })
         .await
     }
+
+    async fn signups_by_day(&self, since: OffsetDateTime) -> StoreResult<Vec<(time::Date, i64)>> {
+        let since = millis(since);
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT created_at / {DAY_MILLIS} AS day, COUNT(*) FROM users WHERE created_at >= ?1
+                 GROUP BY day ORDER BY day"
+            ))?
+            .query_map([since], |r| Ok((epoch_day(r.get(0)?), r.get(1)?)))?
+            .collect()
+        })
+        .await
+    }
 }
 
 fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {

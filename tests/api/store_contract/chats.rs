@@ -204,3 +204,34 @@ async fn user_stats_counts_only_the_users_own_chats_and_images() {
     assert_eq!(store.user_stats(&bob).await.unwrap(), stats(1, 4), "bob");
     assert_eq!(store.user_stats(&new_id()).await.unwrap(), stats(0, 0), "a user with nothing");
 }
+
+#[actix_web::test]
+async fn a_renamed_chat_keeps_its_place_and_a_deleted_one_takes_its_messages_along() {
+    let (store, _dir) = open_test_store().await;
+    let user = super::new_id();
+    let chat = super::insert_chat(store.as_ref(), &user, "Old title", now()).await;
+    let kept = super::insert_chat(store.as_ref(), &user, "Kept", now()).await;
+    for (chat_id, text) in [(&chat.id, "first"), (&chat.id, "second"), (&kept.id, "stays")] {
+        let message = ChatMessage {
+            id: super::new_id(),
+            chat_id: chat_id.clone(),
+            user_id: user.clone(),
+            role: MessageRole::User,
+            content: text.into(),
+            created_at: now(),
+        };
+        store.insert_message(&message).await.unwrap();
+    }
+
+    let renamed = store.rename_chat(&chat.id, "New title").await.unwrap().expect("the chat exists");
+    assert_eq!(renamed, Chat { title: "New title".into(), ..chat.clone() }, "only the title changed");
+    assert_eq!(store.chat(&chat.id).await.unwrap(), Some(renamed), "the new title reads back");
+    assert_eq!(store.rename_chat("no-such-chat", "x").await.unwrap(), None, "an unknown chat");
+
+    assert!(store.delete_chat(&chat.id).await.unwrap(), "the chat is deleted");
+    assert_eq!(store.chat(&chat.id).await.unwrap(), None, "the chat is gone");
+    assert!(store.messages_page(&chat.id, None, 100).await.unwrap().is_empty(), "its messages are gone");
+    assert_eq!(store.chat_count(&user).await.unwrap(), 1, "it no longer counts");
+    assert_eq!(store.messages_page(&kept.id, None, 100).await.unwrap().len(), 1, "other chats keep theirs");
+    assert!(!store.delete_chat(&chat.id).await.unwrap(), "a second delete finds nothing");
+}

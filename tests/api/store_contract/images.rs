@@ -74,3 +74,24 @@ async fn images_of_pages_a_users_own_images_newest_first() {
         "a user without images"
     );
 }
+
+#[actix_web::test]
+async fn a_deleted_image_loses_its_record_and_its_bytes_and_others_stay() {
+    let (store, _dir) = open_test_store().await;
+    let user = new_id();
+    let gone = new_image(&user, "to delete", 256, 256);
+    let kept = new_image(&user, "to keep", 256, 256);
+    store.insert_image(&gone, &pseudo_random_bytes(1024, 2)).await.unwrap();
+    store.insert_image(&kept, &pseudo_random_bytes(1024, 3)).await.unwrap();
+
+    assert!(store.delete_image(&gone.id).await.unwrap(), "the image is deleted");
+    assert_eq!(store.image(&gone.id).await.unwrap(), None, "no record");
+    assert_eq!(store.image_png(&gone.id).await.unwrap(), None, "no bytes");
+    assert_eq!(
+        store.images_of(&user, None, 10).await.unwrap(),
+        std::slice::from_ref(&kept),
+        "the other image stays"
+    );
+    assert!(store.image_png(&kept.id).await.unwrap().is_some(), "with its bytes");
+    assert!(!store.delete_image(&gone.id).await.unwrap(), "a second delete finds nothing");
+}

@@ -250,3 +250,73 @@ async fn user_stats_count_credits_used_per_service_net_of_refunds() {
         "a refund keeps what it refunds"
     );
 }
+
+/// An entry of `user_id` numbered `seq` at `at`, inserted as is (the balance is not checked here).
+async fn entry_at(
+    store: &dyn Store,
+    user_id: &str,
+    seq: i64,
+    kind: (ServiceType, Option<ServiceType>),
+    amount: i64,
+    at: time::OffsetDateTime,
+) {
+    let entry = LedgerEntry {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: user_id.into(),
+        seq,
+        service_type: kind.0,
+        amount,
+        balance_after: 1_000 + seq,
+        reference: None,
+        actor_id: None,
+        refund_of: kind.1,
+        created_at: at,
+    };
+    store.insert_ledger_entry(&entry).await.expect("insert entry");
+}
+
+#[actix_web::test]
+async fn ledger_days_sum_each_kind_per_utc_day_for_one_user_or_everyone() {
+    use ServiceType::*;
+    let (store, _dir) = open_test_store().await;
+    let (ada, bob) = (insert_new_user(store.as_ref(), 0).await, insert_new_user(store.as_ref(), 0).await);
+    let today = utc_day(now()).midnight().assume_utc();
+    let (yesterday, two_days_ago) = (today - time::Duration::days(1), today - time::Duration::days(2));
+    let last_moment = today - time::Duration::milliseconds(1);
+    let entries = [
+        (&ada, (Chat, None), -1, two_days_ago),
+        (&ada, (Chat, None), -1, yesterday),
+        (&ada, (Image, None), -10, last_moment),
+        (&ada, (Refund, Some(Image)), 10, last_moment),
+        (&ada, (Grant, None), 50, today),
+        (&ada, (Chat, None), -1, today),
+        (&ada, (Refund, Some(Chat)), 1, today + time::Duration::hours(1)),
+        (&bob, (Grant, None), -5, today),
+        (&bob, (Chat, None), -2, today),
+    ];
+    let mut seqs = std::collections::HashMap::new();
+    for (user, kind, amount, at) in entries {
+        let seq = seqs.entry(user.id.clone()).or_insert(0);
+        *seq += 1;
+        entry_at(store.as_ref(), &user.id, *seq, kind, amount, at).await;
+    }
+
+    let ada_days = store.ledger_days(Some(&ada.id), yesterday).await.unwrap();
+    let day = |date: time::Date, chat, image, grant, refund_chat, refund_image| LedgerDay {
+        date,
+        chat,
+        image,
+        grant,
+        refund_chat,
+        refund_image,
+    };
+    let (d1, d2) = (utc_day(yesterday), utc_day(today));
+    assert_eq!(
+        ada_days,
+        [day(d1, -1, -10, 0, 0, 10), day(d2, -1, 0, 50, 1, 0)],
+        "one user's days, oldest first; the last millisecond of a day stays on it; older days are left out"
+    );
+    let everyone = store.ledger_days(None, yesterday).await.unwrap();
+    assert_eq!(everyone, [day(d1, -1, -10, 0, 0, 10), day(d2, -3, 0, 45, 1, 0)], "everyone's days");
+    assert!(store.ledger_days(Some("nobody"), yesterday).await.unwrap().is_empty(), "no entries, no days");
+}

@@ -11,12 +11,54 @@ use super::{insert_new_user, unique_hex};
 use crate::support::store::open_test_store;
 
 fn session_for(user_id: &str) -> Session {
+    let at = now();
     Session {
         id: uuid::Uuid::now_v7().to_string(),
         user_id: user_id.into(),
-        created_at: now(),
+        created_at: at,
         revoked_at: None,
+        last_used_at: at,
+        ip: None,
+        user_agent: None,
     }
+}
+
+#[actix_web::test]
+async fn a_sessions_origin_and_use_read_back_and_only_open_recent_ones_are_listed() {
+    let (store, _dir) = open_test_store().await;
+    let user = insert_new_user(store.as_ref(), 0).await;
+    let bystander = insert_new_user(store.as_ref(), 0).await;
+    let at = now();
+    let stale = Session { last_used_at: at - Duration::days(40), ..session_for(&user.id) };
+    let recent = Session {
+        ip: Some("2001:db8::7".into()),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0".into()),
+        last_used_at: at - Duration::hours(1),
+        ..session_for(&user.id)
+    };
+    let ended = Session { revoked_at: Some(at), ..session_for(&user.id) };
+    let others = session_for(&bystander.id);
+    for s in [&stale, &recent, &ended, &others] {
+        store.insert_session(s).await.unwrap();
+    }
+    assert_eq!(store.session(&recent.id).await.unwrap(), Some(recent.clone()), "ip and user agent read back");
+
+    let window = at - Duration::days(30);
+    let listed = store.open_sessions(&user.id, window).await.unwrap();
+    assert_eq!(listed, std::slice::from_ref(&recent), "only the open session used within the window");
+
+    store.touch_session(&stale.id, at).await.unwrap();
+    store.touch_session("no-such-session", at).await.expect("touching an unknown session does nothing");
+    let listed: Vec<String> =
+        store.open_sessions(&user.id, window).await.unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(
+        listed,
+        [stale.id.clone(), recent.id.clone()],
+        "a touched session is back, most recently used first"
+    );
+    let all = store.open_sessions(&user.id, time::OffsetDateTime::UNIX_EPOCH).await.unwrap();
+    assert_eq!(all.len(), 2, "the revoked session is never listed");
+    assert!(store.open_sessions("nobody", window).await.unwrap().is_empty(), "an unknown user has none");
 }
 
 #[actix_web::test]

@@ -421,3 +421,20 @@ async fn concurrent_partial_updates_of_one_user_do_not_undo_each_other() {
         );
     }
 }
+
+#[actix_web::test]
+async fn signups_are_counted_per_utc_day_from_a_start() {
+    let (store, _dir) = open_test_store().await;
+    let today = utc_day(now()).midnight().assume_utc();
+    let yesterday = today - time::Duration::days(1);
+    for at in [today - time::Duration::days(5), yesterday, yesterday + time::Duration::hours(23), today] {
+        let user = User { created_at: at, updated_at: at, ..super::new_user(0) };
+        store.insert_user(&user).await.unwrap();
+    }
+    let days = store.signups_by_day(yesterday).await.unwrap();
+    assert_eq!(
+        days,
+        [(utc_day(yesterday), 2), (utc_day(today), 1)],
+        "per day, oldest first, from the start on"
+    );
+}

@@ -1,26 +1,29 @@
 //! Conversation: chats and their messages, a chat turn with the assistant, and image generation.
 //! A paid request is checked in this order: its fields, ownership (`NotFound`), the paid-message
 //! limit (`RateLimited`, never charged), the charge (`InsufficientCredits`), then the work; work
-//! that fails is refunded. Events for the user's sessions go through [`Notify`].
+//! that fails is refunded. Events for the user's sessions go through [`Notify`]. Images are in
+//! [`images`].
+
+mod images;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+
+pub use self::images::ImageRequest;
 use time::OffsetDateTime;
 
 use super::credits::{CreditError, CreditService};
 use super::paging::{Page, PageError, PageLimit};
 use super::{Event, Notify};
 use crate::assistant::{Assistant, ChatTurn, TurnRole};
-use crate::images::{self, ImageGenerator};
+use crate::images::ImageGenerator;
 use crate::seams::limiter::Limiter;
-use crate::store::{Chat, ChatMessage, DynStore, Image, MessageRole, ServiceType, StoreError};
+use crate::store::{Chat, ChatMessage, DynStore, MessageRole, ServiceType, StoreError};
 
 /// Longest chat message, characters.
 const MAX_CONTENT_CHARS: usize = 16_000;
-/// Longest image prompt, characters.
-const MAX_PROMPT_CHARS: usize = 1_000;
 /// Longest chat title, characters.
 const MAX_TITLE_CHARS: usize = 200;
 /// The title of a chat created without one.
@@ -84,17 +87,6 @@ impl From<CreditError> for ConversationError {
     }
 }
 
-/// What a new image should be.
-#[derive(Debug, Clone)]
-pub struct ImageRequest {
-    /// What to draw (1 to 1,000 characters).
-    pub prompt: String,
-    /// Width in pixels (256 to 1,024, default 512).
-    pub width: Option<u32>,
-    /// Height in pixels (256 to 1,024, default 512).
-    pub height: Option<u32>,
-}
-
 /// Chats, chat turns and images.
 pub struct ConversationService {
     store: DynStore,
@@ -122,11 +114,7 @@ impl ConversationService {
     pub async fn create_chat(&self, user_id: &str, title: Option<String>) -> Result<Chat, ConversationError> {
         let title = title.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
         let title = title.unwrap_or_else(|| DEFAULT_TITLE.into());
-        if title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
-            return Err(ConversationError::Invalid(
-                "title must be at most 200 characters without control characters".into(),
-            ));
-        }
+        check_title(&title)?;
         if self.store.chat_count(user_id).await? >= self.max_chats {
             return Err(ConversationError::QuotaExceeded(format!(
                 "You have reached the limit of {} chats; delete one to start another",
@@ -160,6 +148,30 @@ impl ConversationService {
             Some(chat) if chat.user_id == user_id => Ok(chat),
             _ => Err(ConversationError::NotFound),
         }
+    }
+
+    /// Renames the user's chat (title trimmed, 1 to 200 characters, no control characters); its
+    /// place in the list stays, as no message arrived.
+    pub async fn rename_chat(
+        &self,
+        user_id: &str,
+        chat_id: &str,
+        title: &str,
+    ) -> Result<Chat, ConversationError> {
+        let title = title.trim();
+        check_title(title)?;
+        self.own_chat(user_id, chat_id).await?;
+        self.store.rename_chat(chat_id, title).await?.ok_or(ConversationError::NotFound)
+    }
+
+    /// Deletes the user's chat and its messages, which frees a place under the chat cap.
+    pub async fn delete_chat(&self, user_id: &str, chat_id: &str) -> Result<(), ConversationError> {
+        self.own_chat(user_id, chat_id).await?;
+        if !self.store.delete_chat(chat_id).await? {
+            // Deleted by another request a moment ago.
+            return Err(ConversationError::NotFound);
+        }
+        Ok(())
     }
 
     /// The newest `limit` messages of the user's chat (before message `before`), oldest first.
@@ -198,80 +210,6 @@ impl ConversationService {
             ));
         }
         Ok(())
-    }
-
-    /// Charges the price of an image, draws it and stores it; `ImageCreated` follows. A failure
-    /// before the image is stored is refunded.
-    pub async fn generate_image(
-        &self,
-        user_id: &str,
-        request: ImageRequest,
-        notify: &dyn Notify,
-    ) -> Result<(), ConversationError> {
-        let prompt = request.prompt.trim().to_owned();
-        if prompt.is_empty() || prompt.chars().count() > MAX_PROMPT_CHARS {
-            return Err(ConversationError::Invalid("prompt must be 1 to 1000 characters".into()));
-        }
-        let size = |v: Option<u32>| v.unwrap_or(images::DEFAULT_SIZE);
-        let (width, height) = (size(request.width), size(request.height));
-        let allowed = images::MIN_SIZE..=images::MAX_SIZE;
-        if !allowed.contains(&width) || !allowed.contains(&height) {
-            return Err(ConversationError::Invalid("width and height must be 256 to 1024".into()));
-        }
-        let image_id = new_id();
-        let charged = self.charge(user_id, ServiceType::Image, &image_id).await?;
-        let image = Image {
-            id: image_id.clone(),
-            user_id: user_id.to_owned(),
-            prompt,
-            width,
-            height,
-            created_at: crate::store::now(),
-        };
-        let made = async {
-            let png = self.images.generate(&image.prompt, width, height).await.map_err(|e| {
-                tracing::warn!(error = %e, "image generation failed");
-                ConversationError::Unavailable("image generator failed")
-            })?;
-            self.store.insert_image(&image, &png).await?;
-            // Stored: from here on nothing is refunded (see `converse`).
-            Ok::<i64, ConversationError>(self.credits.balance(user_id).await.unwrap_or(charged))
-        };
-        match made.await {
-            Ok(credits) => {
-                notify.notify(user_id, Event::ImageCreated { image, credits });
-                Ok(())
-            }
-            Err(_) => {
-                self.credits.refund(user_id, ServiceType::Image, &image_id).await;
-                Err(ConversationError::Unavailable(
-                    "The image could not be generated; your credits were refunded",
-                ))
-            }
-        }
-    }
-
-    /// A page of the user's images (records), newest first, before image `before`.
-    pub async fn images(
-        &self,
-        user_id: &str,
-        before: Option<&str>,
-        limit: PageLimit,
-    ) -> Result<Vec<Image>, ConversationError> {
-        Ok(self.store.images_of(user_id, before, limit.get()).await?)
-    }
-
-    /// Image `id` if `viewer` owns it or `may_see_all`; else `NotFound`.
-    pub async fn image(&self, viewer: &str, may_see_all: bool, id: &str) -> Result<Image, ConversationError> {
-        match self.store.image(id).await? {
-            Some(image) if image.user_id == viewer || may_see_all => Ok(image),
-            _ => Err(ConversationError::NotFound),
-        }
-    }
-
-    /// The PNG of an image already found with [`ConversationService::image`].
-    pub async fn image_png(&self, image: &Image) -> Result<Vec<u8>, ConversationError> {
-        self.store.image_png(&image.id).await?.ok_or(ConversationError::NotFound)
     }
 
     /// The paid-message limit, then the charge; answers the balance after the charge.
@@ -368,6 +306,16 @@ impl ConversationService {
         );
         Ok(())
     }
+}
+
+/// A chat title: 1 to 200 characters (already trimmed), no control characters.
+fn check_title(title: &str) -> Result<(), ConversationError> {
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
+        return Err(ConversationError::Invalid(
+            "title must be 1 to 200 characters without control characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A new record id: a UUIDv7, so ids sort in creation order.
