@@ -177,6 +177,24 @@ pub struct Config {
     /// Password hashes computed at once (default: the number of CPUs minus one, at least 1).
     #[arg(long, env = "SWITCHBOARD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
     pub hash_concurrency: Option<u16>,
+
+    /// What to run: the server unless a command is named.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The commands besides the server (API.md §7).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Checks every user's ledger (no gaps in seq, each balance_after following from the one
+    /// before, no negative balance, the cached balance equal to the newest entry's) and prints a
+    /// report. Exit 0 when consistent (stale cached balances alone are reported, not damage), 1
+    /// when damage remains. Uses the server's settings; safe while a server runs on the store.
+    CheckLedger {
+        /// Rewrite stale cached balances.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 impl Config {

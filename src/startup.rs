@@ -218,7 +218,8 @@ fn default_hash_concurrency() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
-async fn open_store(config: &Config) -> Result<DynStore, StartError> {
+/// The store the settings name: MongoDB when `MONGODB_URI` is set, else SQLite in the data dir.
+pub async fn open_store(config: &Config) -> Result<DynStore, StartError> {
     Ok(match &config.mongodb_uri {
         Some(uri) => Arc::new(MongoStore::connect(uri, &config.mongodb_db).await?),
         None => Arc::new(SqliteStore::open(&config.data_dir)?),

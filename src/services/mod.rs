@@ -6,11 +6,13 @@
 //! - [`accounts`]: users, credentials, sessions, passwords and their mail, admin changes.
 //! - [`credits`]: every balance change (charge, refund, grant) and the balance everyone shows.
 //! - [`conversation`]: chats, a chat turn with the assistant, image generation.
+//! - [`ledger_check`]: `switchboard check-ledger`, the ledger's invariants user by user.
 //! - [`paging`]: the one rule for page sizes.
 
 pub mod accounts;
 pub mod conversation;
 pub mod credits;
+pub mod ledger_check;
 pub mod paging;
 
 use crate::store::{ChatMessage, Image};

@@ -120,6 +120,15 @@ pub trait LedgerStore: Send + Sync {
         }
         Ok(())
     }
+    /// Sets the cached balance on the user to `to` if it still is `from` (a compare-and-set, so
+    /// a repair never overwrites a change a running server made meanwhile); false when it was
+    /// not (any more) `from`, or there is no such user. For `check-ledger --repair`.
+    async fn repair_cached_balance(
+        &self,
+        user_id: &str,
+        from: CachedBalance,
+        to: CachedBalance,
+    ) -> StoreResult<bool>;
     /// A user's entries, newest first, with `seq < before` when given.
     async fn ledger_page(
         &self,

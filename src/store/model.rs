@@ -63,6 +63,22 @@ pub struct User {
     pub updated_at: OffsetDateTime,
 }
 
+/// The balance cached on a user and the ledger entry it was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedBalance {
+    /// The entry's `seq` (0: before any entry).
+    pub seq: i64,
+    /// Its `balance_after` (the starting credits before any entry).
+    pub credits: i64,
+}
+
+impl User {
+    /// The balance cached on this record.
+    pub fn cached_balance(&self) -> CachedBalance {
+        CachedBalance { seq: self.credits_seq, credits: self.credits }
+    }
+}
+
 /// A partial update of a user; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct UserUpdate {

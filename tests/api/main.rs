@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod crash;
 mod helpers;
 mod hostile;
 mod mail;
