@@ -36,7 +36,9 @@ pub type DynStore = Arc<dyn Store>;
 /// Everything the server keeps: one trait per aggregate, implemented by both stores and held
 /// to one contract suite (`tests/api/store_contract/`), so callers never care which one runs.
 #[async_trait]
-pub trait Store: UserStore + SessionStore + LedgerStore + ChatStore + ImageStore + 'static {
+pub trait Store:
+    UserStore + SessionStore + LedgerStore + ChatStore + ImageStore + IdempotencyStore + 'static
+{
     /// Cheap round trip used by `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -160,6 +162,8 @@ pub trait ChatStore: Send + Sync {
 
     /// Stores a new message; [`StoreError::Duplicate`] when the id exists.
     async fn insert_message(&self, message: &ChatMessage) -> StoreResult<()>;
+    /// The message with this id, whoever owns it (callers check the owner).
+    async fn message(&self, id: &str) -> StoreResult<Option<ChatMessage>>;
     /// The `limit` newest messages of a chat with `id < before` when given, returned oldest first
     /// (the order a history is shown in). Ids are UUIDv7 strings, so id order is creation order.
     async fn messages_page(
@@ -181,6 +185,23 @@ pub trait ImageStore: Send + Sync {
     async fn image_png(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
     /// A user's images (records only), newest first (id descending), with `id < before` when given.
     async fn images_of(&self, user_id: &str, before: Option<&str>, limit: i64) -> StoreResult<Vec<Image>>;
+}
+
+/// The `idempotency_key`s of paid requests, so a retry from any session or node is charged once.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Stores `record` unless its user already has a record with its key, atomically: `None`
+    /// when this call claimed the key, else the record that holds it.
+    async fn claim_idempotency_key(
+        &self,
+        record: &IdempotencyRecord,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
+    /// The record of a user's key.
+    async fn idempotency_record(&self, user_id: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>>;
+    /// Deletes the claim `claim_id` of a user's key (its request failed and was not charged or
+    /// was refunded, or the claim expired), so the key may be used afresh; false when that claim was
+    /// not there.
+    async fn release_idempotency_key(&self, user_id: &str, key: &str, claim_id: &str) -> StoreResult<bool>;
 }
 
 /// The current time at the millisecond precision both stores keep, so a record reads back

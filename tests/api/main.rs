@@ -7,6 +7,7 @@ mod auth;
 mod crash;
 mod helpers;
 mod hostile;
+mod idempotency;
 mod mail;
 mod metrics;
 mod process;

@@ -4,6 +4,7 @@
 //! its trait.
 
 mod chats;
+mod idempotency;
 mod images;
 mod ledger;
 mod sessions;
@@ -22,7 +23,8 @@ use super::*;
 const READERS: usize = 4;
 
 /// The schema, applied once per version (tracked in `PRAGMA user_version`).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
     email TEXT NOT NULL UNIQUE,
@@ -110,7 +112,21 @@ CREATE TABLE images (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX images_user ON images (user_id, created_at);
-"#];
+"#,
+    r#"
+CREATE TABLE idempotency_keys (
+    user_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    claim_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    outcome_kind TEXT NOT NULL,
+    chat_id TEXT,
+    result_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, key)
+);
+"#,
+];
 
 /// The embedded SQLite store.
 pub struct SqliteStore {

@@ -12,55 +12,19 @@ use futures_util::future::join_all;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use switchboard::test_support::read_request;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Deployment, connect_ws, every_view_of_the_balance, login, register};
 use crate::helpers::PASSWORD;
+use crate::support::assistant::{REPLY, fake_assistant};
 use crate::support::process::ServerProcess;
 use crate::ws_helpers::WsClient;
 
 const USERS: usize = 4;
 const SESSIONS_PER_USER: usize = 3;
 const STARTING_CREDITS: i64 = 100_000;
-/// What the fake assistant answers, in two deltas.
-const REPLY: [&str; 2] = ["stored ", "whole"];
 /// How long the storm runs before the kill.
 const STORM: Duration = Duration::from_millis(2500);
-
-/// An OpenAI-compatible assistant on 127.0.0.1 that streams [`REPLY`], or answers 500 when the
-/// newest message contains "fail". Its base URL.
-async fn fake_assistant() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("fake assistant binds");
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let request = read_request(&mut socket).await;
-                let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-                let last = body["messages"].as_array().and_then(|m| m.last()).cloned().unwrap_or_default();
-                let answer = if last["content"].as_str().is_some_and(|c| c.contains("fail")) {
-                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        .into()
-                } else {
-                    let mut sse = String::from(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n",
-                    );
-                    for delta in REPLY {
-                        sse += &format!("data: {}\n\n", json!({"choices": [{"delta": {"content": delta}}]}));
-                    }
-                    sse + "data: [DONE]\n\n"
-                };
-                let _ = socket.write_all(answer.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
-    base
-}
-
 /// What one session was told about its requests.
 #[derive(Debug, Default)]
 struct Told {
@@ -150,7 +114,7 @@ struct StormUser {
 
 #[actix_web::test]
 async fn a_server_killed_during_a_storm_of_charges_grants_and_refunds_restarts_exact_and_whole() {
-    let assistant = fake_assistant().await;
+    let assistant = fake_assistant(Duration::ZERO).await;
     let starting = STARTING_CREDITS.to_string();
     let deployment =
         Deployment::new(&[("ASSISTANT_URL", assistant.as_str()), ("STARTING_CREDITS", starting.as_str())]);
