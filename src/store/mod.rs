@@ -86,6 +86,8 @@ pub trait SessionStore: Send + Sync {
 
     /// Stores a refresh token.
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// The refresh token with this hash, used or not.
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
     /// Marks the token used, atomically, and says whether this was its first use.
     async fn use_refresh_token(&self, token_hash: &str, now: OffsetDateTime) -> StoreResult<RefreshUse>;
 
