@@ -57,7 +57,7 @@ pub struct Application {
 impl Application {
     /// Opens storage, loads secrets, ensures the first admin and binds the listener.
     pub async fn build(mut config: Config) -> Result<Application, StartError> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| unusable_data_dir(&config.data_dir, e))?;
         let listener = listen(config.bind)?;
         let local = listener.local_addr()?;
         // Mailed links use the address actually bound (port 0 becomes the real port).
@@ -65,7 +65,10 @@ impl Application {
         let store = open_store(&config).await?;
         let secret = match &config.jwt_secret {
             Some(secret) => secret.clone().into_bytes(),
-            None => load_or_create_secret(&config.data_dir)?,
+            None => load_or_create_secret(&config.data_dir).map_err(|e| match e {
+                StartError::Io(e) => unusable_data_dir(&config.data_dir, e),
+                other => other,
+            })?,
         };
         let state = web::Data::new(assemble(config, store, &secret)?);
         if let (Some(email), Some(password)) = (&state.config.admin_email, &state.config.admin_password) {
@@ -222,8 +225,15 @@ fn default_hash_concurrency() -> usize {
 pub async fn open_store(config: &Config) -> Result<DynStore, StartError> {
     Ok(match &config.mongodb_uri {
         Some(uri) => Arc::new(MongoStore::connect(uri, &config.mongodb_db).await?),
-        None => Arc::new(SqliteStore::open(&config.data_dir)?),
+        None => {
+            Arc::new(SqliteStore::open(&config.data_dir).map_err(|e| unusable_data_dir(&config.data_dir, e))?)
+        }
     })
+}
+
+/// The one line that says the data dir cannot be used, and why.
+fn unusable_data_dir(dir: &Path, cause: impl std::fmt::Display) -> StartError {
+    StartError::Config(format!("data dir {} is unusable: {cause}", dir.display()))
 }
 
 /// Access log without query strings, which can carry tokens (`/ws?token=`, reset links). `/ws`

@@ -10,6 +10,7 @@ mod hostile;
 mod idempotency;
 mod mail;
 mod metrics;
+mod outage;
 mod process;
 mod profile;
 mod security;
