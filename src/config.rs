@@ -170,6 +170,14 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_WS_MAX_SESSIONS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub ws_max_sessions_per_user: u32,
 
+    /// Open WebSockets per client IP on this node; the next upgrade gets 429.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_PER_IP", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub ws_max_per_ip: u32,
+
+    /// WebSocket upgrades per client IP per minute; beyond, 429 with Retry-After.
+    #[arg(long, env = "SWITCHBOARD_WS_UPGRADES_PER_IP_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_upgrades_per_ip_per_minute: u32,
+
     /// Bytes queued for a WebSocket client before it counts as slow and is closed (4002).
     #[arg(long, env = "SWITCHBOARD_WS_OUTBOUND_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1024..=(1 << 30)))]
     pub ws_outbound_bytes: u32,

@@ -99,6 +99,9 @@ impl Application {
         // A closed WebSocket (or any connection the server ends) is dropped at once: waiting
         // for the client to hang up first left sockets open for a second after their close.
         .client_disconnect_timeout(Duration::ZERO)
+        // A client must send its request head within this time (else 408 and the connection
+        // ends), so half-sent requests (slowloris) cannot hold connections for long.
+        .client_request_timeout(REQUEST_HEAD_TIMEOUT)
         .shutdown_timeout(10)
         .run();
         Ok(Application { port, server, state })
@@ -187,6 +190,12 @@ fn assemble(config: Config, store: DynStore, secret: &[u8]) -> Result<AppState, 
         realtime,
         rest_limit: Arc::new(per_window(config.rate_limit_per_minute, minute, WhenUnavailable::Allow)),
         ws_free_limit: Arc::new(per_window(config.ws_free_per_minute, minute, WhenUnavailable::Refuse)),
+        ws_upgrade_limit: Arc::new(per_window(
+            config.ws_upgrades_per_ip_per_minute,
+            minute,
+            WhenUnavailable::Allow,
+        )),
+        ws_ip_cap: crate::ws::ip_cap::IpSocketCap::new(config.ws_max_per_ip as usize),
         store,
         config: Arc::new(config),
     })
@@ -201,6 +210,9 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(address)?;
     socket.listen(LISTEN_BACKLOG)?.into_std()
 }
+
+/// How long a client may take to send a request's head.
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections the kernel may hold before they are accepted (capped by `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;

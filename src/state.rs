@@ -11,6 +11,7 @@ use crate::services::accounts::AccountService;
 use crate::services::conversation::ConversationService;
 use crate::services::credits::CreditService;
 use crate::store::{DynStore, StoreResult};
+use crate::ws::ip_cap::IpSocketCap;
 
 /// Everything handlers and WebSocket sessions share.
 pub struct AppState {
@@ -30,6 +31,10 @@ pub struct AppState {
     pub rest_limit: Arc<dyn Limiter>,
     /// Free WebSocket requests that touch storage, per user.
     pub ws_free_limit: Arc<dyn Limiter>,
+    /// WebSocket upgrades per client IP per minute (global with a shared limiter).
+    pub ws_upgrade_limit: Arc<dyn Limiter>,
+    /// Open WebSockets per client IP, on this node.
+    pub ws_ip_cap: IpSocketCap,
     /// Storage, for the readiness probe only: every other use goes through a service.
     pub(crate) store: DynStore,
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod caps;
 mod crash;
 mod helpers;
 mod hostile;
