@@ -296,7 +296,9 @@ impl AccountService {
         used: &RefreshToken,
         now: OffsetDateTime,
     ) -> Result<bool, AccountError> {
-        let Some(used_at) = used.used_at else { return Ok(false) };
+        // No use time yet: a racing exchange claimed the token and is still marking it (the
+        // MongoDB store claims and marks in two writes), so the rotation is happening now.
+        let used_at = used.used_at.unwrap_or(now);
         if now - used_at > REFRESH_GRACE {
             return Ok(false);
         }
