@@ -6,7 +6,7 @@ set -u
 B=${BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
 MONGO=${MONGO_URI:-mongodb://127.0.0.1:27017/}
 L=$B/switchboard-load
-LIMITS="--rate-limit-per-minute 100000000 --registrations-per-ip-per-hour 1000000 --login-failures-per-ip 1000000 --login-failures-per-account 1000000 --ws-rate-limit-per-minute 100000000 --ws-free-per-minute 100000000 --starting-credits 1000000000 --ws-max-sessions-per-user 10000"
+LIMITS="--rate-limit-per-minute 100000000 --registrations-per-ip-per-hour 1000000 --login-failures-per-ip 1000000 --login-failures-per-account 1000000 --ws-rate-limit-per-minute 100000000 --ws-free-per-minute 100000000 --starting-credits 1000000000 --ws-max-sessions-per-user 10000 --ws-max-per-ip 10000000 --ws-upgrades-per-ip-per-minute 100000000"
 PORT=18501
 start() { # extra args...
   DIR=$(mktemp -d); $B/switchboard --bind 127.0.0.1:$PORT --data-dir $DIR $LIMITS "$@" > $DIR/log 2>&1 & PID=$!

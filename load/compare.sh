@@ -111,7 +111,7 @@ SWITCHBOARD_URL="http://127.0.0.1:$SWITCHBOARD_PORT"
     --rate-limit-per-minute 100000000 --registrations-per-ip-per-hour 1000000 \
     --login-failures-per-ip 1000000 --login-failures-per-account 1000000 \
     --ws-rate-limit-per-minute 100000000 --ws-free-per-minute 100000000 \
-    --starting-credits 1000000000 --ws-max-sessions-per-user 10000 >"$WORK/switchboard-server.log" 2>&1 &
+    --starting-credits 1000000000 --ws-max-sessions-per-user 10000 --ws-max-per-ip 10000000 --ws-upgrades-per-ip-per-minute 100000000 >"$WORK/switchboard-server.log" 2>&1 &
 PIDS[switchboard]=$!
 wait_for_port "$SWITCHBOARD_PORT"
 

@@ -179,6 +179,14 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_WS_MAX_SESSIONS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub ws_max_sessions_per_user: u32,
 
+    /// Open WebSockets per client IP on this node; the next upgrade gets 429.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_PER_IP", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub ws_max_per_ip: u32,
+
+    /// WebSocket upgrades per client IP per minute; beyond, 429 with Retry-After.
+    #[arg(long, env = "SWITCHBOARD_WS_UPGRADES_PER_IP_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_upgrades_per_ip_per_minute: u32,
+
     /// Bytes queued for a WebSocket client before it counts as slow and is closed (4002).
     #[arg(long, env = "SWITCHBOARD_WS_OUTBOUND_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1024..=(1 << 30)))]
     pub ws_outbound_bytes: u32,
@@ -186,6 +194,24 @@ pub struct Config {
     /// Password hashes computed at once (default: the number of CPUs minus one, at least 1).
     #[arg(long, env = "SWITCHBOARD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
     pub hash_concurrency: Option<u16>,
+
+    /// What to run: the server unless a command is named.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The commands besides the server (API.md §7).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Checks every user's ledger (no gaps in seq, each balance_after following from the one
+    /// before, no negative balance, the cached balance equal to the newest entry's) and prints a
+    /// report. Exit 0 when consistent (stale cached balances alone are reported, not damage), 1
+    /// when damage remains. Uses the server's settings; safe while a server runs on the store.
+    CheckLedger {
+        /// Rewrite stale cached balances.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 impl Config {

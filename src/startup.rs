@@ -56,7 +56,7 @@ pub struct Application {
 impl Application {
     /// Opens storage, loads secrets, ensures the first admin and binds the listener.
     pub async fn build(mut config: Config) -> Result<Application, StartError> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| unusable_data_dir(&config.data_dir, e))?;
         let listener = listen(config.bind)?;
         let local = listener.local_addr()?;
         // Mailed links use the address actually bound (port 0 becomes the real port).
@@ -64,7 +64,10 @@ impl Application {
         let store = open_store(&config).await?;
         let secret = match &config.jwt_secret {
             Some(secret) => secret.clone().into_bytes(),
-            None => load_or_create_secret(&config.data_dir)?,
+            None => load_or_create_secret(&config.data_dir).map_err(|e| match e {
+                StartError::Io(e) => unusable_data_dir(&config.data_dir, e),
+                other => other,
+            })?,
         };
         let seams = match &config.redis_url {
             Some(url) => {
@@ -101,6 +104,9 @@ impl Application {
         // A closed WebSocket (or any connection the server ends) is dropped at once: waiting
         // for the client to hang up first left sockets open for a second after their close.
         .client_disconnect_timeout(Duration::ZERO)
+        // A client must send its request head within this time (else 408 and the connection
+        // ends), so half-sent requests (slowloris) cannot hold connections for long.
+        .client_request_timeout(REQUEST_HEAD_TIMEOUT)
         .shutdown_timeout(10)
         .run();
         Ok(Application { port, server, state })
@@ -189,6 +195,8 @@ fn assemble(config: Config, store: DynStore, secret: &[u8], seams: &Seams) -> Re
         rest_limit: seams.limiter("rest", config.rate_limit_per_minute, minute, allow),
         ws_free_limit: seams.limiter("ws_free", config.ws_free_per_minute, minute, refuse),
         redis: seams.redis_link(),
+        ws_upgrade_limit: seams.limiter("ws_upgrade_ip", config.ws_upgrades_per_ip_per_minute, minute, allow),
+        ws_ip_cap: crate::ws::ip_cap::IpSocketCap::new(config.ws_max_per_ip as usize),
         store,
         config: Arc::new(config),
     })
@@ -203,6 +211,9 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(address)?;
     socket.listen(LISTEN_BACKLOG)?.into_std()
 }
+
+/// How long a client may take to send a request's head.
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections the kernel may hold before they are accepted (capped by `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;
@@ -223,11 +234,19 @@ fn default_hash_concurrency() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
-async fn open_store(config: &Config) -> Result<DynStore, StartError> {
+/// The store the settings name: MongoDB when `MONGODB_URI` is set, else SQLite in the data dir.
+pub async fn open_store(config: &Config) -> Result<DynStore, StartError> {
     Ok(match &config.mongodb_uri {
         Some(uri) => Arc::new(MongoStore::connect(uri, &config.mongodb_db).await?),
-        None => Arc::new(SqliteStore::open(&config.data_dir)?),
+        None => {
+            Arc::new(SqliteStore::open(&config.data_dir).map_err(|e| unusable_data_dir(&config.data_dir, e))?)
+        }
     })
+}
+
+/// The one line that says the data dir cannot be used, and why.
+fn unusable_data_dir(dir: &Path, cause: impl std::fmt::Display) -> StartError {
+    StartError::Config(format!("data dir {} is unusable: {cause}", dir.display()))
 }
 
 /// Access log without query strings, which can carry tokens (`/ws?token=`, reset links). `/ws`

@@ -13,6 +13,7 @@ use crate::services::conversation::ConversationService;
 use crate::services::credits::CreditService;
 use crate::services::overview::OverviewService;
 use crate::store::{DynStore, StoreResult};
+use crate::ws::ip_cap::IpSocketCap;
 
 /// Everything handlers and WebSocket sessions share.
 pub struct AppState {
@@ -36,6 +37,10 @@ pub struct AppState {
     pub ws_free_limit: Arc<dyn Limiter>,
     /// The link to Redis with several nodes (for `/readyz`: every other use is a seam's).
     pub(crate) redis: Option<Arc<RedisLink>>,
+    /// WebSocket upgrades per client IP per minute (global with a shared limiter).
+    pub ws_upgrade_limit: Arc<dyn Limiter>,
+    /// Open WebSockets per client IP, on this node.
+    pub ws_ip_cap: IpSocketCap,
     /// Storage, for the readiness probe only: every other use goes through a service.
     pub(crate) store: DynStore,
 }

@@ -16,7 +16,9 @@ pub struct Cli {
 /// Flags every WebSocket scenario takes; sessions, users and seconds default per scenario.
 #[derive(Args, Clone)]
 pub struct Common {
-    /// Server base URL (http://host:port); a path after it replaces the WebSocket path.
+    /// Server base URL (http://host:port); a path after it replaces the WebSocket path. Several,
+    /// comma-separated, for the nodes of a cluster: session i connects to node i mod n, and users
+    /// are registered on the first.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Sessions (or concurrent loops); the default depends on the scenario (see its help).

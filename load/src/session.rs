@@ -31,58 +31,64 @@ const SESSIONS_PER_SOURCE_ADDRESS: usize = 20_000;
 
 /// Where the load goes and from which source addresses.
 pub struct Target {
-    /// `http://host:port`, for the REST calls.
+    /// `http://host:port` of the first node, for the REST calls.
     pub base_url: String,
-    /// The WebSocket URL, e.g. `ws://127.0.0.1:8080/ws`.
+    /// The WebSocket URL, e.g. `ws://127.0.0.1:8080/ws` (the nodes' URLs, comma-separated, when
+    /// several are given).
     pub ws_url: String,
-    server: SocketAddr,
+    /// The nodes: session `i` connects to node `i % len`.
+    nodes: Vec<Node>,
     /// Client addresses to bind before connecting, used in turn; empty lets the kernel choose.
     sources: Vec<IpAddr>,
 }
 
+/// One server node sessions connect to.
+struct Node {
+    server: SocketAddr,
+    ws_url: String,
+}
+
 impl Target {
-    /// Reads `url` (http://, ws:// or bare host:port; a path given replaces `default_path`) and
-    /// picks `source_addresses` loopback addresses (0: one per 20,000 sessions).
+    /// Reads `url` (http://, ws:// or bare host:port; a path given replaces `default_path`; several
+    /// comma-separated for the nodes of a cluster, REST going to the first) and picks
+    /// `source_addresses` loopback addresses (0: one per 20,000 sessions).
     pub fn new(
         url: &str,
         default_path: &str,
         source_addresses: usize,
         sessions: usize,
     ) -> Result<Target, String> {
-        let rest = ["http://", "ws://"].iter().find_map(|scheme| url.strip_prefix(scheme)).unwrap_or(url);
-        if url.starts_with("https://") || url.starts_with("wss://") {
-            return Err("TLS is not supported: point the load tool at the plain listener".into());
+        let mut nodes = Vec::new();
+        let mut base_url = String::new();
+        for url in url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            let (authority, node) = Node::parse(url, default_path)?;
+            if base_url.is_empty() {
+                base_url = format!("http://{authority}");
+            }
+            nodes.push(node);
         }
-        let (authority, path) = match rest.find('/') {
-            Some(slash) if slash + 1 < rest.len() => (&rest[..slash], &rest[slash..]),
-            Some(slash) => (&rest[..slash], default_path),
-            None => (rest, default_path),
-        };
-        let server = authority
-            .to_socket_addrs()
-            .map_err(|error| format!("cannot resolve {authority}: {error}"))?
-            .next()
-            .ok_or_else(|| format!("{authority} resolves to no address"))?;
+        let Some(first) = nodes.first() else { return Err("no server URL given".into()) };
         let wanted = if source_addresses == 0 {
             sessions.div_ceil(SESSIONS_PER_SOURCE_ADDRESS)
         } else {
             source_addresses
         };
+        let loopback_v4 = nodes.iter().all(|n| n.server.ip().is_loopback() && n.server.is_ipv4());
         let sources = if wanted <= 1 {
             Vec::new()
-        } else if server.ip().is_loopback() && server.is_ipv4() && wanted <= 254 {
+        } else if loopback_v4 && wanted <= 254 {
             (1..=wanted as u8).map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))).collect()
         } else {
             return Err(
                 "several source addresses need an IPv4 loopback server and at most 254 of them".into()
             );
         };
-        Ok(Target {
-            base_url: format!("http://{authority}"),
-            ws_url: format!("ws://{authority}{path}"),
-            server,
-            sources,
-        })
+        let ws_url = if nodes.len() == 1 {
+            first.ws_url.clone()
+        } else {
+            nodes.iter().map(|n| n.ws_url.as_str()).collect::<Vec<_>>().join(",")
+        };
+        Ok(Target { base_url, ws_url, nodes, sources })
     }
 
     /// How many source addresses the sessions are spread over (1 when the kernel chooses).
@@ -93,15 +99,16 @@ impl Target {
     /// Opens session number `index` (which picks its source address), with `token` as bearer
     /// credential when given; the error is a short code for the report.
     pub async fn open(&self, index: usize, token: Option<&str>) -> Result<Socket, String> {
-        let socket = if self.server.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() };
+        let node = &self.nodes[index % self.nodes.len()];
+        let socket = if node.server.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() };
         let socket = socket.map_err(|error| io_code(&error))?;
         if !self.sources.is_empty() {
             let source = SocketAddr::new(self.sources[index % self.sources.len()], 0);
             socket.bind(source).map_err(|error| io_code(&error))?;
         }
-        let stream = socket.connect(self.server).await.map_err(|error| io_code(&error))?;
+        let stream = socket.connect(node.server).await.map_err(|error| io_code(&error))?;
         stream.set_nodelay(true).map_err(|error| io_code(&error))?;
-        let mut request = self.ws_url.as_str().into_client_request().map_err(|_| "bad_url".to_owned())?;
+        let mut request = node.ws_url.as_str().into_client_request().map_err(|_| "bad_url".to_owned())?;
         if let Some(token) = token {
             let value = format!("Bearer {token}").parse().map_err(|_| "bad_token".to_owned())?;
             request.headers_mut().insert("authorization", value);
@@ -156,6 +163,27 @@ impl Target {
             }
         })
         .await
+    }
+}
+
+impl Node {
+    /// One node's URL; answers its `host:port` too.
+    fn parse(url: &str, default_path: &str) -> Result<(String, Node), String> {
+        if url.starts_with("https://") || url.starts_with("wss://") {
+            return Err("TLS is not supported: point the load tool at the plain listener".into());
+        }
+        let rest = ["http://", "ws://"].iter().find_map(|scheme| url.strip_prefix(scheme)).unwrap_or(url);
+        let (authority, path) = match rest.find('/') {
+            Some(slash) if slash + 1 < rest.len() => (&rest[..slash], &rest[slash..]),
+            Some(slash) => (&rest[..slash], default_path),
+            None => (rest, default_path),
+        };
+        let server = authority
+            .to_socket_addrs()
+            .map_err(|error| format!("cannot resolve {authority}: {error}"))?
+            .next()
+            .ok_or_else(|| format!("{authority} resolves to no address"))?;
+        Ok((authority.to_owned(), Node { server, ws_url: format!("ws://{authority}{path}") }))
     }
 }
 

@@ -59,12 +59,25 @@ pub struct WsTicketClaims {
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// The key that derives a refresh token's successor (see [`JwtKeys::refresh_successor`]).
+    successor_key: Vec<u8>,
 }
 
 impl JwtKeys {
     /// Keys for an HS256 secret.
     pub fn new(secret: &[u8]) -> JwtKeys {
-        JwtKeys { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            successor_key: crate::auth::tokens::hmac_token(secret, "refresh-successor").into_bytes(),
+        }
+    }
+
+    /// The secret part of the refresh token that `refresh_token` rotates into: derived from it
+    /// with a server key, so a retry of a rotation whose answer was lost gets the same new token
+    /// again, and nobody without the server's secret can compute it.
+    pub fn refresh_successor(&self, refresh_token: &str) -> String {
+        crate::auth::tokens::hmac_token(&self.successor_key, refresh_token)
     }
 
     /// A new access token for `user_id` in session `sid`.

@@ -7,11 +7,15 @@
 //! - [`credits`]: every balance change (charge, refund, grant) and the balance everyone shows.
 //! - [`conversation`]: chats, a chat turn with the assistant, image generation.
 //! - [`overview`]: the admin's figures of users, presence, credits and sign-ups.
+//! - [`idempotency`]: `idempotency_key`s of paid requests, so a retry is charged once.
+//! - [`ledger_check`]: `switchboard check-ledger`, the ledger's invariants user by user.
 //! - [`paging`]: the one rule for page sizes.
 
 pub mod accounts;
 pub mod conversation;
 pub mod credits;
+pub mod idempotency;
+pub mod ledger_check;
 pub mod overview;
 pub mod paging;
 

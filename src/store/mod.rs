@@ -36,7 +36,9 @@ pub type DynStore = Arc<dyn Store>;
 /// Everything the server keeps: one trait per aggregate, implemented by both stores and held
 /// to one contract suite (`tests/api/store_contract/`), so callers never care which one runs.
 #[async_trait]
-pub trait Store: UserStore + SessionStore + LedgerStore + ChatStore + ImageStore + 'static {
+pub trait Store:
+    UserStore + SessionStore + LedgerStore + ChatStore + ImageStore + IdempotencyStore + 'static
+{
     /// Cheap round trip used by `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -91,6 +93,8 @@ pub trait SessionStore: Send + Sync {
 
     /// Stores a refresh token.
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// The refresh token with this hash, used or not.
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
     /// Marks the token used, atomically, and says whether this was its first use.
     async fn use_refresh_token(&self, token_hash: &str, now: OffsetDateTime) -> StoreResult<RefreshUse>;
 
@@ -127,6 +131,15 @@ pub trait LedgerStore: Send + Sync {
         }
         Ok(())
     }
+    /// Sets the cached balance on the user to `to` if it still is `from` (a compare-and-set, so
+    /// a repair never overwrites a change a running server made meanwhile); false when it was
+    /// not (any more) `from`, or there is no such user. For `check-ledger --repair`.
+    async fn repair_cached_balance(
+        &self,
+        user_id: &str,
+        from: CachedBalance,
+        to: CachedBalance,
+    ) -> StoreResult<bool>;
     /// A user's entries, newest first, with `seq < before` when given.
     async fn ledger_page(
         &self,
@@ -165,6 +178,8 @@ pub trait ChatStore: Send + Sync {
 
     /// Stores a new message; [`StoreError::Duplicate`] when the id exists.
     async fn insert_message(&self, message: &ChatMessage) -> StoreResult<()>;
+    /// The message with this id, whoever owns it (callers check the owner).
+    async fn message(&self, id: &str) -> StoreResult<Option<ChatMessage>>;
     /// The `limit` newest messages of a chat with `id < before` when given, returned oldest first
     /// (the order a history is shown in). Ids are UUIDv7 strings, so id order is creation order.
     async fn messages_page(
@@ -188,6 +203,23 @@ pub trait ImageStore: Send + Sync {
     async fn images_of(&self, user_id: &str, before: Option<&str>, limit: i64) -> StoreResult<Vec<Image>>;
     /// Deletes an image record and its PNG bytes; false when there was no such image.
     async fn delete_image(&self, id: &str) -> StoreResult<bool>;
+}
+
+/// The `idempotency_key`s of paid requests, so a retry from any session or node is charged once.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Stores `record` unless its user already has a record with its key, atomically: `None`
+    /// when this call claimed the key, else the record that holds it.
+    async fn claim_idempotency_key(
+        &self,
+        record: &IdempotencyRecord,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
+    /// The record of a user's key.
+    async fn idempotency_record(&self, user_id: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>>;
+    /// Deletes the claim `claim_id` of a user's key (its request failed and was not charged or
+    /// was refunded, or the claim expired), so the key may be used afresh; false when that claim was
+    /// not there.
+    async fn release_idempotency_key(&self, user_id: &str, key: &str, claim_id: &str) -> StoreResult<bool>;
 }
 
 /// The current time at the millisecond precision both stores keep, so a record reads back

@@ -63,6 +63,22 @@ pub struct User {
     pub updated_at: OffsetDateTime,
 }
 
+/// The balance cached on a user and the ledger entry it was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedBalance {
+    /// The entry's `seq` (0: before any entry).
+    pub seq: i64,
+    /// Its `balance_after` (the starting credits before any entry).
+    pub credits: i64,
+}
+
+impl User {
+    /// The balance cached on this record.
+    pub fn cached_balance(&self) -> CachedBalance {
+        CachedBalance { seq: self.credits_seq, credits: self.credits }
+    }
+}
+
 /// A partial update of a user; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct UserUpdate {
@@ -355,5 +371,42 @@ pub struct Image {
     /// Height in pixels.
     pub height: u32,
     /// When it was generated.
+    pub created_at: OffsetDateTime,
+}
+
+/// What a paid request with an `idempotency_key` produces: its ids are chosen before the work
+/// starts and kept with the key, so a retry finds the result once it is stored (also after a
+/// crash of the node that ran it) and is answered with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotentOutcome {
+    /// A chat turn: the chat and the assistant's stored reply.
+    Chat {
+        /// The chat.
+        chat_id: String,
+        /// The reply's message id.
+        reply_id: String,
+    },
+    /// An image: the stored image's id.
+    Image {
+        /// The image.
+        image_id: String,
+    },
+}
+
+/// A claimed `idempotency_key` of a user (API.md §5): who claimed it with which request, and
+/// where its result will be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyRecord {
+    /// Whose key.
+    pub user_id: String,
+    /// The client's key (1 to 64 characters).
+    pub key: String,
+    /// This claim's own id, so that only its claimer completes or releases it.
+    pub claim_id: String,
+    /// SHA-256 of the request's kind and fields: the same key with another body is refused.
+    pub fingerprint: String,
+    /// Where the result is stored once the work is done.
+    pub outcome: IdempotentOutcome,
+    /// When the key was claimed; after 24 hours it may be used afresh.
     pub created_at: OffsetDateTime,
 }

@@ -97,6 +97,10 @@ pub enum ClientMessage {
         chat_id: String,
         /// The message.
         content: String,
+        /// Retries with the same key (within 24 hours) are charged once and answered with
+        /// the first request's reply.
+        #[serde(default)]
+        idempotency_key: Option<String>,
     },
     /// Generate an image (paid).
     #[serde(rename = "image.generate")]
@@ -109,6 +113,10 @@ pub enum ClientMessage {
         /// Height in pixels (256 to 1024, default 512).
         #[serde(default)]
         height: Option<u32>,
+        /// Retries with the same key (within 24 hours) are charged once and answered with
+        /// the first request's image.
+        #[serde(default)]
+        idempotency_key: Option<String>,
     },
     /// Admins: follow who is online.
     #[serde(rename = "presence.subscribe")]
@@ -551,7 +559,10 @@ mod tests {
     fn frames_parse_with_and_without_id() {
         let (id, msg) = parse(r#"{"type":"chat.send","id":"a1","chat_id":"c","content":"hi"}"#).unwrap();
         assert_eq!(id.as_deref(), Some("a1"));
-        assert_eq!(msg, ClientMessage::ChatSend { chat_id: "c".into(), content: "hi".into() });
+        assert_eq!(
+            msg,
+            ClientMessage::ChatSend { chat_id: "c".into(), content: "hi".into(), idempotency_key: None }
+        );
         assert_eq!(parse(r#"{"type":"ping"}"#).unwrap(), (None, ClientMessage::Ping {}));
     }
 

@@ -134,12 +134,19 @@ async fn run(request: &Request, message: ClientMessage) -> Result<(), Conversati
             let messages = messages.iter().map(MessageView::from).collect();
             request.reply(ServerMessage::ChatHistory { chat_id, messages });
         }
-        ClientMessage::ChatSend { chat_id, content } => {
-            conversation.send(user_id, &chat_id, content, &request.events()).await?;
+        ClientMessage::ChatSend { chat_id, content, idempotency_key } => {
+            let key = idempotency_key.as_deref();
+            let replayed = conversation.send(user_id, &chat_id, content, key, &request.events()).await?;
+            // A retry's answer goes to the asking session alone.
+            if let Some(event) = replayed {
+                request.reply(ServerMessage::from(event));
+            }
         }
-        ClientMessage::ImageGenerate { prompt, width, height } => {
-            let image = ImageRequest { prompt, width, height };
-            conversation.generate_image(user_id, image, &request.events()).await?;
+        ClientMessage::ImageGenerate { prompt, width, height, idempotency_key } => {
+            let image = ImageRequest { prompt, width, height, idempotency_key };
+            if let Some(event) = conversation.generate_image(user_id, image, &request.events()).await? {
+                request.reply(ServerMessage::from(event));
+            }
         }
         // Answered by the session itself.
         ClientMessage::Ping {}

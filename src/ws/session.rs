@@ -12,6 +12,7 @@ use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
 use switchboard_actors::presence::SessionEvent;
 
+use super::ip_cap::IpPlace;
 use super::outbox::{Outbound, Outbox};
 use super::protocol::{self, ClientMessage, ErrorCode, PresenceSnapshotView, ServerMessage, close};
 use super::requests::{self, Reply, ReplyTo, Request};
@@ -52,6 +53,8 @@ pub struct SessionCredential {
     pub verified_at: Instant,
     /// This session's place under the per-user cap, given back when the actor is dropped.
     pub place: SessionPlace,
+    /// Its place under the per-IP cap of this node, given back likewise.
+    pub ip_place: IpPlace,
     /// The balance for `hello`.
     pub credits: i64,
 }

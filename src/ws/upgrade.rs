@@ -11,6 +11,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use super::frame_guard::FrameGuard;
+use super::ip_cap::IpPlace;
 use super::outbox::{Outbox, write_frames};
 use super::protocol::MAX_MESSAGE_BYTES;
 use super::session::{SessionCredential, SessionUser, WsSession};
@@ -18,6 +19,7 @@ use crate::auth::ACCESS_COOKIE;
 use crate::auth::extract::{Credential, CurrentUser, authenticate_bearer};
 use crate::error::{ApiError, ErrorBody};
 use crate::input::query::Query;
+use crate::seams::limiter::{ceil_secs, ip_key};
 use crate::state::AppState;
 
 /// Credentials a browser can put in the URL.
@@ -31,13 +33,14 @@ pub struct WsQuery {
 
 /// Upgrades an authenticated request to a WebSocket session.
 #[utoipa::path(get, path = "/ws", tag = "realtime",
+    description = "Upgrades to the JSON WebSocket protocol of API.md §5. `chat.send` and `image.generate` take an optional `idempotency_key` (1 to 64 characters): a request repeating a key the same user used in the last 24 hours, from any session or node, is not charged again and is answered with the first request's result (`chat.done` with the stored reply, `image.created` with the stored image), after waiting for it while it still runs; the same key with a different body is `invalid_message`.",
     params(("token" = Option<String>, Query, description = "access token"), ("ticket" = Option<String>, Query, description = "ws ticket")),
     responses((status = 101, description = "switching protocols"),
         (status = 400, body = ErrorBody, description = "not a WebSocket handshake"),
         (status = 401, body = ErrorBody, description = "no valid credential"),
         (status = 403, body = ErrorBody, description = "foreign origin of a cookie connection, or a disabled account"),
         (status = 422, body = ErrorBody, description = "an unknown or invalid query parameter"),
-        (status = 429, body = ErrorBody, description = "the user's session cap is reached"),
+        (status = 429, body = ErrorBody, description = "the user's session cap, the open sockets per IP or the upgrades per IP per minute are reached"),
         (status = 503, body = ErrorBody, description = "storage is unreachable")))]
 pub async fn upgrade(
     req: HttpRequest,
@@ -48,6 +51,7 @@ pub async fn upgrade(
     // Taken before the credential is read: a revocation handled after this moment covers the
     // socket, even if it lands while the socket is still opening.
     let verified_at = std::time::Instant::now();
+    let ip_place = ip_limits(&req, &state).await?;
     let CurrentUser(principal) = credential(&req, &state, &query).await?;
     // Reserved before the upgrade, so parallel upgrades cannot pass the cap together; given
     // back when the session ends, or here by any early return.
@@ -75,6 +79,7 @@ pub async fn upgrade(
         auth_session: principal.session_id,
         verified_at,
         place,
+        ip_place,
         credits,
     };
     let state = state.clone();
@@ -83,6 +88,22 @@ pub async fn upgrade(
         WsSession::new(credential, state, outbox)
     });
     Ok(response)
+}
+
+/// The per-IP limits, checked before any credential work: upgrades per minute (through the
+/// limiter seam), then open sockets on this node; the place is held for the session's life.
+async fn ip_limits(req: &HttpRequest, state: &AppState) -> Result<IpPlace, ApiError> {
+    let ip = crate::security::client_ip::client_ip(req, &state.config.trusted_proxies);
+    let key = ip_key(ip.0);
+    let decision = state.ws_upgrade_limit.check(&key).await;
+    if !decision.allowed {
+        crate::metrics::record_rate_limited("ws_upgrades");
+        return Err(ApiError::RateLimited { retry_after_secs: ceil_secs(decision.retry_after) });
+    }
+    state.ws_ip_cap.reserve(key).ok_or_else(|| {
+        crate::metrics::record_rate_limited("ws_per_ip");
+        ApiError::RateLimited { retry_after_secs: 5 }
+    })
 }
 
 /// The user behind the upgrade request, by header, query token, ticket or cookie.

@@ -664,7 +664,10 @@ async fn a_reused_refresh_token_revokes_the_whole_session() {
     let user = app.register_user().await;
     let session = login_session(&app, &user).await;
     let bystander = login_session(&app, &user).await;
-    let rotated: Value = refresh_by_body(&app, &session.refresh_token).await.json().await.unwrap();
+    let once: Value = refresh_by_body(&app, &session.refresh_token).await.json().await.unwrap();
+    // Two rotations old: no grace window applies.
+    let rotated: Value =
+        refresh_by_body(&app, once["refresh_token"].as_str().unwrap()).await.json().await.unwrap();
     let (newest_access, newest_refresh) =
         (rotated["access_token"].as_str().unwrap(), rotated["refresh_token"].as_str().unwrap());
     assert_eq!(me_status(&app, newest_access).await, StatusCode::OK, "setup: the rotated token works");
@@ -685,6 +688,50 @@ async fn a_reused_refresh_token_revokes_the_whole_session() {
         StatusCode::OK,
         "another session of the user lives"
     );
+}
+
+#[actix_web::test]
+async fn a_refresh_retried_within_the_grace_window_gets_the_same_new_token_and_keeps_the_session() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let session = login_session(&app, &user).await;
+    // Two tabs refresh with the same token at once, or a client lost the first answer.
+    let (first, second) = futures_util::future::join(
+        refresh_by_body(&app, &session.refresh_token),
+        refresh_by_body(&app, &session.refresh_token),
+    )
+    .await;
+    assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK), "both are answered");
+    let (first, second): (Value, Value) = (first.json().await.unwrap(), second.json().await.unwrap());
+    assert_eq!(first["refresh_token"], second["refresh_token"], "with the same new refresh token");
+    for body in [&first, &second] {
+        let access = body["access_token"].as_str().unwrap();
+        assert_eq!(me_status(&app, access).await, StatusCode::OK, "and a working access token");
+    }
+    let again = refresh_by_body(&app, &session.refresh_token).await;
+    assert_eq!(again.status(), StatusCode::OK, "a third try in the window too");
+
+    let newer: Value =
+        refresh_by_body(&app, first["refresh_token"].as_str().unwrap()).await.json().await.unwrap();
+    let newer_access = newer["access_token"].as_str().unwrap();
+    assert_eq!(me_status(&app, newer_access).await, StatusCode::OK, "the session lives on");
+    // Its successor is now used: the first token is two rotations old, and presenting it is theft.
+    let stolen = refresh_by_body(&app, &session.refresh_token).await;
+    assert_error(stolen, StatusCode::UNAUTHORIZED, "unauthorized", "a token two rotations old").await;
+    assert_eq!(me_status(&app, newer_access).await, StatusCode::UNAUTHORIZED, "the session is revoked");
+}
+
+#[actix_web::test]
+async fn a_refresh_token_presented_again_after_the_grace_window_revokes_the_session() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let session = login_session(&app, &user).await;
+    let rotated: Value = refresh_by_body(&app, &session.refresh_token).await.json().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
+    let late = refresh_by_body(&app, &session.refresh_token).await;
+    assert_error(late, StatusCode::UNAUTHORIZED, "unauthorized", "a reuse after the window").await;
+    let access = rotated["access_token"].as_str().unwrap();
+    assert_eq!(me_status(&app, access).await, StatusCode::UNAUTHORIZED, "the session is revoked");
 }
 
 #[actix_web::test]

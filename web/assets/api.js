@@ -72,9 +72,9 @@ export function safeNext(value, fallback = '/profile') {
 let refreshing = null;
 
 /**
- * Exchanges the refresh cookie for new cookies. Calls in one tab share one request, and tabs
- * take turns through a Web Lock: two requests carrying the same refresh token would look like
- * token reuse, which revokes the whole session.
+ * Exchanges the refresh cookie for new cookies. Calls in one tab share one request. Tabs need
+ * no lock: the server answers the same refresh token presented again within a few seconds of
+ * its rotation with the same new token (API.md §3), so two tabs refreshing at once both succeed.
  */
 export function refreshSession() {
   if (!refreshing) {
@@ -95,8 +95,7 @@ export function refreshSession() {
         return false;
       }
     };
-    const locked = navigator.locks ? navigator.locks.request('switchboard-refresh', run) : run();
-    refreshing = locked.finally(() => {
+    refreshing = run().finally(() => {
       refreshing = null;
     });
   }

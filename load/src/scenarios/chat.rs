@@ -1,7 +1,7 @@
 //! `chat`: charged chat round trips. Each session starts a chat, then sends `chat.send` and waits
 //! for its `chat.done` (every delta in between is read and skipped), in a loop. `--resend` sends
-//! each request twice with one `idempotency_key` and waits for both answers: the server should
-//! charge and answer once, and replay the stored reply for the second (a planned feature).
+//! each request twice with one `idempotency_key` and waits for both answers: the server
+//! charges and answers once, and replays the stored reply for the second.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::Duration as TimeDuration;
+use time::{Duration as TimeDuration, OffsetDateTime};
 
 use self::throttles::AuthThrottles;
 use crate::auth::jwt::JwtKeys;
@@ -26,6 +26,9 @@ use crate::store::{DynStore, RefreshToken, RefreshUse, Role, Session, StoreError
 
 /// Refresh tokens live 30 days.
 pub const REFRESH_DAYS: i64 = 30;
+/// How long after its rotation a refresh token may be presented again (its answer was lost)
+/// and get the same new token, instead of revoking the session as a reuse.
+pub const REFRESH_GRACE: TimeDuration = TimeDuration::seconds(5);
 
 /// Why an account operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -264,7 +267,7 @@ impl AccountService {
         let user = self.store.update_user(&user.id, &update, now).await?.unwrap_or(user);
         crate::metrics::record_login("success");
         tracing::info!(event = "login_succeeded", user_id = %user.id, client_ip = %ip, "login succeeded");
-        let tokens = self.issue_tokens(&user, &session.id).await?;
+        let tokens = self.issue_tokens(&user, &session.id, None).await?;
         Ok((user, tokens))
     }
 
@@ -274,12 +277,19 @@ impl AccountService {
         token.split_once('.').map(|(sid, _)| sid)
     }
 
-    /// Exchanges a refresh token for new tokens; a reused token revokes its whole session.
+    /// Exchanges a refresh token for new tokens; a reused token revokes its whole session, except
+    /// a retry within [`REFRESH_GRACE`] of its rotation while the token it was rotated into is
+    /// still unused (the client lost the answer): that gets the same new refresh token again.
     pub async fn refresh(&self, token: &str, ip: IpAddr) -> Result<(User, SessionTokens), AccountError> {
         let sid = Self::refresh_token_session(token).ok_or(AccountError::Unauthorized)?;
         let now = crate::store::now();
         let found = match self.store.use_refresh_token(&tokens::sha256_hex(token), now).await? {
             RefreshUse::Fresh(found) => found,
+            RefreshUse::Reused(found) if self.successor_unused(token, &found, now).await? => {
+                tracing::info!(event = "refresh_token_retried", user_id = %found.user_id, client_ip = %ip,
+                    "refresh token presented again within the grace window");
+                found
+            }
             RefreshUse::Reused(found) => {
                 self.store.revoke_session(&found.session_id, now).await?;
                 let scope = RevokeScope::LoginSession(found.session_id.as_str().into());
@@ -301,12 +311,58 @@ impl AccountService {
         if !user.active {
             return Err(AccountError::AccountDisabled);
         }
-        let tokens = self.issue_tokens(&user, &found.session_id).await?;
+        let tokens = self.issue_tokens(&user, &found.session_id, Some(token)).await?;
         // The sessions list shows when each was last used; a failed note of it costs nothing else.
         if let Err(e) = self.store.touch_session(&found.session_id, now).await {
             tracing::warn!(error = %e, "could not record the session's use");
         }
         Ok((user, tokens))
+    }
+
+    /// Whether `token`, already used, was rotated within the grace window and the token it was
+    /// rotated into is still unused. The successor is written here too (a retry may overtake
+    /// the first exchange between its two writes); both writes of the same token agree.
+    async fn successor_unused(
+        &self,
+        token: &str,
+        used: &RefreshToken,
+        now: OffsetDateTime,
+    ) -> Result<bool, AccountError> {
+        // No use time yet: a racing exchange claimed the token and is still marking it (the
+        // MongoDB store claims and marks in two writes), so the rotation is happening now.
+        let used_at = used.used_at.unwrap_or(now);
+        if now - used_at > REFRESH_GRACE {
+            return Ok(false);
+        }
+        let successor = self.successor_token(token, &used.session_id);
+        let hash = tokens::sha256_hex(&successor);
+        let record = self.refresh_record(&hash, &used.session_id, &used.user_id, now);
+        match self.store.insert_refresh_token(&record).await {
+            Ok(()) | Err(StoreError::Duplicate) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(self.store.refresh_token(&hash).await?.is_some_and(|t| t.used_at.is_none()))
+    }
+
+    /// The refresh token that `token` of session `sid` rotates into.
+    fn successor_token(&self, token: &str, sid: &str) -> String {
+        format!("{sid}.{}", self.jwt.refresh_successor(token))
+    }
+
+    fn refresh_record(
+        &self,
+        token_hash: &str,
+        sid: &str,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> RefreshToken {
+        RefreshToken {
+            token_hash: token_hash.to_owned(),
+            session_id: sid.to_owned(),
+            user_id: user_id.to_owned(),
+            expires_at: now + TimeDuration::days(REFRESH_DAYS),
+            used_at: None,
+        }
     }
 
     /// Ends the principal's login session (an API key has none): its tokens fail at once and its
@@ -319,19 +375,25 @@ impl AccountService {
         Ok(())
     }
 
-    /// A new access token and refresh token for `user` in session `sid`.
-    async fn issue_tokens(&self, user: &User, sid: &str) -> Result<SessionTokens, AccountError> {
-        let refresh_token = format!("{sid}.{}", tokens::random_secret());
+    /// A new access token and refresh token for `user` in session `sid`; the refresh token is
+    /// random at login, and derived from the one it replaces at a rotation.
+    async fn issue_tokens(
+        &self,
+        user: &User,
+        sid: &str,
+        rotated_from: Option<&str>,
+    ) -> Result<SessionTokens, AccountError> {
+        let refresh_token = match rotated_from {
+            Some(previous) => self.successor_token(previous, sid),
+            None => format!("{sid}.{}", tokens::random_secret()),
+        };
         let now = crate::store::now();
-        self.store
-            .insert_refresh_token(&RefreshToken {
-                token_hash: tokens::sha256_hex(&refresh_token),
-                session_id: sid.to_owned(),
-                user_id: user.id.clone(),
-                expires_at: now + TimeDuration::days(REFRESH_DAYS),
-                used_at: None,
-            })
-            .await?;
+        let record = self.refresh_record(&tokens::sha256_hex(&refresh_token), sid, &user.id, now);
+        match self.store.insert_refresh_token(&record).await {
+            // A retry in the grace window may have written the same successor first.
+            Err(StoreError::Duplicate) if rotated_from.is_some() => {}
+            other => other?,
+        }
         let access_token = self.jwt.issue_access(&user.id, user.role, sid);
         Ok(SessionTokens { session_id: sid.to_owned(), access_token, refresh_token })
     }

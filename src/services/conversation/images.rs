@@ -4,9 +4,10 @@
 
 use super::{ConversationError, ConversationService, new_id};
 use crate::images;
+use crate::services::idempotency::{self, Claim};
 use crate::services::paging::PageLimit;
 use crate::services::{Event, Notify};
-use crate::store::{Image, ServiceType};
+use crate::store::{IdempotentOutcome, Image, ServiceType};
 
 /// Longest image prompt, characters.
 const MAX_PROMPT_CHARS: usize = 1_000;
@@ -20,17 +21,19 @@ pub struct ImageRequest {
     pub width: Option<u32>,
     /// Height in pixels (256 to 1,024, default 512).
     pub height: Option<u32>,
+    /// The client's key for retries (1 to 64 characters).
+    pub idempotency_key: Option<String>,
 }
 
 impl ConversationService {
     /// Charges the price of an image, draws it and stores it; `ImageCreated` follows. A failure
-    /// before the image is stored is refunded.
+    /// before the image is stored is refunded. An `idempotency_key` works as for [`Self::send`].
     pub async fn generate_image(
         &self,
         user_id: &str,
         request: ImageRequest,
         notify: &dyn Notify,
-    ) -> Result<(), ConversationError> {
+    ) -> Result<Option<Event>, ConversationError> {
         let prompt = request.prompt.trim().to_owned();
         if prompt.is_empty() || prompt.chars().count() > MAX_PROMPT_CHARS {
             return Err(ConversationError::Invalid("prompt must be 1 to 1000 characters".into()));
@@ -42,7 +45,27 @@ impl ConversationService {
             return Err(ConversationError::Invalid("width and height must be 256 to 1024".into()));
         }
         let image_id = new_id();
-        let charged = self.charge(user_id, ServiceType::Image, &image_id).await?;
+        let claim = match request.idempotency_key.as_deref() {
+            Some(key) => {
+                let (w, h) = (width.to_string(), height.to_string());
+                let fingerprint = idempotency::fingerprint("image.generate", &[&prompt, &w, &h]);
+                let outcome = IdempotentOutcome::Image { image_id: image_id.clone() };
+                match self.idempotency.claim(user_id, key, fingerprint, outcome).await? {
+                    Claim::Replay(outcome) => return self.replay(user_id, outcome).await.map(Some),
+                    Claim::Run(guard) => Some(guard),
+                }
+            }
+            None => None,
+        };
+        let charged = match self.charge(user_id, ServiceType::Image, &image_id).await {
+            Ok(charged) => charged,
+            Err(e) => {
+                if let Some(guard) = claim {
+                    self.idempotency.release(guard).await;
+                }
+                return Err(e);
+            }
+        };
         let image = Image {
             id: image_id.clone(),
             user_id: user_id.to_owned(),
@@ -63,10 +86,13 @@ impl ConversationService {
         match made.await {
             Ok(credits) => {
                 notify.notify(user_id, Event::ImageCreated { image, credits });
-                Ok(())
+                Ok(None)
             }
             Err(_) => {
                 self.credits.refund(user_id, ServiceType::Image, &image_id).await;
+                if let Some(guard) = claim {
+                    self.idempotency.release(guard).await;
+                }
                 Err(ConversationError::Unavailable(
                     "The image could not be generated; your credits were refunded",
                 ))

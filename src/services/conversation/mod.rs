@@ -15,12 +15,13 @@ pub use self::images::ImageRequest;
 use time::OffsetDateTime;
 
 use super::credits::{CreditError, CreditService};
+use super::idempotency::{self, Claim, Idempotency};
 use super::paging::{Page, PageError, PageLimit};
 use super::{Event, Notify};
 use crate::assistant::{Assistant, ChatTurn, TurnRole};
 use crate::images::ImageGenerator;
 use crate::seams::limiter::Limiter;
-use crate::store::{Chat, ChatMessage, DynStore, MessageRole, ServiceType, StoreError};
+use crate::store::{Chat, ChatMessage, DynStore, IdempotentOutcome, MessageRole, ServiceType, StoreError};
 
 /// Longest chat message, characters.
 const MAX_CONTENT_CHARS: usize = 16_000;
@@ -95,6 +96,7 @@ pub struct ConversationService {
     images: Arc<dyn ImageGenerator>,
     paid_limit: Arc<dyn Limiter>,
     max_chats: i64,
+    idempotency: Idempotency,
 }
 
 impl ConversationService {
@@ -107,7 +109,8 @@ impl ConversationService {
         paid_limit: Arc<dyn Limiter>,
         max_chats: i64,
     ) -> ConversationService {
-        ConversationService { store, credits, assistant, images, paid_limit, max_chats }
+        let idempotency = Idempotency::new(store.clone());
+        ConversationService { store, credits, assistant, images, paid_limit, max_chats, idempotency }
     }
 
     /// Starts a chat (title trimmed, "New chat" when empty).
@@ -188,28 +191,72 @@ impl ConversationService {
 
     /// One chat turn: charges the price of a message, stores the user's message, streams the
     /// assistant's reply as deltas and stores it; `ChatDone` follows once both are stored. A reply
-    /// that fails before it is stored is refunded.
+    /// that fails before it is stored is refunded. With an `idempotency_key` that the user's
+    /// earlier request holds, nothing is charged or done: the answer is that request's `ChatDone`
+    /// (returned, for the asking session alone), once its reply is stored.
     pub async fn send(
         &self,
         user_id: &str,
         chat_id: &str,
         content: String,
+        idempotency_key: Option<&str>,
         notify: &dyn Notify,
-    ) -> Result<(), ConversationError> {
+    ) -> Result<Option<Event>, ConversationError> {
         if content.trim().is_empty() || content.chars().count() > MAX_CONTENT_CHARS {
             return Err(ConversationError::Invalid("content must be 1 to 16000 characters".into()));
         }
         self.own_chat(user_id, chat_id).await?;
-        let message_id = new_id();
-        let charged = self.charge(user_id, ServiceType::Chat, &message_id).await?;
-        if let Err(e) = self.converse(user_id, chat_id, &message_id, content, charged, notify).await {
+        // Both ids are chosen now: the reply's is where a retry will find the result.
+        let (message_id, reply_id) = (new_id(), new_id());
+        let claim = match idempotency_key {
+            Some(key) => {
+                let fingerprint = idempotency::fingerprint("chat.send", &[chat_id, &content]);
+                let outcome =
+                    IdempotentOutcome::Chat { chat_id: chat_id.to_owned(), reply_id: reply_id.clone() };
+                match self.idempotency.claim(user_id, key, fingerprint, outcome).await? {
+                    Claim::Replay(outcome) => return self.replay(user_id, outcome).await.map(Some),
+                    Claim::Run(guard) => Some(guard),
+                }
+            }
+            None => None,
+        };
+        let charged = match self.charge(user_id, ServiceType::Chat, &message_id).await {
+            Ok(charged) => charged,
+            Err(e) => {
+                if let Some(guard) = claim {
+                    self.idempotency.release(guard).await;
+                }
+                return Err(e);
+            }
+        };
+        let turn = Turn { user_id, chat_id, message_id: &message_id, reply_id: &reply_id };
+        if let Err(e) = self.converse(turn, content, charged, notify).await {
             self.credits.refund(user_id, ServiceType::Chat, &message_id).await;
+            if let Some(guard) = claim {
+                self.idempotency.release(guard).await;
+            }
             tracing::warn!(error = %e, "chat reply failed; charge refunded");
             return Err(ConversationError::Unavailable(
                 "The assistant could not answer; your credits were refunded",
             ));
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// The event that answers a retry: the stored result of the key's first request, with the
+    /// balance now.
+    async fn replay(&self, user_id: &str, outcome: IdempotentOutcome) -> Result<Event, ConversationError> {
+        let credits = self.credits.balance(user_id).await?;
+        match outcome {
+            IdempotentOutcome::Chat { chat_id, reply_id } => {
+                let message = self.store.message(&reply_id).await?.ok_or(ConversationError::NotFound)?;
+                Ok(Event::ChatDone { chat_id, message, credits })
+            }
+            IdempotentOutcome::Image { image_id } => {
+                let image = self.store.image(&image_id).await?.ok_or(ConversationError::NotFound)?;
+                Ok(Event::ImageCreated { image, credits })
+            }
+        }
     }
 
     /// The paid-message limit, then the charge; answers the balance after the charge.
@@ -236,13 +283,12 @@ impl ConversationService {
     /// Stores the user's message, streams the assistant's reply, stores it, and tells the user.
     async fn converse(
         &self,
-        user_id: &str,
-        chat_id: &str,
-        message_id: &str,
+        turn: Turn<'_>,
         content: String,
         charged_balance: i64,
         notify: &dyn Notify,
     ) -> Result<(), ConversationError> {
+        let Turn { user_id, chat_id, message_id, reply_id } = turn;
         let user_message = ChatMessage {
             id: message_id.to_owned(),
             chat_id: chat_id.to_owned(),
@@ -265,7 +311,7 @@ impl ConversationService {
                 content: m.content,
             })
             .collect();
-        let reply_id = new_id();
+        let reply_id = reply_id.to_owned();
         let assistant_failed = |e: &dyn std::fmt::Display| {
             tracing::warn!(error = %e, "assistant failed");
             ConversationError::Unavailable("assistant failed")
@@ -316,6 +362,16 @@ fn check_title(title: &str) -> Result<(), ConversationError> {
         ));
     }
     Ok(())
+}
+
+/// The ids of one chat turn.
+struct Turn<'a> {
+    user_id: &'a str,
+    chat_id: &'a str,
+    /// The user's message (and the charge's reference).
+    message_id: &'a str,
+    /// The assistant's reply.
+    reply_id: &'a str,
 }
 
 /// A new record id: a UUIDv7, so ids sort in creation order.

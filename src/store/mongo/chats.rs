@@ -83,6 +83,11 @@ impl ChatStore for MongoStore {
         self.inserts.insert(MESSAGES, message_to_doc(message)).await
     }
 
+    async fn message(&self, id: &str) -> StoreResult<Option<ChatMessage>> {
+        let found = self.coll(MESSAGES).find_one(doc! { "_id": id }).await.map_err(map_err)?;
+        found.as_ref().map(doc_to_message).transpose()
+    }
+
     async fn messages_page(
         &self,
         chat_id: &str,

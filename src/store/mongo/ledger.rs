@@ -33,6 +33,22 @@ impl LedgerStore for MongoStore {
         self.user_locks.serialise(user_id, self.cache_balance_unlocked(user_id, seq, balance)).await
     }
 
+    async fn repair_cached_balance(
+        &self,
+        user_id: &str,
+        from: CachedBalance,
+        to: CachedBalance,
+    ) -> StoreResult<bool> {
+        // Under the user's lock, as every write of a user document of this process is.
+        let repair = async {
+            let filter = doc! { "_id": user_id, "credits": from.credits, "credits_seq": from.seq };
+            let update = doc! { "$set": { "credits": to.credits, "credits_seq": to.seq } };
+            let result = self.coll(USERS).update_one(filter, update).await.map_err(map_err)?;
+            Ok(result.matched_count == 1)
+        };
+        self.user_locks.serialise(user_id, repair).await
+    }
+
     async fn ledger_page(
         &self,
         user_id: &str,

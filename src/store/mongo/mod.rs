@@ -5,6 +5,7 @@
 
 mod batch;
 mod chats;
+mod idempotency;
 mod images;
 mod ledger;
 mod sessions;
@@ -50,6 +51,8 @@ const LEDGER: &str = "ledger";
 const CHATS: &str = "chats";
 const MESSAGES: &str = "messages";
 const IMAGES: &str = "images";
+/// Claimed idempotency keys, `_id` = "<user id>:<key>" (the unique `_id` is the atomic claim).
+const IDEMPOTENCY: &str = "idempotency_keys";
 /// Single-use markers (`_id` = "refresh:<token _id>", "reset:<token _id>" or
 /// "revoke:<session id>").
 const CLAIMS: &str = "claims";

@@ -100,6 +100,12 @@ impl SessionStore for MongoStore {
         self.insert(REFRESH_TOKENS, refresh_to_doc(token)).await
     }
 
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        let found =
+            self.coll(REFRESH_TOKENS).find_one(doc! { "token_hash": token_hash }).await.map_err(map_err)?;
+        found.as_ref().map(doc_to_refresh).transpose()
+    }
+
     async fn use_refresh_token(&self, token_hash: &str, now: OffsetDateTime) -> StoreResult<RefreshUse> {
         let tokens = self.coll(REFRESH_TOKENS);
         let found = tokens.find_one(doc! { "token_hash": token_hash }).await.map_err(map_err)?;

@@ -111,6 +111,16 @@ impl ChatStore for SqliteStore {
         .await
     }
 
+    async fn message(&self, id: &str) -> StoreResult<Option<ChatMessage>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))?
+                .query_row([id], message_from_row)
+                .optional()
+        })
+        .await
+    }
+
     async fn messages_page(
         &self,
         chat_id: &str,

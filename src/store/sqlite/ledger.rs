@@ -44,6 +44,24 @@ impl LedgerStore for SqliteStore {
         self.write(move |c| set_cached_balance(c, &user_id, seq, balance)).await
     }
 
+    async fn repair_cached_balance(
+        &self,
+        user_id: &str,
+        from: CachedBalance,
+        to: CachedBalance,
+    ) -> StoreResult<bool> {
+        let user_id = user_id.to_owned();
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE users SET credits = ?4, credits_seq = ?5 \
+                 WHERE id = ?1 AND credits = ?2 AND credits_seq = ?3",
+            )?
+            .execute(params![user_id, from.credits, from.seq, to.credits, to.seq])
+            .map(|changed| changed == 1)
+        })
+        .await
+    }
+
     async fn ledger_page(
         &self,
         user_id: &str,

@@ -4,6 +4,7 @@
 //! its trait.
 
 mod chats;
+mod idempotency;
 mod images;
 mod ledger;
 mod sessions;
@@ -120,6 +121,20 @@ ALTER TABLE sessions ADD COLUMN user_agent TEXT;
 UPDATE sessions SET last_used_at = created_at;
 CREATE INDEX ledger_user_created ON ledger (user_id, created_at);
 CREATE INDEX ledger_created ON ledger (created_at);
+"#,
+    r#"
+-- 3: idempotency keys of paid requests.
+CREATE TABLE idempotency_keys (
+    user_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    claim_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    outcome_kind TEXT NOT NULL,
+    chat_id TEXT,
+    result_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, key)
+);
 "#,
 ];
 

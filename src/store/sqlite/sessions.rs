@@ -106,26 +106,20 @@ impl SessionStore for SqliteStore {
         .await
     }
 
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |c| select_refresh_token(c, &token_hash)).await
+    }
+
     async fn use_refresh_token(&self, token_hash: &str, now: OffsetDateTime) -> StoreResult<RefreshUse> {
         let token_hash = token_hash.to_owned();
         self.write(move |c| {
-            let token = c
-                .prepare_cached(
-                    "SELECT token_hash, session_id, user_id, expires_at, used_at FROM refresh_tokens WHERE token_hash = ?1",
-                )?
-                .query_row([&token_hash], |r| {
-                    Ok(RefreshToken {
-                        token_hash: r.get(0)?,
-                        session_id: r.get(1)?,
-                        user_id: r.get(2)?,
-                        expires_at: from_millis(r.get(3)?),
-                        used_at: r.get::<_, Option<i64>>(4)?.map(from_millis),
-                    })
-                })
-                .optional()?;
+            let token = select_refresh_token(c, &token_hash)?;
             let Some(token) = token else { return Ok(RefreshUse::Unknown) };
             let marked = c
-                .prepare_cached("UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL")?
+                .prepare_cached(
+                    "UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL",
+                )?
                 .execute(params![token_hash, millis(now)])?;
             Ok(if marked == 1 { RefreshUse::Fresh(token) } else { RefreshUse::Reused(token) })
         })
@@ -200,4 +194,21 @@ fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
         ip: r.get(5)?,
         user_agent: r.get(6)?,
     })
+}
+
+fn select_refresh_token(
+    c: &rusqlite::Connection,
+    token_hash: &str,
+) -> rusqlite::Result<Option<RefreshToken>> {
+    c.prepare_cached("SELECT token_hash, session_id, user_id, expires_at, used_at FROM refresh_tokens WHERE token_hash = ?1")?
+        .query_row([token_hash], |r| {
+            Ok(RefreshToken {
+                token_hash: r.get(0)?,
+                session_id: r.get(1)?,
+                user_id: r.get(2)?,
+                expires_at: from_millis(r.get(3)?),
+                used_at: r.get::<_, Option<i64>>(4)?.map(from_millis),
+            })
+        })
+        .optional()
 }

@@ -320,3 +320,41 @@ async fn ledger_days_sum_each_kind_per_utc_day_for_one_user_or_everyone() {
     assert_eq!(everyone, [day(d1, -1, -10, 0, 0, 10), day(d2, -3, 0, 45, 1, 0)], "everyone's days");
     assert!(store.ledger_days(Some("nobody"), yesterday).await.unwrap().is_empty(), "no entries, no days");
 }
+
+#[actix_web::test]
+async fn repairing_the_cached_balance_is_a_compare_and_set() {
+    let (store, _dir) = open_test_store().await;
+    let user = insert_new_user(store.as_ref(), 20).await;
+    // An entry whose cache refresh never happened, as after a crash between the two writes.
+    let entry = LedgerEntry {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: user.id.clone(),
+        seq: 1,
+        service_type: ServiceType::Grant,
+        amount: 5,
+        balance_after: 25,
+        reference: Some("crash window".into()),
+        actor_id: None,
+        refund_of: None,
+        created_at: now(),
+    };
+    store.insert_ledger_entry(&entry).await.unwrap();
+    let stale = CachedBalance { seq: 0, credits: 20 };
+    let fresh = CachedBalance { seq: 1, credits: 25 };
+    assert_eq!(store.user_by_id(&user.id).await.unwrap().unwrap().cached_balance(), stale, "the cache lags");
+
+    let wrong_from = CachedBalance { seq: 0, credits: 19 };
+    assert!(
+        !store.repair_cached_balance(&user.id, wrong_from, fresh).await.unwrap(),
+        "a repair from a value the cache does not hold changes nothing"
+    );
+    assert_eq!(store.user_by_id(&user.id).await.unwrap().unwrap().cached_balance(), stale, "still stale");
+    assert!(store.repair_cached_balance(&user.id, stale, fresh).await.unwrap(), "the repair from the cache");
+    let repaired = store.user_by_id(&user.id).await.unwrap().unwrap();
+    assert_eq!(repaired.cached_balance(), fresh, "the cache holds the newest entry");
+    assert_eq!((repaired.email, repaired.first_name), (user.email, user.first_name), "nothing else changed");
+    assert!(
+        !store.repair_cached_balance("no-such-user", stale, fresh).await.unwrap(),
+        "an unknown user is not repaired"
+    );
+}

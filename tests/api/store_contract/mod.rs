@@ -4,6 +4,7 @@
 //! to the store through `&dyn Store` only.
 
 mod chats;
+mod idempotency;
 mod images;
 mod ledger;
 mod sessions;

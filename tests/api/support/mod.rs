@@ -1,6 +1,7 @@
 //! The harness the black-box tests share for everything outside the in-process server: free
 //! ports, clean commands, the real binary as a process, FerretDB, and the store under test.
 
+pub mod assistant;
 pub mod ferret;
 pub mod process;
 pub mod redis;

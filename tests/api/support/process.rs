@@ -119,6 +119,12 @@ impl ChildGuard {
         }
     }
 
+    /// Kills the process at once with SIGKILL, as a crash or the OOM killer would, and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the child");
+        self.child.wait().expect("reap the child");
+    }
+
     /// Whether the process has not exited yet.
     pub fn is_running(&mut self) -> bool {
         self.exit_status().is_none()

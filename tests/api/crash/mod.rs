@@ -1,0 +1,245 @@
+//! Crash safety: the real server as a child process, killed with SIGKILL during a storm of paid
+//! requests, grants and refunds, then restarted on the same store; and `switchboard
+//! check-ledger [--repair]`, which the crash test runs and which is also tested here on ledgers
+//! broken on purpose. Every check holds on both stores.
+
+mod storm;
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use switchboard::store::sqlite::SqliteStore;
+use switchboard::store::{CachedBalance, DynStore, LedgerEntry, ServiceType, now};
+use tempfile::TempDir;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::helpers::PASSWORD;
+use crate::support::process::{ServerProcess, run_to_exit, server_command};
+use crate::support::store::store_env;
+use crate::ws_helpers::WsClient;
+
+/// One deployment's store and settings, outliving the server processes started on it.
+pub struct Deployment {
+    data_dir: TempDir,
+    env: Vec<(String, String)>,
+    /// The configured admin's email (password [`PASSWORD`]).
+    pub admin_email: String,
+}
+
+impl Deployment {
+    /// A fresh store (data dir, and a fresh database under MongoDB), an admin, limits out of
+    /// reach, and `extra` settings.
+    pub fn new(extra: &[(&str, &str)]) -> Deployment {
+        let admin_email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
+        let mut env: Vec<(String, String)> = [
+            ("SWITCHBOARD_ADMIN_EMAIL", admin_email.as_str()),
+            ("SWITCHBOARD_ADMIN_PASSWORD", PASSWORD),
+            ("RATE_LIMIT_PER_MINUTE", "1000000"),
+            ("WS_RATE_LIMIT_PER_MINUTE", "1000000"),
+            ("SWITCHBOARD_WS_FREE_PER_MINUTE", "1000000"),
+            ("SWITCHBOARD_REGISTRATIONS_PER_IP_PER_HOUR", "1000000"),
+            ("SWITCHBOARD_LOGIN_FAILURES_PER_IP", "1000000"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        env.extend(store_env());
+        Deployment { data_dir: TempDir::new().expect("data dir"), env, admin_email }
+    }
+
+    /// Starts a server on this deployment's store and waits until it answers.
+    pub async fn start(&self) -> ServerProcess {
+        ServerProcess::start(self.data_dir.path(), &self.env).await
+    }
+
+    /// Runs `switchboard check-ledger [--repair]` with the deployment's settings; its exit code
+    /// and stdout.
+    pub async fn check_ledger(&self, repair: bool) -> (Option<i32>, String) {
+        let mut command = server_command();
+        command.env("SWITCHBOARD_DATA_DIR", self.data_dir.path()).envs(self.env.iter().cloned());
+        command.arg("check-ledger");
+        if repair {
+            command.arg("--repair");
+        }
+        let (status, stdout, stderr) = run_to_exit(command, "check-ledger").await;
+        assert!(!stderr.contains("panicked"), "check-ledger does not panic; stderr:\n{stderr}");
+        (status.code(), stdout)
+    }
+
+    /// The deployment's store opened in the test process, beside the server.
+    pub async fn open_store(&self) -> DynStore {
+        let setting = |name: &str| self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        match (setting("MONGODB_URI"), setting("MONGODB_DB")) {
+            (Some(uri), Some(db)) => Arc::new(
+                switchboard::store::mongo::MongoStore::connect(&uri, &db).await.expect("MongoDB connects"),
+            ),
+            _ => Arc::new(SqliteStore::open(self.data_dir.path()).expect("SQLite opens beside the server")),
+        }
+    }
+}
+
+/// Logs in with [`PASSWORD`]; the login body.
+pub async fn login(server: &ServerProcess, email: &str) -> Value {
+    let response = server.post("/api/login", &json!({"email": email, "password": PASSWORD})).await;
+    assert_eq!(response.status(), StatusCode::OK, "{email} logs in");
+    response.json().await.expect("login body")
+}
+
+/// Registers a user; its id.
+pub async fn register(server: &ServerProcess, email: &str) -> String {
+    let body = json!({"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"});
+    let response = server.post("/api/register", &body).await;
+    assert_eq!(response.status(), StatusCode::CREATED, "{email} registers");
+    let body: Value = response.json().await.expect("register body");
+    body["user"]["id"].as_str().expect("user id").to_owned()
+}
+
+/// Opens `/ws` on `server` with a bearer token and reads `hello`.
+pub async fn connect_ws(server: &ServerProcess, token: &str) -> WsClient {
+    let mut request = format!("ws://127.0.0.1:{}/ws", server.port).into_client_request().unwrap();
+    request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    let (stream, _) = tokio_tungstenite::connect_async(request).await.expect("upgrade accepted");
+    let mut client = WsClient { stream, hello: Value::Null };
+    client.hello = client.recv().await;
+    assert_eq!(client.hello["type"], "hello", "first frame is hello");
+    client
+}
+
+/// The balance as every view shows it, each labelled: `/api/me`, `/api/me/stats`, the admin's
+/// user view and user list, and a new WebSocket's `hello` and `credits.get`.
+pub async fn every_view_of_the_balance(
+    server: &ServerProcess,
+    token: &str,
+    admin_token: &str,
+    user_id: &str,
+    email: &str,
+) -> Vec<(&'static str, Value)> {
+    let (_, me) = server.get_with("/api/me", token).await;
+    let (_, stats) = server.get_with("/api/me/stats", token).await;
+    let (_, admin_view) = server.get_with(&format!("/api/admin/users/{user_id}"), admin_token).await;
+    let (_, list) = server.get_with(&format!("/api/admin/users?q={email}"), admin_token).await;
+    let listed = list["users"].as_array().and_then(|u| u.iter().find(|u| u["id"] == user_id)).cloned();
+    let mut ws = connect_ws(server, token).await;
+    let hello = ws.hello["credits"].clone();
+    let credits = ws.request("bal", json!({"type": "credits.get"})).await;
+    let _ = ws.stream.close(None).await;
+    vec![
+        ("GET /api/me", me["credits"].clone()),
+        ("GET /api/me/stats", stats["credits"].clone()),
+        ("GET /api/admin/users/{id}", admin_view["credits"].clone()),
+        ("GET /api/admin/users", listed.map(|u| u["credits"].clone()).unwrap_or(Value::Null)),
+        ("WebSocket hello", hello),
+        ("WebSocket credits.get", credits["credits"].clone()),
+    ]
+}
+
+/// A ledger entry written straight to the store, as a writer that crashed before refreshing
+/// the cached balance (or a bug) would leave it.
+fn raw_entry(user_id: &str, seq: i64, amount: i64, balance_after: i64) -> LedgerEntry {
+    LedgerEntry {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: user_id.to_owned(),
+        seq,
+        service_type: ServiceType::Grant,
+        amount,
+        balance_after,
+        reference: Some("written by the test".into()),
+        actor_id: None,
+        refund_of: None,
+        created_at: now(),
+    }
+}
+
+#[actix_web::test]
+async fn a_cached_balance_behind_the_ledger_is_never_shown_and_check_ledger_repairs_it() {
+    let deployment = Deployment::new(&[]);
+    let server = deployment.start().await;
+    let admin_token =
+        login(&server, &deployment.admin_email).await["access_token"].as_str().unwrap().to_owned();
+    let email = format!("stale-{}@example.com", uuid::Uuid::new_v4().simple());
+    let user_id = register(&server, &email).await;
+    let token = login(&server, &email).await["access_token"].as_str().unwrap().to_owned();
+    let grant = json!({"amount": 7, "reason": "before the crash window"});
+    let response = server
+        .client
+        .post(server.url(&format!("/api/admin/users/{user_id}/credits")))
+        .bearer_auth(&admin_token)
+        .json(&grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "the grant lands");
+
+    // The entry lands but the cache refresh does not: the window a crash can leave on MongoDB.
+    let store = deployment.open_store().await;
+    store.insert_ledger_entry(&raw_entry(&user_id, 2, 5, 112)).await.unwrap();
+    let cached = store.user_by_id(&user_id).await.unwrap().unwrap().cached_balance();
+    assert_eq!(cached, CachedBalance { seq: 1, credits: 107 }, "the cached balance lags the ledger");
+
+    for (view, credits) in every_view_of_the_balance(&server, &token, &admin_token, &user_id, &email).await {
+        assert_eq!(credits, 112, "{view} shows the ledger's balance, not the stale cache");
+    }
+
+    let (code, report) = deployment.check_ledger(false).await;
+    assert_eq!(code, Some(0), "a stale cache alone is not damage:\n{report}");
+    assert!(
+        report
+            .contains(&format!("user {user_id}: stale cached balance 107 (seq 1), ledger says 112 (seq 2)")),
+        "the stale cache is reported:\n{report}"
+    );
+    assert!(report.contains("0 damaged, 1 stale cached balances, 0 repaired"), "summary:\n{report}");
+
+    let (code, report) = deployment.check_ledger(true).await;
+    assert_eq!(code, Some(0), "--repair exits 0:\n{report}");
+    assert!(report.contains("0 damaged, 1 stale cached balances, 1 repaired"), "summary:\n{report}");
+    let cached = store.user_by_id(&user_id).await.unwrap().unwrap().cached_balance();
+    assert_eq!(cached, CachedBalance { seq: 2, credits: 112 }, "the cache was rewritten");
+
+    let (code, report) = deployment.check_ledger(false).await;
+    assert_eq!(code, Some(0), "after the repair:\n{report}");
+    assert!(report.contains("0 damaged, 0 stale cached balances"), "nothing left to repair:\n{report}");
+}
+
+#[actix_web::test]
+async fn check_ledger_reports_gaps_broken_chains_and_negative_balances_as_damage_and_exits_1() {
+    let deployment = Deployment::new(&[("STARTING_CREDITS", "10")]);
+    let server = deployment.start().await;
+    let mut users = Vec::new();
+    for case in ["gap", "chain", "negative", "sound"] {
+        users.push(register(&server, &format!("{case}-{}@example.com", uuid::Uuid::new_v4().simple())).await);
+    }
+    let store = deployment.open_store().await;
+    let (gap, chain, negative, sound) = (&users[0], &users[1], &users[2], &users[3]);
+    // Entries with the cache refreshed too, so only the damage is reported for these users.
+    let write = |entry: LedgerEntry| {
+        let store = store.clone();
+        async move {
+            let (user, seq, balance) = (entry.user_id.clone(), entry.seq, entry.balance_after);
+            store.insert_ledger_entry(&entry).await.unwrap();
+            store.cache_balance(&user, seq, balance).await.unwrap();
+        }
+    };
+    write(raw_entry(gap, 1, 1, 11)).await;
+    write(raw_entry(gap, 3, 1, 12)).await;
+    write(raw_entry(chain, 1, 1, 11)).await;
+    write(raw_entry(chain, 2, 1, 15)).await;
+    write(raw_entry(negative, 1, -12, -2)).await;
+    write(raw_entry(sound, 1, 5, 15)).await;
+    write(raw_entry(sound, 2, -15, 0)).await;
+
+    let (code, report) = deployment.check_ledger(true).await;
+    assert_eq!(code, Some(1), "damage remains after --repair:\n{report}");
+    let cases = [
+        (gap, "gap in seq: expected 2, found 3"),
+        (chain, "broken chain at seq 2: balance_after 15, expected 12"),
+        (negative, "negative balance -2 at seq 1"),
+    ];
+    for (user, problem) in cases {
+        assert!(report.contains(&format!("user {user}: {problem}")), "{problem} is reported:\n{report}");
+    }
+    assert!(!report.contains(&format!("user {sound}")), "the sound ledger is not reported:\n{report}");
+    assert!(report.contains("3 damaged, 0 stale cached balances"), "summary:\n{report}");
+}

@@ -1,0 +1,407 @@
+//! The crash test: several users with several sessions each send paid chats (some of which the
+//! assistant fails, so they are refunded) and images, an admin grants credits, new users
+//! register, and the server is killed with SIGKILL in the middle of it. After a restart on the
+//! same store, every ledger is exact and whole, every view shows its balance, everything a
+//! client was told is stored, and nothing half-written is visible.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{Deployment, connect_ws, every_view_of_the_balance, login, register};
+use crate::helpers::PASSWORD;
+use crate::support::assistant::{REPLY, fake_assistant};
+use crate::support::process::ServerProcess;
+use crate::ws_helpers::WsClient;
+
+const USERS: usize = 4;
+const SESSIONS_PER_USER: usize = 3;
+const STARTING_CREDITS: i64 = 100_000;
+/// How long the storm runs before the kill.
+const STORM: Duration = Duration::from_millis(2500);
+/// What one session was told about its requests.
+#[derive(Debug, Default)]
+struct Told {
+    /// User message ids of `chat.message` frames answering this session's requests (each such
+    /// message was charged).
+    charged_messages: Vec<String>,
+    /// `(chat_id, reply id)` of `chat.done` frames.
+    done: Vec<(String, String)>,
+    /// User message ids of chat requests answered `unavailable` (refunded).
+    refunded_messages: Vec<String>,
+    /// Image ids of `image.created` frames.
+    images: Vec<String>,
+    /// Requests sent without an answer when the connection died.
+    unanswered: usize,
+}
+
+/// One session's share of the storm: one request at a time until the connection dies.
+async fn session_storm(mut ws: WsClient, tag: String, chat_id: String) -> Told {
+    let mut told = Told::default();
+    for n in 0.. {
+        let id = format!("{tag}-{n}");
+        let frame = match n % 4 {
+            3 => {
+                json!({"type": "image.generate", "id": id, "prompt": format!("crash {id}"), "width": 256, "height": 256})
+            }
+            1 => {
+                json!({"type": "chat.send", "id": id, "chat_id": chat_id, "content": format!("please fail {id}")})
+            }
+            _ => json!({"type": "chat.send", "id": id, "chat_id": chat_id, "content": format!("hello {id}")}),
+        };
+        if ws.stream.send(Message::text(frame.to_string())).await.is_err() {
+            return told;
+        }
+        let mut user_message = None;
+        loop {
+            let frame = match tokio::time::timeout(Duration::from_secs(20), ws.stream.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    serde_json::from_str::<Value>(&text).expect("JSON frame")
+                }
+                Ok(Some(Ok(_))) => continue,
+                // The server died (or hung, which the assertions below will show).
+                _ => {
+                    told.unanswered += 1;
+                    return told;
+                }
+            };
+            if frame["reply_to"] != id.as_str() {
+                continue;
+            }
+            match frame["type"].as_str() {
+                Some("chat.message") => {
+                    let message = frame["message"]["id"].as_str().unwrap().to_owned();
+                    told.charged_messages.push(message.clone());
+                    user_message = Some(message);
+                }
+                Some("chat.delta") => {}
+                Some("chat.done") => {
+                    told.done.push((chat_id.clone(), frame["message"]["id"].as_str().unwrap().to_owned()));
+                    break;
+                }
+                Some("image.created") => {
+                    told.images.push(frame["image"]["id"].as_str().unwrap().to_owned());
+                    break;
+                }
+                Some("error") => {
+                    assert_eq!(
+                        frame["code"], "unavailable",
+                        "{id}: only the failing assistant errs: {frame}"
+                    );
+                    let message = user_message.take().expect("a refunded chat had its message stored first");
+                    told.refunded_messages.push(message);
+                    break;
+                }
+                other => panic!("{id}: unexpected {other:?}: {frame}"),
+            }
+        }
+    }
+    told
+}
+
+/// A user of the storm.
+struct StormUser {
+    id: String,
+    email: String,
+    token: String,
+}
+
+#[actix_web::test]
+async fn a_server_killed_during_a_storm_of_charges_grants_and_refunds_restarts_exact_and_whole() {
+    let assistant = fake_assistant(Duration::ZERO).await;
+    let starting = STARTING_CREDITS.to_string();
+    let deployment =
+        Deployment::new(&[("ASSISTANT_URL", assistant.as_str()), ("STARTING_CREDITS", starting.as_str())]);
+    let mut server = deployment.start().await;
+    let admin_token =
+        login(&server, &deployment.admin_email).await["access_token"].as_str().unwrap().to_owned();
+    let mut users = Vec::new();
+    for n in 0..USERS {
+        let email = format!("storm{n}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let id = register(&server, &email).await;
+        let token = login(&server, &email).await["access_token"].as_str().unwrap().to_owned();
+        users.push(StormUser { id, email, token });
+    }
+    let mut storms = Vec::new();
+    for (u, user) in users.iter().enumerate() {
+        for s in 0..SESSIONS_PER_USER {
+            let mut ws = connect_ws(&server, &user.token).await;
+            let created = ws.request("c", json!({"type": "chat.create", "title": "storm"})).await;
+            let chat_id = created["chat"]["id"].as_str().expect("chat created").to_owned();
+            storms.push(tokio::spawn(session_storm(ws, format!("u{u}s{s}"), chat_id)));
+        }
+    }
+    // Grants, acknowledged or not, and registrations, acknowledged or not.
+    let acknowledged_grants = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let registered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let grants = {
+        let (client, acknowledged) = (server.client.clone(), acknowledged_grants.clone());
+        let targets: Vec<String> =
+            users.iter().map(|u| server.url(&format!("/api/admin/users/{}/credits", u.id))).collect();
+        let admin_token = admin_token.clone();
+        tokio::spawn(async move {
+            for n in 0.. {
+                let reason = format!("grant-{n}");
+                let body = json!({"amount": 3, "reason": reason});
+                let sent =
+                    client.post(&targets[n % targets.len()]).bearer_auth(&admin_token).json(&body).send();
+                match sent.await {
+                    Ok(r) if r.status() == StatusCode::OK => acknowledged.lock().unwrap().insert(reason),
+                    Ok(r) => panic!("a grant answered {}", r.status()),
+                    Err(_) => return,
+                };
+            }
+        })
+    };
+    let registrations = {
+        let (client, registered) = (server.client.clone(), registered.clone());
+        let url = server.url("/api/register");
+        tokio::spawn(async move {
+            for _ in 0.. {
+                let email = format!("crash-reg-{}@example.com", uuid::Uuid::new_v4().simple());
+                let body = json!({"email": email, "password": PASSWORD, "first_name": "Reg", "last_name": "Istered"});
+                match client.post(&url).json(&body).send().await {
+                    Ok(r) if r.status() == StatusCode::CREATED => registered.lock().unwrap().push(email),
+                    Ok(r) => panic!("a registration answered {}", r.status()),
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+
+    tokio::time::sleep(STORM).await;
+    server.process.kill();
+
+    let told: Vec<Told> = join_all(storms).await.into_iter().map(|t| t.expect("session task")).collect();
+    grants.await.expect("grant task");
+    registrations.await.expect("registration task");
+    let answered: usize =
+        told.iter().map(|t| t.done.len() + t.refunded_messages.len() + t.images.len()).sum();
+    let unanswered: usize = told.iter().map(|t| t.unanswered).sum();
+    eprintln!(
+        "storm: {answered} paid requests answered, {unanswered} in flight at the kill, {} grants and {} registrations acknowledged",
+        acknowledged_grants.lock().unwrap().len(),
+        registered.lock().unwrap().len()
+    );
+    assert!(answered >= USERS * SESSIONS_PER_USER, "the storm was a storm: {answered} answered requests");
+
+    // Before the restart, and again beside the restarted server.
+    let (code, report) = deployment.check_ledger(false).await;
+    assert_eq!(code, Some(0), "check-ledger after the kill finds no damage:\n{report}");
+    let server = deployment.start().await;
+    let (code, report) = deployment.check_ledger(true).await;
+    assert_eq!(code, Some(0), "check-ledger --repair beside the restarted server:\n{report}");
+    assert!(report.contains(" 0 damaged,"), "no damage:\n{report}");
+
+    let acknowledged_grants = acknowledged_grants.lock().unwrap().clone();
+    let mut granted_seen = HashSet::new();
+    for (u, user) in users.iter().enumerate() {
+        let told: Vec<&Told> = told[u * SESSIONS_PER_USER..(u + 1) * SESSIONS_PER_USER].iter().collect();
+        let entries = all_usage(&server, &user.token).await;
+        let balance = assert_exact_ledger(&entries, &user.email);
+        for (view, credits) in
+            every_view_of_the_balance(&server, &user.token, &admin_token, &user.id, &user.email).await
+        {
+            assert_eq!(
+                credits, balance,
+                "{}: {view} shows the ledger's balance after the restart",
+                user.email
+            );
+        }
+        let refs = |service: &str| -> Vec<String> {
+            entries
+                .iter()
+                .filter(|e| e["service_type"] == service)
+                .map(|e| e["ref"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let (chats, images, refunds) = (refs("chat"), refs("image"), refs("refund"));
+        assert_unique(&chats, "chat charges", &user.email);
+        assert_unique(&images, "image charges", &user.email);
+        assert_unique(&refunds, "refunds", &user.email);
+        let charged: HashSet<&String> = chats.iter().chain(&images).collect();
+        for refund in &refunds {
+            assert!(charged.contains(refund), "{}: refund {refund} follows a charge of its own", user.email);
+        }
+        for grant in refs("grant") {
+            assert!(granted_seen.insert(grant.clone()), "grant {grant} was applied once, to one user");
+        }
+        let chat_set: HashSet<&String> = chats.iter().collect();
+        let image_set: HashSet<&String> = images.iter().collect();
+        let refund_set: HashSet<&String> = refunds.iter().collect();
+        for t in &told {
+            for message in &t.charged_messages {
+                assert!(
+                    chat_set.contains(message),
+                    "{}: the charge of told message {message} stands",
+                    user.email
+                );
+            }
+            for message in &t.refunded_messages {
+                assert!(refund_set.contains(message), "{}: the refund told for {message} stands", user.email);
+            }
+            for image in &t.images {
+                assert!(image_set.contains(image), "{}: the charge of told image {image} stands", user.email);
+            }
+        }
+        // Charges nobody was told of: at most one request in flight per session.
+        let told_refs: HashSet<&String> =
+            told.iter().flat_map(|t| t.charged_messages.iter().chain(&t.images)).collect();
+        let untold = charged.iter().filter(|r| !told_refs.contains(**r)).count();
+        assert!(untold <= SESSIONS_PER_USER, "{}: {untold} charges nobody asked for", user.email);
+        assert_stored_and_whole(&server, user, &told).await;
+    }
+    for grant in &acknowledged_grants {
+        assert!(granted_seen.contains(grant), "acknowledged {grant} stands after the restart");
+    }
+    let registered = registered.lock().unwrap().clone();
+    for email in &registered {
+        login(&server, email).await;
+    }
+    assert_registered_users_are_whole(&server, &admin_token).await;
+}
+
+/// Every ledger entry of the user, oldest first.
+async fn all_usage(server: &ServerProcess, token: &str) -> Vec<Value> {
+    let mut entries = Vec::new();
+    let mut path = "/api/me/usage?limit=100".to_owned();
+    loop {
+        let (status, page) = server.get_with(&path, token).await;
+        assert_eq!(status, StatusCode::OK, "usage page: {page}");
+        entries.extend(page["entries"].as_array().unwrap().iter().cloned());
+        match page["next_before"].as_str() {
+            Some(before) => path = format!("/api/me/usage?limit=100&before={before}"),
+            None => break,
+        }
+    }
+    entries.reverse();
+    entries
+}
+
+/// Checks the chain (1, 2, 3… from the starting credits, never negative) and that the balance is
+/// starting + grants + refunds − uses; returns the balance.
+fn assert_exact_ledger(entries: &[Value], who: &str) -> i64 {
+    let mut balance = STARTING_CREDITS;
+    let mut by_type: HashMap<String, i64> = HashMap::new();
+    for (n, entry) in entries.iter().enumerate() {
+        let amount = entry["amount"].as_i64().unwrap();
+        balance += amount;
+        assert_eq!(
+            entry["balance_after"],
+            balance,
+            "{who}: entry {} follows from the one before: {entry}",
+            n + 1
+        );
+        assert!(balance >= 0, "{who}: never negative: {entry}");
+        *by_type.entry(entry["service_type"].as_str().unwrap().to_owned()).or_default() += amount;
+    }
+    let sum = |t: &str| by_type.get(t).copied().unwrap_or(0);
+    let uses = -(sum("chat") + sum("image"));
+    assert_eq!(
+        balance,
+        STARTING_CREDITS + sum("grant") + sum("refund") - uses,
+        "{who}: balance = starting + grants + refunds - uses"
+    );
+    balance
+}
+
+fn assert_unique(refs: &[String], what: &str, who: &str) {
+    let set: HashSet<&String> = refs.iter().collect();
+    assert_eq!(set.len(), refs.len(), "{who}: {what} each once: {refs:?}");
+}
+
+/// Every reply a session was told of is stored; every stored message and image is whole.
+async fn assert_stored_and_whole(server: &ServerProcess, user: &StormUser, told: &[&Told]) {
+    let mut stored = HashMap::new();
+    let (_, chats) = server.get_with("/api/chats?limit=100", &user.token).await;
+    for chat in chats.as_array().expect("an array of chats") {
+        let chat_id = chat["id"].as_str().unwrap();
+        let mut before = String::new();
+        loop {
+            let path = format!("/api/chats/{chat_id}/messages?limit=100{before}");
+            let (status, page) = server.get_with(&path, &user.token).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {page}");
+            let messages = page.as_array().expect("an array of messages").clone();
+            for m in &messages {
+                let content = m["content"].as_str().unwrap_or_default();
+                match m["role"].as_str() {
+                    Some("assistant") => assert_eq!(content, REPLY.concat(), "a stored reply is whole: {m}"),
+                    Some("user") => {
+                        assert!(content.starts_with("hello ") || content.starts_with("please fail "), "{m}")
+                    }
+                    other => panic!("unknown role {other:?}: {m}"),
+                }
+                stored.insert(m["id"].as_str().unwrap().to_owned(), chat_id.to_owned());
+            }
+            match (messages.first(), messages.len()) {
+                (Some(first), 100) => before = format!("&before={}", first["id"].as_str().unwrap()),
+                _ => break,
+            }
+        }
+    }
+    for t in told {
+        for (chat_id, reply) in &t.done {
+            assert_eq!(
+                stored.get(reply),
+                Some(chat_id),
+                "{}: the reply of a chat.done is stored",
+                user.email
+            );
+        }
+        for message in &t.charged_messages {
+            assert!(stored.contains_key(message), "{}: told message {message} is stored", user.email);
+        }
+    }
+    let mut images = Vec::new();
+    let mut path = "/api/images?limit=100".to_owned();
+    loop {
+        let (status, page) = server.get_with(&path, &user.token).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        let page = page.as_array().expect("an array of images").clone();
+        images.extend(page.iter().cloned());
+        match page.last() {
+            Some(last) if page.len() == 100 => {
+                path = format!("/api/images?limit=100&before={}", last["id"].as_str().unwrap())
+            }
+            _ => break,
+        }
+    }
+    let listed: HashSet<String> = images.iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect();
+    for image in &images {
+        let response = server
+            .client
+            .get(server.url(&format!("/api/images/{}/content", image["id"].as_str().unwrap())))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "a listed image has its content: {image}");
+        let png = response.bytes().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 24, "a whole PNG: {image}");
+        let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+        assert_eq!(width, image["width"], "the PNG is the image recorded: {image}");
+    }
+    for t in told {
+        for image in &t.images {
+            assert!(listed.contains(image), "{}: told image {image} is stored", user.email);
+        }
+    }
+}
+
+/// Every registered user the admin can see is whole: all fields set, and it can log in.
+async fn assert_registered_users_are_whole(server: &ServerProcess, admin_token: &str) {
+    let (status, list) = server.get_with("/api/admin/users?q=crash-reg-&limit=100", admin_token).await;
+    assert_eq!(status, StatusCode::OK, "admin user list: {list}");
+    for user in list["users"].as_array().expect("users") {
+        for field in ["id", "email", "first_name", "last_name", "role", "api_key_prefix", "created_at"] {
+            assert!(user[field].as_str().is_some_and(|v| !v.is_empty()), "{field} of {user}");
+        }
+        login(server, user["email"].as_str().unwrap()).await;
+    }
+}

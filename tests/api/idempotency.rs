@@ -1,0 +1,204 @@
+//! Idempotent paid requests (API.md §5): a retry with the same `idempotency_key`, from any
+//! session, on any node, after a restart, is charged once and answered with the first request's
+//! result; a retry while the first runs waits for it; the same key with another body is
+//! `invalid_message`; a first request that was refused or refunded leaves the key free.
+
+use std::time::Duration;
+
+use futures_util::future::join;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::crash::{Deployment, connect_ws, login, register};
+use crate::helpers::{PASSWORD, TestApp, spawn_app_sharing_store, spawn_app_with};
+use crate::support::assistant::fake_assistant;
+use crate::ws_helpers::WsClient;
+
+/// Frames until the one that ends request `id` (`chat.done`, `image.created` or `error` with
+/// `reply_to` = `id`); returns it and the frames of that request before it.
+async fn answer(ws: &mut WsClient, id: &str) -> (Value, Vec<Value>) {
+    let mut before = Vec::new();
+    loop {
+        let frame = ws.recv().await;
+        if frame["reply_to"] != id {
+            continue;
+        }
+        if matches!(frame["type"].as_str(), Some("chat.done" | "image.created" | "error")) {
+            return (frame, before);
+        }
+        before.push(frame);
+    }
+}
+
+async fn create_chat(ws: &mut WsClient) -> String {
+    let created = ws.request("create", json!({"type": "chat.create", "title": "retries"})).await;
+    created["chat"]["id"].as_str().expect("chat created").to_owned()
+}
+
+fn send(id: &str, chat_id: &str, content: &str, key: &str) -> Value {
+    json!({"type": "chat.send", "id": id, "chat_id": chat_id, "content": content, "idempotency_key": key})
+}
+
+/// The user's ledger entries, newest first.
+async fn ledger(app: &TestApp, token: &str) -> Vec<Value> {
+    let body: Value = app.get_with("/api/me/usage?limit=100", token).await.json().await.unwrap();
+    body["entries"].as_array().unwrap().clone()
+}
+
+#[actix_web::test]
+async fn a_retry_from_another_session_is_charged_once_and_answered_with_the_stored_reply() {
+    let app = spawn_app_with(&[]).await;
+    let (_, token) = app.user_with_token().await;
+    let (mut first, mut second) = (app.connect_ws(&token).await, app.connect_ws(&token).await);
+    let chat_id = create_chat(&mut first).await;
+
+    first.send(send("a", &chat_id, "hello once", "key-1")).await;
+    let (done, frames) = answer(&mut first, "a").await;
+    assert_eq!(done["type"], "chat.done", "the first request is answered: {done}");
+    assert!(frames.iter().any(|f| f["type"] == "chat.message"), "and does the work: {frames:?}");
+
+    second.send(send("b", &chat_id, "hello once", "key-1")).await;
+    let (replayed, frames) = answer(&mut second, "b").await;
+    assert_eq!(replayed["type"], "chat.done", "the retry gets chat.done: {replayed}");
+    assert_eq!(replayed["message"], done["message"], "with the first request's stored reply");
+    assert_eq!(replayed["chat_id"], chat_id.as_str());
+    assert_eq!(replayed["credits"], 99, "and the balance, charged once: {replayed}");
+    assert!(frames.is_empty(), "the retry streams nothing and stores no message: {frames:?}");
+
+    let entries = ledger(&app, &token).await;
+    assert_eq!(entries.len(), 1, "one charge in the ledger: {entries:?}");
+    let history: Value =
+        app.get_with(&format!("/api/chats/{chat_id}/messages"), &token).await.json().await.unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 2, "one message and one reply stored: {history}");
+}
+
+#[actix_web::test]
+async fn the_same_key_with_a_different_body_is_invalid_and_charges_nothing() {
+    let app = spawn_app_with(&[]).await;
+    let (_, token) = app.user_with_token().await;
+    let mut ws = app.connect_ws(&token).await;
+    let chat_id = create_chat(&mut ws).await;
+    ws.send(send("a", &chat_id, "the first body", "key-2")).await;
+    assert_eq!(answer(&mut ws, "a").await.0["type"], "chat.done");
+
+    let cases = [
+        ("other content", send("b", &chat_id, "another body", "key-2")),
+        (
+            "an image under a chat's key",
+            json!({"type": "image.generate", "id": "b", "prompt": "x", "idempotency_key": "key-2"}),
+        ),
+        ("an empty key", send("b", &chat_id, "the first body", "")),
+        ("a key of 65 characters", send("b", &chat_id, "the first body", &"k".repeat(65))),
+    ];
+    for (case, frame) in cases {
+        ws.send(frame).await;
+        let (error, _) = answer(&mut ws, "b").await;
+        assert_eq!(
+            (error["type"].as_str(), error["code"].as_str()),
+            (Some("error"), Some("invalid_message")),
+            "{case}: {error}"
+        );
+    }
+    assert_eq!(ledger(&app, &token).await.len(), 1, "only the first request was charged");
+}
+
+#[actix_web::test]
+async fn a_retry_while_the_first_runs_waits_for_it_on_the_same_or_another_node() {
+    let assistant = fake_assistant(Duration::from_millis(700)).await;
+    let flags = ["--assistant-url", assistant.as_str()];
+    let a = spawn_app_with(&flags).await;
+    let b = spawn_app_sharing_store(&a, &flags).await;
+    let user = a.register_user().await;
+    let token = a.login(&user).await["access_token"].as_str().unwrap().to_owned();
+    let token_b = b.login(&user).await["access_token"].as_str().unwrap().to_owned();
+    let mut on_a = a.connect_ws(&token).await;
+    let mut also_on_a = a.connect_ws(&token).await;
+    let mut on_b = b.connect_ws(&token_b).await;
+    let chat_id = create_chat(&mut on_a).await;
+
+    on_a.send(send("first", &chat_id, "slow reply", "key-3")).await;
+    // Both retries are sent while the assistant is still thinking.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    also_on_a.send(send("same-node", &chat_id, "slow reply", "key-3")).await;
+    on_b.send(send("other-node", &chat_id, "slow reply", "key-3")).await;
+    let (first, _) = answer(&mut on_a, "first").await;
+    let ((same_node, _), (other_node, _)) =
+        join(answer(&mut also_on_a, "same-node"), answer(&mut on_b, "other-node")).await;
+    assert_eq!(first["type"], "chat.done", "{first}");
+    for (case, retry) in [("same node", same_node), ("other node", other_node)] {
+        assert_eq!(retry["type"], "chat.done", "{case}: the waiting retry is answered: {retry}");
+        assert_eq!(retry["message"], first["message"], "{case}: with the first request's reply");
+    }
+    assert_eq!(ledger(&a, &token).await.len(), 1, "one charge for three requests");
+}
+
+#[actix_web::test]
+async fn a_refused_or_refunded_first_request_leaves_the_key_free_for_the_retry() {
+    let assistant = fake_assistant(Duration::ZERO).await;
+    let admin = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
+    let flags = [
+        "--assistant-url",
+        &assistant,
+        "--starting-credits",
+        "0",
+        "--admin-email",
+        &admin,
+        "--admin-password",
+        PASSWORD,
+    ];
+    let app = spawn_app_with(&flags).await;
+    let (user, token) = app.user_with_token().await;
+    let mut ws = app.connect_ws(&token).await;
+    let chat_id = create_chat(&mut ws).await;
+    ws.send(send("poor", &chat_id, "hello", "key-4")).await;
+    let (refused, _) = answer(&mut ws, "poor").await;
+    assert_eq!(refused["code"], "insufficient_credits", "{refused}");
+
+    let admin_login: Value = app.post_login(&admin, PASSWORD).await.json().await.unwrap();
+    let admin_token = admin_login["access_token"].as_str().unwrap();
+    let grant = json!({"amount": 5, "reason": "top-up"});
+    let granted =
+        app.post_json_with(&format!("/api/admin/users/{}/credits", user.id), admin_token, &grant).await;
+    assert_eq!(granted.status(), StatusCode::OK, "the admin's grant");
+
+    ws.send(send("paid", &chat_id, "hello", "key-4")).await;
+    let (done, _) = answer(&mut ws, "paid").await;
+    assert_eq!(done["type"], "chat.done", "the retry after a refusal does the work: {done}");
+    assert_eq!(done["credits"], 4, "{done}");
+
+    ws.send(send("fails", &chat_id, "please fail", "key-5")).await;
+    assert_eq!(answer(&mut ws, "fails").await.0["code"], "unavailable");
+    ws.send(send("fails-again", &chat_id, "please fail", "key-5")).await;
+    let (again, _) = answer(&mut ws, "fails-again").await;
+    assert_eq!(again["code"], "unavailable", "a retry after a refund runs again: {again}");
+    let entries = ledger(&app, &token).await;
+    let kinds: Vec<&str> = entries.iter().rev().map(|e| e["service_type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["grant", "chat", "chat", "refund", "chat", "refund"], "{entries:?}");
+}
+
+#[actix_web::test]
+async fn an_image_retry_after_a_restart_is_answered_with_the_stored_image_and_charged_once() {
+    let deployment = Deployment::new(&[]);
+    let mut server = deployment.start().await;
+    let email = format!("images-{}@example.com", uuid::Uuid::new_v4().simple());
+    register(&server, &email).await;
+    let token = login(&server, &email).await["access_token"].as_str().unwrap().to_owned();
+    let request = |id: &str| json!({"type": "image.generate", "id": id, "prompt": "a lighthouse", "width": 256, "idempotency_key": "img-1"});
+    let mut ws = connect_ws(&server, &token).await;
+    ws.send(request("first")).await;
+    let (created, _) = answer(&mut ws, "first").await;
+    assert_eq!(created["type"], "image.created", "{created}");
+    assert_eq!(created["credits"], 90, "{created}");
+
+    server.stop_with("TERM").await;
+    let server = deployment.start().await;
+    let mut ws = connect_ws(&server, &token).await;
+    ws.send(request("retry")).await;
+    let (replayed, _) = answer(&mut ws, "retry").await;
+    assert_eq!(replayed["type"], "image.created", "the key outlives the restart: {replayed}");
+    assert_eq!(replayed["image"], created["image"], "the stored image is the answer");
+    assert_eq!(replayed["credits"], 90, "charged once: {replayed}");
+    let (status, images) = server.get_with("/api/images", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(images.as_array().unwrap().len(), 1, "one image stored: {images}");
+}
