@@ -38,6 +38,10 @@ pub mod names {
     pub const CLUSTER_REDIS_UP: &str = "cluster_redis_up";
     /// Gauge: nodes listed in Redis at this node's last heartbeat. Only with Redis.
     pub const CLUSTER_NODES: &str = "cluster_nodes";
+    /// Counter `{result}`: WebSocket upgrade requests by outcome.
+    pub const WS_CONNECTS_TOTAL: &str = "ws_connects_total";
+    /// Counter `{reason}`: frames for a client that were never sent.
+    pub const WS_OUTBOUND_DROPPED_TOTAL: &str = "ws_outbound_dropped_total";
 }
 
 /// Label values known up front. Each is registered at zero by [`install`], so a scrape shows
@@ -50,11 +54,14 @@ pub mod labels {
     /// `scope` of `rate_limited_total`: REST requests, paid WebSocket messages, free WebSocket
     /// requests that touch storage, upgrades past the per-user session cap, and the account
     /// throttles (`services/accounts/throttles.rs`).
-    pub const RATE_LIMIT_SCOPES: [&str; 10] = [
+    /// Upgrades per IP per minute and open sockets per IP are `ws_upgrades` and `ws_per_ip`.
+    pub const RATE_LIMIT_SCOPES: [&str; 12] = [
         "rest",
         "ws",
         "ws_free",
         "ws_sessions",
+        "ws_upgrades",
+        "ws_per_ip",
         "login_account",
         "login_ip",
         "reset_ip",
@@ -62,6 +69,14 @@ pub mod labels {
         "forgot_ip",
         "register_ip",
     ];
+    /// `result` of `ws_connects_total`: a session opened; no valid credential (401); a foreign
+    /// origin or a disabled account (403); a session cap or per-IP limit (429); anything else
+    /// (not a handshake, storage unreachable).
+    pub const WS_CONNECT_RESULTS: [&str; 5] = ["accepted", "unauthorized", "forbidden", "capped", "failed"];
+    /// `reason` of `ws_outbound_dropped_total`: the client's backlog passed
+    /// `SWITCHBOARD_WS_OUTBOUND_BYTES` (the frame refused, or skipped on the way to the 4002
+    /// close), or the client took no frame for the send timeout (the connection is dropped).
+    pub const WS_DROP_REASONS: [&str; 2] = ["slow_consumer", "send_timeout"];
     /// `direction` of `ws_messages_total`.
     pub const WS_DIRECTIONS: [&str; 2] = ["in", "out"];
     /// `route` of requests that matched no route (the raw path would explode cardinality).
@@ -129,6 +144,11 @@ fn describe() {
         "Time until the HTTP response head was ready, by method and route pattern."
     );
     describe_counter!(WS_MESSAGES_TOTAL, "WebSocket frames, by direction (in, out) and frame type.");
+    describe_counter!(WS_CONNECTS_TOTAL, "WebSocket upgrade requests, by result.");
+    describe_counter!(
+        WS_OUTBOUND_DROPPED_TOTAL,
+        "Frames for a WebSocket client that were never sent, by reason (slow_consumer, send_timeout)."
+    );
     describe_counter!(RATE_LIMITED_TOTAL, "Requests or messages refused by a rate limit, by scope.");
     describe_counter!(
         AUTH_LOGINS_TOTAL,
@@ -161,6 +181,12 @@ fn register_known_series() {
     for scope in labels::RATE_LIMIT_SCOPES {
         let _ = counter!(RATE_LIMITED_TOTAL, "scope" => scope);
     }
+    for result in labels::WS_CONNECT_RESULTS {
+        let _ = counter!(WS_CONNECTS_TOTAL, "result" => result);
+    }
+    for reason in labels::WS_DROP_REASONS {
+        let _ = counter!(WS_OUTBOUND_DROPPED_TOTAL, "reason" => reason);
+    }
     for direction in labels::WS_DIRECTIONS {
         let _ = counter!(WS_MESSAGES_TOTAL, "direction" => direction, "type" => "ping");
     }
@@ -189,6 +215,16 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 /// Records the size of one group of writes committed together.
 pub fn record_write_group(writes: usize) {
     ::metrics::histogram!(names::LEDGER_WRITE_BATCH_SIZE).record(writes as f64);
+}
+
+/// Counts one WebSocket upgrade request by its `result` (one of [`labels::WS_CONNECT_RESULTS`]).
+pub fn record_ws_connect(result: &'static str) {
+    ::metrics::counter!(names::WS_CONNECTS_TOTAL, "result" => result).increment(1);
+}
+
+/// Counts a frame for a client that was never sent (`reason` of [`labels::WS_DROP_REASONS`]).
+pub fn record_ws_outbound_dropped(reason: &'static str) {
+    ::metrics::counter!(names::WS_OUTBOUND_DROPPED_TOTAL, "reason" => reason).increment(1);
 }
 
 /// Counts one WebSocket frame. `kind` must be a frame type from the protocol (or a fixed word

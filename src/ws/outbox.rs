@@ -75,6 +75,7 @@ impl Outbox {
         let queued = self.shared.queued_bytes.fetch_add(size, Ordering::AcqRel) + size;
         if queued > self.budget {
             self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            crate::metrics::record_ws_outbound_dropped("slow_consumer");
             return false;
         }
         self.shared.push(frame);
@@ -155,6 +156,7 @@ pub async fn write_frames(mut session: actix_ws::Session, outbound: OutboxReader
         }
         if shared.abandoned.load(Ordering::Acquire) {
             // A slow consumer: skip its backlog and go straight to the close frame.
+            crate::metrics::record_ws_outbound_dropped("slow_consumer");
             continue;
         }
         let size = frame.size();
@@ -168,8 +170,14 @@ pub async fn write_frames(mut session: actix_ws::Session, outbound: OutboxReader
         // A client that reads nothing for this long is gone or hostile: drop the connection.
         let sent = tokio::time::timeout(SEND_TIMEOUT, send).await;
         shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-        if !matches!(sent, Ok(Ok(()))) {
-            return;
+        match sent {
+            Ok(Ok(())) => {}
+            // The client went away; what was queued for it has nobody to go to.
+            Ok(Err(_)) => return,
+            Err(_) => {
+                crate::metrics::record_ws_outbound_dropped("send_timeout");
+                return;
+            }
         }
     }
     let _ = tokio::time::timeout(SEND_TIMEOUT, session.close(close_reason)).await;

@@ -48,6 +48,24 @@ pub async fn upgrade(
     state: web::Data<AppState>,
     query: Query<WsQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let answer = open(req, payload, state, query).await;
+    crate::metrics::record_ws_connect(match &answer {
+        Ok(_) => "accepted",
+        Err(ApiError::Unauthorized) => "unauthorized",
+        Err(ApiError::Forbidden | ApiError::AccountDisabled) => "forbidden",
+        Err(ApiError::RateLimited { .. }) => "capped",
+        Err(_) => "failed",
+    });
+    answer
+}
+
+/// The upgrade itself; [`upgrade`] counts its result.
+async fn open(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    query: Query<WsQuery>,
+) -> Result<HttpResponse, ApiError> {
     // Taken before the credential is read: a revocation handled after this moment covers the
     // socket, even if it lands while the socket is still opening.
     let verified_at = std::time::Instant::now();

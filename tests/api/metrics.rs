@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
 
 /// Every metric name of API.md §6, as it appears in a scrape.
-const NAMES: [&str; 9] = [
+const NAMES: [&str; 11] = [
     "active_users",
     "ws_sessions",
     "credit_usage_total",
@@ -23,6 +23,8 @@ const NAMES: [&str; 9] = [
     "rate_limited_total",
     "auth_logins_total",
     "credits_insufficient_total",
+    "ws_connects_total",
+    "ws_outbound_dropped_total",
 ];
 
 /// Where the Debian package `prometheus` installs `promtool`.
@@ -151,6 +153,31 @@ async fn a_configured_metrics_token_is_required_to_scrape() {
 
     let body = scrape(&app, Some("s3cret-metrics-token")).await;
     assert!(body.contains("http_requests_total"), "the right token gets the scrape");
+}
+
+#[actix_web::test]
+async fn ws_connects_total_counts_each_upgrade_by_its_result() {
+    let app = spawn_app_with(&["--ws-max-sessions-per-user", "1"]).await;
+    let (_, token) = app.user_with_token().await;
+    let count =
+        |body: &str, result: &str| value(body, "ws_connects_total", &[&format!(r#"result="{result}""#)]);
+    let before = scrape(&app, None).await;
+
+    let _open = app.connect_ws(&token).await;
+    let over_cap = app.try_connect_ws("", &[("authorization", &format!("Bearer {token}"))]).await;
+    assert_eq!(over_cap.err().map(|r| r.status), Some(429), "a second session is over the cap of 1");
+    let forged = app.try_connect_ws("?token=not-a-token", &[]).await;
+    assert_eq!(forged.err().map(|r| r.status), Some(401), "a forged token");
+    let foreign = app
+        .try_connect_ws("", &[("cookie", &format!("sb_access={token}")), ("origin", "https://evil.example")])
+        .await;
+    assert_eq!(foreign.err().map(|r| r.status), Some(403), "a cookie from a foreign origin");
+
+    let after = scrape(&app, None).await;
+    for result in ["accepted", "capped", "unauthorized", "forbidden"] {
+        assert_eq!(count(&after, result) - count(&before, result), 1.0, "one upgrade {result}");
+    }
+    assert_eq!(count(&after, "failed"), count(&before, "failed"), "nothing else failed");
 }
 
 #[actix_web::test]

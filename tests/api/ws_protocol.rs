@@ -1097,6 +1097,12 @@ async fn a_client_that_stops_reading_is_closed_and_never_slows_another_user() {
         read < requested / 10,
         "the server stopped streaming: {read} frames read of {requested} requested"
     );
+    let scrape = app.request(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let dropped = scrape
+        .lines()
+        .find(|l| l.starts_with(r#"ws_outbound_dropped_total{reason="slow_consumer"}"#))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(dropped > Some(0.0), "the frames never sent are counted: {dropped:?}");
 
     // Its place is freed and the user can connect again (once the replies it asked for are
     // written, so the new socket is not flooded with the rest of them).
