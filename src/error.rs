@@ -60,6 +60,9 @@ pub enum ApiError {
     /// 413: body above 64 KiB.
     #[error("The request body is too large (limit 64 KiB)")]
     PayloadTooLarge,
+    /// 408: the body did not arrive within [`crate::input::json::BODY_READ_TIMEOUT`].
+    #[error("The request body did not arrive in time")]
+    RequestTimeout,
     /// 415: not `application/json`.
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
@@ -102,6 +105,7 @@ impl ApiError {
             ApiError::EmailTaken => "email_taken",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Validation(_) => "validation_failed",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -135,6 +139,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::EmailTaken | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

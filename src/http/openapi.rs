@@ -61,7 +61,7 @@ impl Modify for SecuritySchemes {
 /// |---|---|
 /// | is under `/api/` (the REST limit counts it) | 429 |
 /// | is under `/api/` and reads storage (all but this document) | 503 |
-/// | takes a JSON body | 400 (malformed), 413 (over 64 KiB), 415 (not JSON), 422 (invalid) |
+/// | takes a JSON body | 400 (malformed), 408 (body not in within 10 s), 413 (over 64 KiB), 415 (not JSON), 422 (invalid) |
 /// | takes query parameters (unknown ones are refused too) | 422 |
 /// | has an `{id}` in its path | 404 |
 /// | needs a credential | 401 (none or invalid), 403 (disabled account, or a cookie write without its CSRF token) |
@@ -101,6 +101,7 @@ fn add_common_responses(path: &str, operation: &mut Operation) {
             operation.request_body.is_some(),
             &[
                 ("400", "the body is not valid JSON"),
+                ("408", "the body did not arrive within 10 s"),
                 ("413", "the body is larger than 64 KiB"),
                 ("415", "the body is not application/json"),
                 ("422", "a field is missing, unknown, of the wrong type or invalid (see `fields`)"),

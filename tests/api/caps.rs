@@ -84,3 +84,27 @@ async fn a_thousand_half_sent_requests_stop_no_one_and_are_cut_off_by_the_header
     assert_eq!(cut, 1000, "every slow client was cut off");
     assert!(server.output().lines().all(|l| !l.contains("panicked")), "no panic");
 }
+
+#[actix_web::test]
+async fn a_body_that_trickles_is_answered_408_after_the_body_timeout_and_others_are_served() {
+    let app = spawn_app_with(&[]).await;
+    let mut socket = TcpStream::connect(("127.0.0.1", app.port)).await.expect("connect");
+    let head = "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    // A byte every second: the head arrived, the body never completes.
+    let mut answer = String::new();
+    while started.elapsed() < Duration::from_secs(20) {
+        let _ = socket.write_all(b" ").await;
+        let health = app.request(reqwest::Method::GET, "/healthz").send().await.unwrap();
+        assert_eq!(health.status(), StatusCode::OK, "others are served meanwhile");
+        let mut buffer = [0u8; 1024];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), socket.read(&mut buffer)).await {
+            answer = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            break;
+        }
+    }
+    assert!(answer.starts_with("HTTP/1.1 408"), "a 408 after {:?}: {answer:?}", started.elapsed());
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    assert!(started.elapsed() >= Duration::from_secs(9), "not before the timeout: {:?}", started.elapsed());
+}
