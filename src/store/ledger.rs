@@ -68,7 +68,8 @@ async fn landed(store: &dyn Store, entry: &LedgerEntry) -> bool {
 /// Applies `change` atomically and returns the new ledger entry, with the position after it.
 /// `known` is where the ledger stood after the caller's previous change (skipping the read); a
 /// change that loses a race (another node wrote that `seq` first) reads the position afresh and
-/// tries again. The balance never drops below zero, whatever number of writers race.
+/// tries again, and a change the remembered position cannot afford is checked against a fresh
+/// read before it is refused. The balance never drops below zero, whatever number of writers race.
 pub async fn apply(
     store: &dyn Store,
     known: Option<Position>,
@@ -76,15 +77,20 @@ pub async fn apply(
 ) -> (Result<LedgerEntry, CreditError>, Option<Position>) {
     let mut known = known;
     for _ in 0..MAX_ATTEMPTS {
-        let at = match known.take() {
-            Some(at) => at,
+        let (at, remembered) = match known.take() {
+            Some(at) => (at, true),
             None => match position(store, &change.user_id).await {
-                Ok(at) => at,
+                Ok(at) => (at, false),
                 Err(e) => return (Err(e), None),
             },
         };
         let balance_after = at.balance + change.amount;
         if balance_after < 0 {
+            // A remembered position may be behind a grant another node made: refuse only on
+            // what storage says now.
+            if remembered {
+                continue;
+            }
             return (Err(CreditError::Insufficient { balance: at.balance }), Some(at));
         }
         let entry = LedgerEntry {

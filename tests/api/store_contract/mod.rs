@@ -7,6 +7,7 @@ mod chats;
 mod idempotency;
 mod images;
 mod ledger;
+mod properties;
 mod sessions;
 mod users;
 
