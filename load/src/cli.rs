@@ -128,6 +128,11 @@ pub enum Command {
         /// Bare WebSocket server: any text frame is a ping and its echo the pong.
         #[arg(long)]
         raw: bool,
+        /// Meanwhile, one more session sends this many invalid frames a second (bad JSON and
+        /// unknown types, alternately) and reads the errors they earn: does a flooding client
+        /// slow the others?
+        #[arg(long, default_value_t = 0)]
+        flood: u64,
     },
     /// Charged chat round trips, chat.send until its chat.done (defaults: 1,000 sessions, one
     /// user each, 10 s). Start the server with high --starting-credits and WS rate limits.
@@ -208,6 +213,20 @@ pub enum Command {
         #[arg(long, default_value_t = 2)]
         logins: usize,
     },
+    /// Sessions that stop reading: each opens a chat, sends --messages chat messages of --words
+    /// words (replies stream word by word) and never reads again; reports the server's memory
+    /// and how many sessions it ended (defaults: 1,000 sessions, 100 users, 15 s). Start the
+    /// server with high --starting-credits and WS rate limits.
+    SlowReaders {
+        #[command(flatten)]
+        common: Common,
+        /// Chat messages each session sends before it stops reading.
+        #[arg(long, default_value_t = 20)]
+        messages: usize,
+        /// Words per message (the reply streams one delta per word).
+        #[arg(long, default_value_t = 500)]
+        words: usize,
+    },
     /// CI check: ping saturation, then charged chat, on the same sessions and users (defaults:
     /// 200 sessions, 20 users, 5 s each); exits 1 when chat/ping is below --min-ratio.
     Guard {
@@ -248,6 +267,7 @@ impl Command {
             | Command::Fanout { common, .. }
             | Command::Login { common }
             | Command::Mixed { common, .. }
+            | Command::SlowReaders { common, .. }
             | Command::Guard { common, .. } => common.json,
             Command::CentrifugoConnect { centrifugo }
             | Command::CentrifugoPing { centrifugo }

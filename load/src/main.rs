@@ -15,7 +15,7 @@ mod usage;
 use clap::Parser;
 
 use cli::{Cli, Command};
-use scenarios::{chat, connect, fanout, guard, idle, image, login, mixed, ping, presence, rest_auth};
+use scenarios::{chat, connect, fanout, guard, idle, image, login, mixed, ping, presence, rest_auth, slow};
 
 fn main() {
     let command = Cli::parse().command;
@@ -35,8 +35,8 @@ async fn run(command: Command) -> i32 {
         }
         Command::Idle { common, raw } => idle::run(&common.settings(10_000, Some(20), 10), raw).await,
         Command::Connect { common, raw } => connect::run(&common.settings(50, Some(10), 10), raw).await,
-        Command::Ping { common, interval_ms, raw } => {
-            ping::run(&common.settings(1000, Some(20), 10), interval_ms, raw).await
+        Command::Ping { common, interval_ms, raw, flood } => {
+            ping::run(&common.settings(1000, Some(20), 10), interval_ms, raw, flood).await
         }
         Command::Chat { common, interval_ms, resend } => {
             chat::run(&common.settings(1000, None, 10), interval_ms, resend).await
@@ -63,6 +63,9 @@ async fn run(command: Command) -> i32 {
                 logins,
             };
             mixed::run(&common.settings(1000, Some(50), 10), &blend).await
+        }
+        Command::SlowReaders { common, messages, words } => {
+            slow::run(&common.settings(1000, Some(100), 15), messages, words).await
         }
         Command::Guard { common, min_ratio } => {
             guard::run(&common.settings(200, Some(20), 5), min_ratio).await.map(|(report, passed)| {

@@ -12,6 +12,7 @@ pub mod mixed;
 pub mod ping;
 pub mod presence;
 pub mod rest_auth;
+pub mod slow;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
