@@ -2,9 +2,9 @@
 //! gallery a page at a time, one image and its PNG, and deleting one (owners, or admins who
 //! moderate).
 
-use super::{ConversationError, ConversationService, new_id};
+use super::{Begun, ConversationError, ConversationService, new_id};
 use crate::images;
-use crate::services::idempotency::{self, Claim};
+use crate::services::idempotency;
 use crate::services::paging::PageLimit;
 use crate::services::{Event, Notify};
 use crate::store::{IdempotentOutcome, Image, ServiceType};
@@ -45,26 +45,14 @@ impl ConversationService {
             return Err(ConversationError::Invalid("width and height must be 256 to 1024".into()));
         }
         let image_id = new_id();
-        let claim = match request.idempotency_key.as_deref() {
-            Some(key) => {
-                let (w, h) = (width.to_string(), height.to_string());
-                let fingerprint = idempotency::fingerprint("image.generate", &[&prompt, &w, &h]);
-                let outcome = IdempotentOutcome::Image { image_id: image_id.clone() };
-                match self.idempotency.claim(user_id, key, fingerprint, outcome).await? {
-                    Claim::Replay(outcome) => return self.replay(user_id, outcome).await.map(Some),
-                    Claim::Run(guard) => Some(guard),
-                }
-            }
-            None => None,
-        };
-        let charged = match self.charge(user_id, ServiceType::Image, &image_id).await {
-            Ok(charged) => charged,
-            Err(e) => {
-                if let Some(guard) = claim {
-                    self.idempotency.release(guard).await;
-                }
-                return Err(e);
-            }
+        let key = request.idempotency_key.as_deref().map(|key| {
+            let (w, h) = (width.to_string(), height.to_string());
+            let fingerprint = idempotency::fingerprint("image.generate", &[&prompt, &w, &h]);
+            (key, fingerprint, IdempotentOutcome::Image { image_id: image_id.clone() })
+        });
+        let (charged, claim) = match self.begin_paid(user_id, ServiceType::Image, &image_id, key).await? {
+            Begun::Replay(answer) => return Ok(Some(answer)),
+            Begun::Charged { balance, claim } => (balance, claim),
         };
         let image = Image {
             id: image_id.clone(),
@@ -89,10 +77,7 @@ impl ConversationService {
                 Ok(None)
             }
             Err(_) => {
-                self.credits.refund(user_id, ServiceType::Image, &image_id).await;
-                if let Some(guard) = claim {
-                    self.idempotency.release(guard).await;
-                }
+                self.undo_paid(user_id, ServiceType::Image, &image_id, claim).await;
                 Err(ConversationError::Unavailable(
                     "The image could not be generated; your credits were refunded",
                 ))

@@ -15,7 +15,7 @@ pub use self::images::ImageRequest;
 use time::OffsetDateTime;
 
 use super::credits::{CreditError, CreditService};
-use super::idempotency::{self, Claim, Idempotency};
+use super::idempotency::{self, Claim, ClaimGuard, Idempotency};
 use super::paging::{Page, PageError, PageLimit};
 use super::{Event, Notify};
 use crate::assistant::{Assistant, ChatTurn, TurnRole};
@@ -208,33 +208,18 @@ impl ConversationService {
         self.own_chat(user_id, chat_id).await?;
         // Both ids are chosen now: the reply's is where a retry will find the result.
         let (message_id, reply_id) = (new_id(), new_id());
-        let claim = match idempotency_key {
-            Some(key) => {
-                let fingerprint = idempotency::fingerprint("chat.send", &[chat_id, &content]);
-                let outcome =
-                    IdempotentOutcome::Chat { chat_id: chat_id.to_owned(), reply_id: reply_id.clone() };
-                match self.idempotency.claim(user_id, key, fingerprint, outcome).await? {
-                    Claim::Replay(outcome) => return self.replay(user_id, outcome).await.map(Some),
-                    Claim::Run(guard) => Some(guard),
-                }
-            }
-            None => None,
-        };
-        let charged = match self.charge(user_id, ServiceType::Chat, &message_id).await {
-            Ok(charged) => charged,
-            Err(e) => {
-                if let Some(guard) = claim {
-                    self.idempotency.release(guard).await;
-                }
-                return Err(e);
-            }
+        let key = idempotency_key.map(|key| {
+            let fingerprint = idempotency::fingerprint("chat.send", &[chat_id, &content]);
+            let outcome = IdempotentOutcome::Chat { chat_id: chat_id.to_owned(), reply_id: reply_id.clone() };
+            (key, fingerprint, outcome)
+        });
+        let (charged, claim) = match self.begin_paid(user_id, ServiceType::Chat, &message_id, key).await? {
+            Begun::Replay(answer) => return Ok(Some(answer)),
+            Begun::Charged { balance, claim } => (balance, claim),
         };
         let turn = Turn { user_id, chat_id, message_id: &message_id, reply_id: &reply_id };
         if let Err(e) = self.converse(turn, content, charged, notify).await {
-            self.credits.refund(user_id, ServiceType::Chat, &message_id).await;
-            if let Some(guard) = claim {
-                self.idempotency.release(guard).await;
-            }
+            self.undo_paid(user_id, ServiceType::Chat, &message_id, claim).await;
             tracing::warn!(error = %e, "chat reply failed; charge refunded");
             return Err(ConversationError::Unavailable(
                 "The assistant could not answer; your credits were refunded",
@@ -256,6 +241,51 @@ impl ConversationService {
                 let image = self.store.image(&image_id).await?.ok_or(ConversationError::NotFound)?;
                 Ok(Event::ImageCreated { image, credits })
             }
+        }
+    }
+
+    /// Starts a paid request: claims its idempotency key (`key`: the key, the request's
+    /// fingerprint and where its result will be), then charges `service` for `reference`. A key
+    /// already answered gives the stored answer instead; a refused charge releases the claim.
+    async fn begin_paid(
+        &self,
+        user_id: &str,
+        service: ServiceType,
+        reference: &str,
+        key: Option<(&str, String, IdempotentOutcome)>,
+    ) -> Result<Begun, ConversationError> {
+        let claim = match key {
+            Some((key, fingerprint, outcome)) => {
+                match self.idempotency.claim(user_id, key, fingerprint, outcome).await? {
+                    Claim::Replay(outcome) => return Ok(Begun::Replay(self.replay(user_id, outcome).await?)),
+                    Claim::Run(guard) => Some(guard),
+                }
+            }
+            None => None,
+        };
+        match self.charge(user_id, service, reference).await {
+            Ok(balance) => Ok(Begun::Charged { balance, claim }),
+            Err(e) => {
+                if let Some(guard) = claim {
+                    self.idempotency.release(guard).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Undoes a paid request whose work failed before its result was stored: refunds the charge
+    /// and releases the key, so a retry runs afresh.
+    async fn undo_paid(
+        &self,
+        user_id: &str,
+        service: ServiceType,
+        reference: &str,
+        claim: Option<ClaimGuard>,
+    ) {
+        self.credits.refund(user_id, service, reference).await;
+        if let Some(guard) = claim {
+            self.idempotency.release(guard).await;
         }
     }
 
@@ -362,6 +392,13 @@ fn check_title(title: &str) -> Result<(), ConversationError> {
         ));
     }
     Ok(())
+}
+
+/// A paid request once begun: answered from its key's stored result, or charged (with the
+/// key's claim to release if the work fails).
+enum Begun {
+    Replay(Event),
+    Charged { balance: i64, claim: Option<ClaimGuard> },
 }
 
 /// The ids of one chat turn.
