@@ -12,7 +12,7 @@ use super::views::{OverviewView, PresenceSnapshotView, StatsResponse, UsagePage,
 use crate::auth::extract::Admin;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::json::ValidJson;
-use crate::input::paging::{PageQuery, Paging};
+use crate::input::paging::{LedgerPageQuery, Paging};
 use crate::input::query::Query;
 use crate::security::client_ip::ClientIp;
 use crate::services::accounts::admin::AccountChange;
@@ -236,7 +236,7 @@ pub async fn grant_credits(
 
 /// A user's ledger, newest first, paged like `GET /api/me/usage`.
 #[utoipa::path(get, path = "/api/admin/users/{id}/usage", tag = "admin",
-    params(("id" = String, Path, description = "user id"), PageQuery),
+    params(("id" = String, Path, description = "user id"), LedgerPageQuery),
     responses((status = 200, body = UsagePage), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]

@@ -8,7 +8,7 @@ use validator::{Validate, ValidationError};
 use crate::auth::extract::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::json::ValidJson;
-use crate::input::paging::{PageQuery, Paging};
+use crate::input::paging::{ChatPageQuery, PageQuery, Paging};
 use crate::state::AppState;
 use crate::ws::protocol::{ChatView, MessageView};
 
@@ -40,7 +40,7 @@ fn chat_title(title: &str) -> Result<(), ValidationError> {
 
 /// The user's chats, most recently active first, a page at a time: when there may be more, the
 /// `Link` header names the next page (`rel="next"`, its `before` is an opaque cursor).
-#[utoipa::path(get, path = "/api/chats", tag = "chats", params(PageQuery),
+#[utoipa::path(get, path = "/api/chats", tag = "chats", params(ChatPageQuery),
     responses((status = 200, body = [ChatView], headers(("Link" = String, description = "the next page, rel=\"next\""))),
         (status = 401, body = ErrorBody)))]
 pub async fn list_chats(

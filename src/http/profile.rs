@@ -9,7 +9,7 @@ use super::views::{DailyUsageView, StatsResponse, UsagePage, UserView};
 use crate::auth::extract::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::json::ValidJson;
-use crate::input::paging::{PageQuery, Paging};
+use crate::input::paging::{LedgerPageQuery, Paging};
 use crate::input::query::Query;
 use crate::security::client_ip::ClientIp;
 use crate::services::accounts::rules as validate;
@@ -107,7 +107,7 @@ pub async fn stats(state: web::Data<AppState>, current: CurrentUser) -> Result<H
 }
 
 /// The signed-in user's ledger, newest first.
-#[utoipa::path(get, path = "/api/me/usage", tag = "profile", params(PageQuery),
+#[utoipa::path(get, path = "/api/me/usage", tag = "profile", params(LedgerPageQuery),
     responses((status = 200, body = UsagePage), (status = 422, body = ErrorBody)))]
 pub async fn usage(
     state: web::Data<AppState>,

@@ -23,9 +23,40 @@ pub struct PageQuery {
     /// Entries per page, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// Where the page starts: the `next_before` of the previous page (ledgers, chats) or the id
-    /// of the previous page's last entry (messages, images).
+    /// Where the page starts: the id of the previous page's last entry (messages, images); the
+    /// ledgers and the chat list document their own cursors ([`LedgerPageQuery`], [`ChatPageQuery`]).
     #[param(max_length = 100)]
+    pub before: Option<String>,
+}
+
+/// The query string of a ledger (`/api/me/usage`, `/api/admin/users/{id}/usage`), as documented:
+/// the cursor is the `next_before` of the previous page, an entry's sequence number. Parsed as
+/// [`PageQuery`]; the ledger checks the cursor's form ([`crate::services::credits`]).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LedgerPageQuery {
+    /// Entries per page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// Where the page starts: the `next_before` of the previous page (a whole number from 1,
+    /// at most 18 digits).
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
+    pub before: Option<String>,
+}
+
+/// The query string of `/api/chats`, as documented: the cursor is the `next_before` of the
+/// previous page, the last chat's activity time (Unix milliseconds) and id. Parsed as
+/// [`PageQuery`]; the chat list checks the cursor's form.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ChatPageQuery {
+    /// Chats per page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// Where the page starts: the `next_before` of the previous page (in the `Link` header).
+    #[param(pattern = "^[0-9]{1,14}\\.[0-9a-f-]{1,64}$")]
     pub before: Option<String>,
 }
 

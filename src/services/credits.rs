@@ -242,7 +242,7 @@ impl CreditService {
         before: Option<&str>,
         limit: PageLimit,
     ) -> Result<Page<LedgerEntry>, PageError> {
-        let before = before.map(|c| c.parse::<i64>().map_err(|_| PageError::BadCursor)).transpose()?;
+        let before = before.map(ledger_cursor).transpose()?;
         let entries = self.store.ledger_page(user_id, before, limit.get()).await?;
         // Entry 1 is the first: nothing comes before it.
         Ok(Page::of(entries, limit, |last| (last.seq > 1).then(|| last.seq.to_string())))
@@ -290,6 +290,19 @@ impl CreditService {
             }
         }
     }
+}
+
+/// A ledger cursor: an entry's `seq` as `next_before` hands it out, 1 to 18 digits without sign
+/// or leading zero (the form the API document gives), so that every cursor of that form
+/// reads a page and nothing else passes for one.
+fn ledger_cursor(cursor: &str) -> Result<i64, PageError> {
+    let well_formed = (1..=18).contains(&cursor.len())
+        && cursor.bytes().all(|b| b.is_ascii_digit())
+        && !cursor.starts_with('0');
+    if !well_formed {
+        return Err(PageError::BadCursor);
+    }
+    cursor.parse().map_err(|_| PageError::BadCursor)
 }
 
 #[cfg(test)]

@@ -327,6 +327,45 @@ async fn a_new_user_has_an_empty_usage_ledger() {
     }
 }
 
+/// Found by the API fuzzing (scripts/schemathesis): the document allowed any `before` of up to
+/// 100 characters, and the server refused most of them. Each list now documents its cursor's
+/// form, and every cursor of that form reads a page while nothing else passes for one.
+#[actix_web::test]
+async fn cursors_are_accepted_exactly_in_the_form_the_api_document_gives() {
+    let app = spawn_app().await;
+    let (_, token) = app.user_with_token().await;
+    let id_of_65 = format!("/api/chats?before=1.{}", "a".repeat(65));
+
+    let cases = [
+        ("the smallest ledger cursor", "/api/me/usage?before=1", true),
+        ("a ledger cursor of 18 digits", "/api/me/usage?before=999999999999999999", true),
+        ("a ledger cursor of 19 digits", "/api/me/usage?before=1000000000000000000", false),
+        ("a ledger cursor of zero", "/api/me/usage?before=0", false),
+        ("a ledger cursor with a leading zero", "/api/me/usage?before=012", false),
+        ("a signed ledger cursor", "/api/me/usage?before=%2B12", false),
+        ("a negative ledger cursor", "/api/me/usage?before=-12", false),
+        ("a chat cursor at the epoch", "/api/chats?before=0.0", true),
+        (
+            "a chat cursor of 14 digits and a UUID",
+            "/api/chats?before=99999999999999.0190f3c2-7a4e-7b1d-9c2e-3f4a5b6c7d8e",
+            true,
+        ),
+        ("a chat cursor of 15 digits", "/api/chats?before=100000000000000.0", false),
+        ("a chat cursor before the epoch", "/api/chats?before=-1.0", false),
+        ("a chat cursor with an upper-case id", "/api/chats?before=1.ABC", false),
+        ("a chat cursor with an empty id", "/api/chats?before=1.", false),
+        ("a chat cursor with an id of 65 characters", id_of_65.as_str(), false),
+    ];
+    for (case, path, accepted) in cases {
+        let response = app.get_with(path, &token).await;
+        if accepted {
+            assert_eq!(response.status(), StatusCode::OK, "{case}: {path}");
+        } else {
+            assert_invalid_field(response, "before", case).await;
+        }
+    }
+}
+
 #[actix_web::test]
 async fn usage_rejects_bad_paging_parameters() {
     let app = spawn_app().await;

@@ -429,14 +429,20 @@ impl ChatCursor {
         format!("{}.{}", chat.updated_at.unix_timestamp_nanos() / 1_000_000, chat.id)
     }
 
+    /// Reads `<millis>.<id>`: 1 to 14 digits (every such time is a valid date) and 1 to 64
+    /// characters of a UUID's alphabet, the form the API document gives, so that every
+    /// cursor of that form reads a page and nothing else passes for one.
     fn parse(cursor: &str) -> Result<ChatCursor, PageError> {
         let (millis, id) = cursor.split_once('.').ok_or(PageError::BadCursor)?;
+        let millis_ok = (1..=14).contains(&millis.len()) && millis.bytes().all(|b| b.is_ascii_digit());
+        let id_ok = (1..=64).contains(&id.len())
+            && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b'-');
+        if !(millis_ok && id_ok) {
+            return Err(PageError::BadCursor);
+        }
         let millis: i64 = millis.parse().map_err(|_| PageError::BadCursor)?;
         let updated_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
             .map_err(|_| PageError::BadCursor)?;
-        if id.is_empty() || id.len() > 64 {
-            return Err(PageError::BadCursor);
-        }
         Ok(ChatCursor { updated_at, id: id.to_owned() })
     }
 }
