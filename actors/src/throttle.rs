@@ -108,6 +108,17 @@ impl Failures {
         delay
     }
 
+    /// The attempt of `key` let through at some earlier moment has now failed: the delay its
+    /// failure earned runs from `now`, so checking a password slowly (a busy server) does not
+    /// use the delay up before the client hears of the failure.
+    pub fn failed(&mut self, key: &str, now: Instant) {
+        let backoff = self.backoff;
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.last_failure = entry.last_failure.max(now);
+            entry.blocked_until = entry.blocked_until.max(now + backoff.delay_after(entry.failures));
+        }
+    }
+
     /// Takes back the failure counted for an attempt that succeeded. Earlier failures, and a
     /// delay already running, stay.
     pub fn take_back(&mut self, key: &str) {
@@ -153,6 +164,14 @@ pub struct Attempt {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct TakeBack {
+    /// The account or client IP.
+    pub key: String,
+}
+
+/// The attempt of `key` failed: the delay it earned runs from now.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Failed {
     /// The account or client IP.
     pub key: String,
 }
@@ -204,6 +223,14 @@ impl Handler<TakeBack> for FailureThrottleActor {
     }
 }
 
+impl Handler<Failed> for FailureThrottleActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Failed, _: &mut Context<Self>) {
+        self.failures.failed(&msg.key, Instant::now());
+    }
+}
+
 impl Handler<Forget> for FailureThrottleActor {
     type Result = ();
 
@@ -237,6 +264,19 @@ mod tests {
         assert_eq!(table.blocked_for("alice", start + SECOND / 2), Some(SECOND / 2));
         assert_eq!(table.blocked_for("alice", start + SECOND), None, "the block ends");
         assert_eq!(table.blocked_for("bob", start), None, "another key is free");
+    }
+
+    #[test]
+    fn a_failure_known_late_gets_its_whole_delay_from_the_moment_it_is_known() {
+        let mut table = Failures::new(Backoff::standard(1));
+        let start = Instant::now();
+        table.attempt("alice", start).expect("let through");
+        // The password check took two seconds: the one-second delay would be over already.
+        table.failed("alice", start + SECOND * 2);
+        assert_eq!(table.blocked_for("alice", start + SECOND * 2), Some(SECOND), "the whole delay, from now");
+        assert_eq!(table.blocked_for("alice", start + SECOND * 3), None, "and no longer");
+        table.failed("bob", start);
+        assert_eq!(table.blocked_for("bob", start), None, "a key never let through is untouched");
     }
 
     #[test]

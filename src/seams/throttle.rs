@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use actix::{Actor, Addr};
 use async_trait::async_trait;
-use switchboard_actors::throttle::{Attempt, Backoff, FailureThrottleActor, Forget, TakeBack};
+use switchboard_actors::throttle::{Attempt, Backoff, Failed, FailureThrottleActor, Forget, TakeBack};
 
 /// One failure throttle.
 #[async_trait]
 pub trait FailureThrottle: Send + Sync + 'static {
     /// Lets an attempt of `key` through (counted as a failure), or answers how long to wait.
     async fn attempt(&self, key: &str) -> Result<(), Duration>;
+    /// The attempt of `key` failed: the delay it earned runs from now, not from when it was let
+    /// through (checking a password can take a while on a busy server).
+    fn failed(&self, key: &str);
     /// The attempt of `key` succeeded: its failure is taken back, earlier ones stay.
     fn take_back(&self, key: &str);
     /// Forgets every failure of `key` (its owner proved who they are).
@@ -38,6 +41,10 @@ impl LocalFailureThrottle {
 impl FailureThrottle for LocalFailureThrottle {
     async fn attempt(&self, key: &str) -> Result<(), Duration> {
         self.actor.send(Attempt { key: key.to_owned() }).await.unwrap_or(Ok(()))
+    }
+
+    fn failed(&self, key: &str) {
+        self.actor.do_send(Failed { key: key.to_owned() });
     }
 
     fn take_back(&self, key: &str) {

@@ -91,24 +91,35 @@ impl RedisFailureThrottle {
 
     /// Runs `op` in the background: taking back and forgetting need no answer.
     fn tell(&self, key: &str, op: &'static str) {
-        let (link, keys) = (self.link.clone(), self.key(key));
+        let (link, keys, args) = (self.link.clone(), self.key(key), self.args(op));
         tokio::spawn(async move {
-            let _: Result<i64, _> = link.eval(&THROTTLE, keys, vec![arg(op)]).await;
+            let _: Result<i64, _> = link.eval(&THROTTLE, keys, args).await;
         });
+    }
+
+    /// The script's arguments: the operation, then the backoff.
+    fn args(&self, op: &'static str) -> Vec<fred::prelude::Value> {
+        let ms = |d: Duration| num(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let b = self.backoff;
+        vec![arg(op), num(b.free_failures), ms(b.base_delay), ms(b.max_delay), ms(b.forget_after)]
     }
 }
 
 #[async_trait]
 impl FailureThrottle for RedisFailureThrottle {
     async fn attempt(&self, key: &str) -> Result<(), Duration> {
-        let ms = |d: Duration| num(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let b = self.backoff;
-        let args =
-            vec![arg("attempt"), num(b.free_failures), ms(b.base_delay), ms(b.max_delay), ms(b.forget_after)];
-        match self.link.eval::<i64>(&THROTTLE, self.key(key), args).await {
+        match self.link.eval::<i64>(&THROTTLE, self.key(key), self.args("attempt")).await {
             Ok(0) => Ok(()),
             Ok(wait_ms) => Err(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0))),
             Err(_) => self.fallback.attempt(key).await,
+        }
+    }
+
+    fn failed(&self, key: &str) {
+        if self.link.is_up() {
+            self.tell(key, "failed");
+        } else {
+            self.fallback.failed(key);
         }
     }
 

@@ -1,8 +1,9 @@
 -- A failure throttle (the same rules as the in-process one): KEYS[1] is a hash of failures (f),
 -- the last failure (l) and the end of the block (b), in milliseconds of Redis's clock.
--- ARGV[1] "attempt" | "take_back" | "forget"; for attempt: free failures, base delay, max delay,
--- forget after (ms).
--- attempt returns the wait in ms (0: let through, counted as a failure).
+-- ARGV[1] "attempt" | "failed" | "take_back" | "forget"; for attempt and failed: free failures,
+-- base delay, max delay, forget after (ms).
+-- attempt returns the wait in ms (0: let through, counted as a failure); failed (the attempt let
+-- through earlier has failed) restarts the delay its failure earned from now.
 local op = ARGV[1]
 if op == 'forget' then redis.call('DEL', KEYS[1]) return 0 end
 if op == 'take_back' then
@@ -13,6 +14,16 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local free, base, max, forget = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local blocked = tonumber(redis.call('HGET', KEYS[1], 'b') or '0')
+if op == 'failed' then
+  local failures = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+  if failures >= free and failures > 0 then
+    local delay = math.min(base * 2 ^ math.min(failures - free, 31), max)
+    if now + delay > blocked then blocked = now + delay end
+    redis.call('HSET', KEYS[1], 'l', string.format('%d', now), 'b', string.format('%d', blocked))
+    redis.call('PEXPIRE', KEYS[1], forget + max)
+  end
+  return 0
+end
 if blocked > now then return blocked - now end
 local failures = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
 local last = tonumber(redis.call('HGET', KEYS[1], 'l') or string.format('%d', now))

@@ -239,6 +239,7 @@ impl AccountService {
         let user = match user {
             Some(user) if matches => user,
             _ => {
+                self.throttles.login_failed(ip, &email);
                 crate::metrics::record_login("failure");
                 let user_id = user.as_ref().map(|u| u.id.as_str());
                 tracing::info!(event = "login_failed", user_id, client_ip = %ip, "login failed");

@@ -27,6 +27,7 @@ impl AccountService {
         let user = &principal.user;
         self.throttles.begin_login(ip, &user.email).await?;
         if !self.hasher.verify(current_password, Some(&user.password_hash)).await? {
+            self.throttles.login_failed(ip, &user.email);
             return Err(AccountError::Invalid {
                 field: "current_password",
                 problem: "is not the current password".into(),
@@ -93,6 +94,7 @@ impl AccountService {
         let Some(user_id) = self.store.consume_reset_token(&tokens::sha256_hex(token), now).await? else {
             // Tokens carry 256 random bits, so guessing is hopeless anyway; the throttle (which
             // counted this attempt already) keeps a guesser from even trying at speed.
+            self.throttles.reset_failed(ip);
             tracing::info!(event = "password_reset_failed", client_ip = %ip, "password reset with a bad token");
             return Err(AccountError::InvalidResetToken);
         };

@@ -57,6 +57,13 @@ impl AuthThrottles {
         Ok(())
     }
 
+    /// The login attempt failed (wrong password, or the current password in a change): the
+    /// delays it earned for the account and the IP run from now.
+    pub fn login_failed(&self, ip: IpAddr, email: &str) {
+        self.login_account.failed(email);
+        self.login_ip.failed(&ip_key(ip));
+    }
+
     /// The password was right: the account's failures are forgotten, and the IP gets back the
     /// one counted for this attempt. The IP's earlier failures stay, so an attacker who owns an
     /// account cannot wipe the IP's record by logging into it between guesses.
@@ -69,6 +76,11 @@ impl AuthThrottles {
     /// tokens. The attempt counts as a failure until [`AuthThrottles::reset_succeeded`].
     pub async fn begin_reset(&self, ip: IpAddr) -> Result<(), AccountError> {
         self.reset_ip.attempt(&ip_key(ip)).await.map_err(|wait| refuse("reset_ip", ip, wait))
+    }
+
+    /// The reset token was bad: the delay it earned for the IP runs from now.
+    pub fn reset_failed(&self, ip: IpAddr) {
+        self.reset_ip.failed(&ip_key(ip));
     }
 
     /// The reset token was good: the attempt is not a failure.
