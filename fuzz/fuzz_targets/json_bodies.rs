@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME
-        .get_or_init(|| tokio::runtime::Builder::new_current_thread().build().expect("a runtime"))
+        .get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime"))
         .block_on(future)
 }
 
