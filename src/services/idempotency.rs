@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::conversation::ConversationError;
-use crate::store::{DynStore, IdempotencyRecord, IdempotentOutcome};
+use crate::store::{DynStore, IdempotencyRecord, IdempotentOutcome, StoreError};
 
 /// How long a key holds: a retry after this runs afresh.
 const KEY_LIFETIME: time::Duration = time::Duration::hours(24);
@@ -26,6 +25,20 @@ const WAIT_LIMIT: Duration = Duration::from_secs(120);
 const MAX_POLL: Duration = Duration::from_millis(500);
 /// Longest accepted key, characters.
 const MAX_KEY_CHARS: usize = 64;
+
+/// Why a key could not be claimed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    /// The key is malformed, or was used with a different request.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// The key's first request still runs after the longest wait.
+    #[error("The first request with this idempotency_key is still running; try again")]
+    StillRunning,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// What a claim decided.
 pub enum Claim {
@@ -75,10 +88,10 @@ impl Idempotency {
         key: &str,
         fingerprint: String,
         outcome: IdempotentOutcome,
-    ) -> Result<Claim, ConversationError> {
+    ) -> Result<Claim, IdempotencyError> {
         if key.is_empty() || key.chars().count() > MAX_KEY_CHARS || key.chars().any(char::is_control) {
-            return Err(ConversationError::Invalid(
-                "idempotency_key must be 1 to 64 characters without control characters".into(),
+            return Err(IdempotencyError::Invalid(
+                "idempotency_key must be 1 to 64 characters without control characters",
             ));
         }
         let deadline = Instant::now() + WAIT_LIMIT;
@@ -99,8 +112,8 @@ impl Idempotency {
             };
             drop(guard);
             if holder.fingerprint != fingerprint {
-                return Err(ConversationError::Invalid(
-                    "idempotency_key was already used with a different request".into(),
+                return Err(IdempotencyError::Invalid(
+                    "idempotency_key was already used with a different request",
                 ));
             }
             if self.result_stored(&holder.outcome).await? {
@@ -113,9 +126,7 @@ impl Idempotency {
                 continue;
             }
             if Instant::now() >= deadline {
-                return Err(ConversationError::Unavailable(
-                    "The first request with this idempotency_key is still running; try again",
-                ));
+                return Err(IdempotencyError::StillRunning);
             }
             self.wait(user_id, key, pause).await;
             pause = (pause * 2).min(MAX_POLL);
@@ -133,7 +144,7 @@ impl Idempotency {
     }
 
     /// Whether the result a claim names is stored.
-    async fn result_stored(&self, outcome: &IdempotentOutcome) -> Result<bool, ConversationError> {
+    async fn result_stored(&self, outcome: &IdempotentOutcome) -> Result<bool, StoreError> {
         Ok(match outcome {
             IdempotentOutcome::Chat { reply_id, .. } => self.store.message(reply_id).await?.is_some(),
             IdempotentOutcome::Image { image_id } => self.store.image(image_id).await?.is_some(),

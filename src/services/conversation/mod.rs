@@ -15,7 +15,7 @@ pub use self::images::ImageRequest;
 use time::OffsetDateTime;
 
 use super::credits::{CreditError, CreditService};
-use super::idempotency::{self, Claim, ClaimGuard, Idempotency};
+use super::idempotency::{self, Claim, ClaimGuard, Idempotency, IdempotencyError};
 use super::paging::{Page, PageError, PageLimit};
 use super::{Event, Notify};
 use crate::assistant::{Assistant, ChatTurn, TurnRole};
@@ -72,6 +72,18 @@ impl From<StoreError> for ConversationError {
                 ConversationError::Unavailable("Storage is unavailable; try again")
             }
             other => ConversationError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<IdempotencyError> for ConversationError {
+    fn from(e: IdempotencyError) -> ConversationError {
+        match e {
+            IdempotencyError::Invalid(problem) => ConversationError::Invalid(problem.into()),
+            IdempotencyError::StillRunning => ConversationError::Unavailable(
+                "The first request with this idempotency_key is still running; try again",
+            ),
+            IdempotencyError::Store(e) => e.into(),
         }
     }
 }
