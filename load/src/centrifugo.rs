@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cli::{Common, Settings};
+use crate::cli::{CentrifugoArgs, Settings};
 use crate::report::Report;
 use crate::scenarios::connect::close;
 use crate::scenarios::idle::warn_about_open_files;
@@ -26,22 +26,6 @@ use crate::scenarios::{
 use crate::session::{Socket, Target, next_text, open_all};
 use crate::tally::Tally;
 use crate::usage::rss_kib;
-
-/// Flags of the Centrifugo scenarios.
-#[derive(clap::Args, Clone)]
-pub struct CentrifugoArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Centrifugo's client.token.hmac_secret_key, to sign the connection JWTs with.
-    #[arg(long, default_value = "switchboard-load-centrifugo-secret")]
-    pub hmac_secret: String,
-    /// Namespace whose channels clients may subscribe and publish to.
-    #[arg(long, default_value = "load")]
-    pub namespace: String,
-    /// Pause of each session between publishes (centrifugo-ping), ms.
-    #[arg(long, default_value_t = 0)]
-    pub interval_ms: u64,
-}
 
 /// A signed HS256 connection token for user `subject`, valid one hour.
 pub fn connection_token(secret: &str, subject: &str) -> String {

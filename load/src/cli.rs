@@ -239,18 +239,18 @@ pub enum Command {
     /// Centrifugo: connects per second with an HMAC JWT (open + connect command + close).
     CentrifugoConnect {
         #[command(flatten)]
-        centrifugo: crate::centrifugo::CentrifugoArgs,
+        centrifugo: CentrifugoArgs,
     },
     /// Centrifugo: round trips, each session publishing to its own channel until its own
     /// publication comes back.
     CentrifugoPing {
         #[command(flatten)]
-        centrifugo: crate::centrifugo::CentrifugoArgs,
+        centrifugo: CentrifugoArgs,
     },
     /// Centrifugo: idle connections and the server's memory per connection.
     CentrifugoIdle {
         #[command(flatten)]
-        centrifugo: crate::centrifugo::CentrifugoArgs,
+        centrifugo: CentrifugoArgs,
     },
 }
 
@@ -274,4 +274,20 @@ impl Command {
             | Command::CentrifugoIdle { centrifugo } => centrifugo.common.json,
         }
     }
+}
+
+/// Flags of the Centrifugo scenarios.
+#[derive(clap::Args, Clone)]
+pub struct CentrifugoArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Centrifugo's client.token.hmac_secret_key, to sign the connection JWTs with.
+    #[arg(long, default_value = "switchboard-load-centrifugo-secret")]
+    pub hmac_secret: String,
+    /// Namespace whose channels clients may subscribe and publish to.
+    #[arg(long, default_value = "load")]
+    pub namespace: String,
+    /// Pause of each session between publishes (centrifugo-ping), ms.
+    #[arg(long, default_value_t = 0)]
+    pub interval_ms: u64,
 }
