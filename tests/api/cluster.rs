@@ -248,31 +248,30 @@ async fn the_rest_limit_and_the_session_cap_count_every_node() {
     let cluster =
         Cluster::start(&[("RATE_LIMIT_PER_MINUTE", "60"), ("SWITCHBOARD_WS_MAX_SESSIONS", "2")]).await;
     let (_, token) = cluster.node(0).user_with_token().await;
-    // 90 requests at once, 30 on each node. The limit is GCRA (a burst of 60, then one a second),
-    // so beyond the burst only the seconds the storm took may add requests. Per-node limits would
-    // let all 90 through.
     let started = Instant::now();
     let (cluster_ref, token_ref) = (&cluster, token.as_str());
-    let asks = (0..90)
-        .map(|n| async move { (n % 3, cluster_ref.node(n % 3).get_with("/api/me", token_ref).await.0) });
-    let answers = futures_util::future::join_all(asks).await;
+    let ask_each =
+        |count: usize| {
+            futures_util::future::join_all((0..count).map(|n| async move {
+                (n % 3, cluster_ref.node(n % 3).get_with("/api/me", token_ref).await.0)
+            }))
+        };
+    // The burst, 20 on each node at once: all allowed.
+    let burst = ask_each(60).await;
+    assert!(burst.iter().all(|(_, s)| *s == StatusCode::OK), "the burst of 60 is allowed: {burst:?}");
+    // 20 more on each node: a node counting alone would allow them all. Shared, only what the
+    // limit refilled meanwhile may pass (GCRA: one a second), whichever node it hits.
+    let beyond = ask_each(60).await;
     let refill = started.elapsed().as_secs() as usize + 1;
-    let allowed = answers.iter().filter(|(_, status)| *status == StatusCode::OK).count();
-    assert!(
-        (60..=60 + refill).contains(&allowed),
-        "{allowed} of 90 allowed in {:?}: the burst of 60 is shared by every node",
-        started.elapsed()
-    );
+    let allowed = beyond.iter().filter(|(_, s)| *s == StatusCode::OK).count();
+    assert!(allowed <= refill, "{allowed} allowed past the burst in {:?}", started.elapsed());
     for node in 0..3 {
-        let refused =
-            answers.iter().filter(|(n, s)| *n == node && *s == StatusCode::TOO_MANY_REQUESTS).count();
-        let others = answers
-            .iter()
-            .filter(|(n, s)| *n == node && ![StatusCode::OK, StatusCode::TOO_MANY_REQUESTS].contains(s))
-            .count();
+        let on_node: Vec<StatusCode> = beyond.iter().filter(|(n, _)| *n == node).map(|(_, s)| *s).collect();
+        let refused = on_node.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
         assert!(
-            refused > 0 && others == 0,
-            "node {node} refuses past the shared limit: {refused} 429s, {others} others"
+            refused + refill >= 20
+                && refused + on_node.iter().filter(|s| **s == StatusCode::OK).count() == 20,
+            "node {node} refuses past the shared limit: {on_node:?}"
         );
     }
 
