@@ -21,16 +21,16 @@ export const PHONE = { width: 375, height: 812 };
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
 /**
- * Starts a server and a browser for this test file; the returned object gets `server`,
- * `browser`, `shots` and `contexts` once `before` has run.
+ * Starts a server (with `settings` over its environment) and a browser for this test file; the
+ * returned object gets `server`, `browser`, `shots` and `contexts` once `before` has run.
  */
-export function useBrowser() {
+export function useBrowser(settings = {}) {
   const env = { contexts: [] };
   let profileDir;
   before(async () => {
     env.shots = process.env.SCREENSHOT_DIR || (await mkdtemp(join(tmpdir(), 'switchboard-screens-')));
     await mkdir(env.shots, { recursive: true });
-    env.server = await startServer({ adminEmail: ADMIN.email, adminPassword: ADMIN.password });
+    env.server = await startServer({ adminEmail: ADMIN.email, adminPassword: ADMIN.password, settings });
     profileDir = await mkdtemp(join(tmpdir(), 'switchboard-chromium-'));
     // launch() refuses --user-data-dir (that is launchPersistentContext, which allows a single
     // context, and the tests need several with their own cookies). It creates a fresh profile

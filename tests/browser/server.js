@@ -18,10 +18,10 @@ export function serverBinary() {
 }
 
 /**
- * A running server: its base URL, data directory, log file, `stop()`, and `restart()` (same
+ * A running server (`settings`: environment variables over the defaults): its base URL, data directory, log file, `stop()`, and `restart()` (same
  * port and data, as after a deploy).
  */
-export async function startServer({ adminEmail, adminPassword }) {
+export async function startServer({ adminEmail, adminPassword, settings = {} }) {
   const binary = serverBinary();
   if (!existsSync(binary)) {
     throw new Error(`${binary} does not exist: run \`cargo build --bin switchboard\` or set SWITCHBOARD_BIN`);
@@ -42,7 +42,7 @@ export async function startServer({ adminEmail, adminPassword }) {
     RATE_LIMIT_PER_MINUTE: '100000',
     WS_RATE_LIMIT_PER_MINUTE: '100000',
     RUST_LOG: 'info',
-  });
+  }, settings);
 
   let child;
   const killOnExit = () => {

@@ -5,6 +5,7 @@
 import { el, showAlert } from './api.js';
 import { initChatActions } from './chat-actions.js';
 import { renderMarkdown } from './markdown.js';
+import { cooldown, clearNotice } from './cooldown.js';
 import { initShell } from './shell.js';
 import { Realtime, bindStatusPill } from './ws.js';
 
@@ -22,8 +23,7 @@ const realtime = new Realtime();
 const chats = new Map();
 let currentChatId = null;
 let sending = false;
-let blockedUntil = 0;
-let blockTimer = null;
+const wait = cooldown(notice, (s) => `You are sending messages too fast. You can send again in ${s} s.`, () => updateSendState());
 /** The text of replies still streaming, by message id. */
 const drafts = new Map();
 
@@ -32,19 +32,13 @@ function setCredits(credits) {
   creditsLeft.dataset.value = String(credits);
 }
 
-function clearNotice() {
-  notice.className = 'alert';
-  notice.textContent = '';
-  delete notice.dataset.code;
-}
-
 /** A clear sentence for each error a chat request can meet. */
 function showError(frame) {
   notice.dataset.code = frame.code;
   if (frame.code === 'insufficient_credits') {
     showAlert(notice, 'warning', 'You are out of credits: this message costs more than your balance. Ask an administrator for more credits.');
   } else if (frame.code === 'rate_limited') {
-    blockFor(frame.retry_after_ms || 1000);
+    wait.start(frame.retry_after_ms || 1000);
   } else if (frame.code === 'disconnected') {
     showAlert(notice, 'warning', 'Not connected right now. Reconnecting… your message was not sent.');
   } else {
@@ -52,28 +46,8 @@ function showError(frame) {
   }
 }
 
-/** Rate limited: say how long to wait, count down, and keep Send disabled until then. */
-function blockFor(ms) {
-  blockedUntil = Date.now() + ms;
-  clearInterval(blockTimer);
-  const tick = () => {
-    const left = blockedUntil - Date.now();
-    if (left <= 0) {
-      clearInterval(blockTimer);
-      if (notice.dataset.code === 'rate_limited') clearNotice();
-      updateSendState();
-      return;
-    }
-    showAlert(notice, 'warning', `You are sending messages too fast. You can send again in ${Math.ceil(left / 1000)} s.`);
-    notice.dataset.code = 'rate_limited';
-    updateSendState();
-  };
-  tick();
-  blockTimer = setInterval(tick, 250);
-}
-
 function updateSendState() {
-  sendButton.disabled = sending || realtime.state !== 'open' || Date.now() < blockedUntil || !input.value.trim();
+  sendButton.disabled = sending || realtime.state !== 'open' || wait.active() || !input.value.trim();
 }
 
 function renderList() {
@@ -186,7 +160,7 @@ form.addEventListener('submit', async (event) => {
   event.preventDefault();
   const content = input.value.trim();
   if (!content || sending) return;
-  clearNotice();
+  clearNotice(notice);
   sending = true;
   updateSendState();
   try {
@@ -217,7 +191,7 @@ input.addEventListener('input', () => {
 });
 
 document.getElementById('new-chat').addEventListener('click', async () => {
-  clearNotice();
+  clearNotice(notice);
   try {
     await createChat(null);
   } catch (error) {
@@ -227,7 +201,7 @@ document.getElementById('new-chat').addEventListener('click', async () => {
 
 realtime.on('hello', async (frame) => {
   setCredits(frame.credits);
-  if (notice.dataset.code === 'disconnected') clearNotice();
+  if (notice.dataset.code === 'disconnected') clearNotice(notice);
   try {
     const answer = await realtime.request({ type: 'chat.list' });
     chats.clear();

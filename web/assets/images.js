@@ -3,6 +3,7 @@
 // gallery, which pages back through GET /api/images, opens full size, downloads and deletes.
 
 import { api, el, formatTime, showAlert } from './api.js';
+import { cooldown, clearNotice } from './cooldown.js';
 import { initShell } from './shell.js';
 import { Realtime, bindStatusPill } from './ws.js';
 
@@ -25,8 +26,7 @@ const realtime = new Realtime();
 let price = null;
 let balance = null;
 let sending = false;
-let blockedUntil = 0;
-let blockTimer = null;
+const wait = cooldown(notice, (s) => `You are generating images too fast. You can generate again in ${s} s.`, () => updateButton());
 let before = null;
 
 function showMoney() {
@@ -39,13 +39,7 @@ function showMoney() {
 }
 
 function updateButton() {
-  generate.disabled = sending || realtime.state !== 'open' || Date.now() < blockedUntil || !prompt.value.trim();
-}
-
-function clearNotice() {
-  notice.className = 'alert';
-  notice.textContent = '';
-  delete notice.dataset.code;
+  generate.disabled = sending || realtime.state !== 'open' || wait.active() || !prompt.value.trim();
 }
 
 /** An error frame in words, with the wait for rate limits. */
@@ -54,7 +48,7 @@ function showError(frame) {
   if (frame.code === 'insufficient_credits') {
     showAlert(notice, 'warning', `Not enough credits: an image costs ${price ?? 'more than'} credits and your balance is ${balance ?? 'lower'}. Ask an administrator for more credits.`);
   } else if (frame.code === 'rate_limited') {
-    blockFor(frame.retry_after_ms || 1000);
+    wait.start(frame.retry_after_ms || 1000);
   } else if (frame.code === 'unavailable') {
     showAlert(notice, 'error', 'The image generator is unavailable right now; your credits were refunded. Try again in a moment.');
   } else if (frame.code === 'disconnected') {
@@ -64,25 +58,6 @@ function showError(frame) {
   } else {
     showAlert(notice, 'error', frame.message || 'Something went wrong.');
   }
-}
-
-function blockFor(ms) {
-  blockedUntil = Date.now() + ms;
-  clearInterval(blockTimer);
-  const tick = () => {
-    const left = blockedUntil - Date.now();
-    if (left <= 0) {
-      clearInterval(blockTimer);
-      if (notice.dataset.code === 'rate_limited') clearNotice();
-      updateButton();
-      return;
-    }
-    showAlert(notice, 'warning', `You are generating images too fast. You can generate again in ${Math.ceil(left / 1000)} s.`);
-    notice.dataset.code = 'rate_limited';
-    updateButton();
-  };
-  tick();
-  blockTimer = setInterval(tick, 250);
 }
 
 function contentUrl(image) {
@@ -196,7 +171,7 @@ form.addEventListener('submit', async (event) => {
   event.preventDefault();
   const text = prompt.value.trim();
   if (!text || sending) return;
-  clearNotice();
+  clearNotice(notice);
   const [width, height] = size.value.split('x').map(Number);
   sending = true;
   updateButton();
@@ -232,7 +207,7 @@ realtime.on('hello', (frame) => {
   balance = frame.credits;
   price = frame.prices ? frame.prices.image : null;
   showMoney();
-  if (notice.dataset.code === 'disconnected') clearNotice();
+  if (notice.dataset.code === 'disconnected') clearNotice(notice);
 });
 realtime.on('status', updateButton);
 realtime.on('credits', (frame) => {
