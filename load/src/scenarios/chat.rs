@@ -3,12 +3,10 @@
 //! each request twice with one `idempotency_key` and waits for both answers: the server
 //! charges and answers once, and replays the stored reply for the second.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use serde_json::json;
+use std::sync::Arc;
 
-use super::{ANSWER_GRACE, Window, collect, create_chat, note_failed_opens, pause, report_for, round_trip};
+use super::{Window, create_chat, note_failed_opens, report_for, request_rounds};
 use crate::cli::Settings;
 use crate::report::Report;
 use crate::session::{Target, register_users, tokens_of};
@@ -43,31 +41,11 @@ pub async fn measure(
     }
 
     let window = Window::open("chat", settings.seconds, settings.server_pid);
-    let deadline = window.deadline;
-    let tasks: Vec<_> = sessions
-        .into_iter()
-        .enumerate()
-        .map(|(n, (mut socket, chat_id))| {
-            let mut tally = window.tally();
-            tokio::spawn(async move {
-                let mut round = 0u64;
-                while Instant::now() < deadline {
-                    round += 1;
-                    let (frames, ids) = chat_frames(&chat_id, n, round, resend);
-                    let until = deadline + ANSWER_GRACE;
-                    if let Err(code) =
-                        round_trip(&mut socket, frames, &ids, "chat.done", &mut tally, until).await
-                    {
-                        tally.error(&code);
-                        break;
-                    }
-                    pause(interval_ms, deadline).await;
-                }
-                tally
-            })
+    let total =
+        request_rounds(&window, sessions, interval_ms, "chat.done", move |chat_id: &String, n, round| {
+            chat_frames(chat_id, n, round, resend)
         })
-        .collect();
-    let total = collect(tasks).await;
+        .await;
     let (seconds, usage) = window.close();
     let mut report = report_for("chat", &target.ws_url, settings);
     report.setting("interval_ms", interval_ms);

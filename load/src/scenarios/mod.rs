@@ -78,6 +78,46 @@ pub fn report_for(scenario: &str, target: &str, settings: &Settings) -> Report {
     report
 }
 
+/// Runs one worker per session until `window` closes: each round sends the frames `request` makes
+/// for (the session's state, its number, the round) and waits for an `answer` frame replying to
+/// each id it gives, pausing `interval_ms` between rounds; answers the tallies added up.
+pub async fn request_rounds<T, R>(
+    window: &Window,
+    sessions: Vec<(Socket, T)>,
+    interval_ms: u64,
+    answer: &'static str,
+    request: R,
+) -> Tally
+where
+    T: Send + 'static,
+    R: Fn(&T, usize, u64) -> (Vec<String>, Vec<String>) + Clone + Send + 'static,
+{
+    let deadline = window.deadline;
+    let tasks = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(n, (mut socket, state))| {
+            let (mut tally, request) = (window.tally(), request.clone());
+            tokio::spawn(async move {
+                let mut round = 0u64;
+                while Instant::now() < deadline {
+                    round += 1;
+                    let (frames, ids) = request(&state, n, round);
+                    let until = deadline + ANSWER_GRACE;
+                    if let Err(code) = round_trip(&mut socket, frames, &ids, answer, &mut tally, until).await
+                    {
+                        tally.error(&code);
+                        break;
+                    }
+                    pause(interval_ms, deadline).await;
+                }
+                tally
+            })
+        })
+        .collect();
+    collect(tasks).await
+}
+
 /// Waits for every worker and adds up their tallies.
 pub async fn collect(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
     let mut total = Tally::new();
