@@ -183,6 +183,11 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_WS_MAX_PER_IP", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub ws_max_per_ip: u32,
 
+    /// Open plain HTTP connections per client IP on this node (trusted proxies are not counted);
+    /// a connection beyond gets 429 and is closed. WebSockets count under `--ws-max-per-ip`.
+    #[arg(long, env = "SWITCHBOARD_HTTP_MAX_PER_IP", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub http_max_per_ip: u32,
+
     /// WebSocket upgrades per client IP per minute; beyond, 429 with Retry-After.
     #[arg(long, env = "SWITCHBOARD_WS_UPGRADES_PER_IP_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_upgrades_per_ip_per_minute: u32,

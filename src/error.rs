@@ -60,7 +60,7 @@ pub enum ApiError {
     /// 413: body above 64 KiB.
     #[error("The request body is too large (limit 64 KiB)")]
     PayloadTooLarge,
-    /// 408: the body did not arrive within [`crate::input::json::BODY_READ_TIMEOUT`].
+    /// 408: the body did not arrive within [`crate::security::connections::BODY_DEADLINE`].
     #[error("The request body did not arrive in time")]
     RequestTimeout,
     /// 415: not `application/json`.

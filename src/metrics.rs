@@ -36,6 +36,9 @@ pub mod names {
     pub const CLUSTER_MESSAGES_TOTAL: &str = "cluster_messages_total";
     /// Gauge: 1 while this node reaches Redis, 0 during an outage. Only with Redis.
     pub const CLUSTER_REDIS_UP: &str = "cluster_redis_up";
+    /// Gauge: 1 while this node's subscription to the cluster's channels (revocations, other
+    /// nodes' frames) is up, 0 while it is down. Only with Redis.
+    pub const CLUSTER_PUBSUB_UP: &str = "cluster_pubsub_up";
     /// Gauge: nodes listed in Redis at this node's last heartbeat. Only with Redis.
     pub const CLUSTER_NODES: &str = "cluster_nodes";
     /// Counter `{result}`: WebSocket upgrade requests by outcome.
@@ -54,14 +57,16 @@ pub mod labels {
     /// `scope` of `rate_limited_total`: REST requests, paid WebSocket messages, free WebSocket
     /// requests that touch storage, upgrades past the per-user session cap, and the account
     /// throttles (`services/accounts/throttles.rs`).
-    /// Upgrades per IP per minute and open sockets per IP are `ws_upgrades` and `ws_per_ip`.
-    pub const RATE_LIMIT_SCOPES: [&str; 12] = [
+    /// Upgrades per IP per minute and open sockets per IP are `ws_upgrades` and `ws_per_ip`;
+    /// open plain HTTP connections per IP, `http_per_ip`.
+    pub const RATE_LIMIT_SCOPES: [&str; 13] = [
         "rest",
         "ws",
         "ws_free",
         "ws_sessions",
         "ws_upgrades",
         "ws_per_ip",
+        "http_per_ip",
         "login_account",
         "login_ip",
         "reset_ip",

@@ -56,6 +56,8 @@ pub struct Application {
 impl Application {
     /// Opens storage, loads secrets, ensures the first admin and binds the listener.
     pub async fn build(mut config: Config) -> Result<Application, StartError> {
+        // Named once: without SWITCHBOARD_NODE_ID the name is read from the host.
+        config.node_id = Some(config.node_id());
         std::fs::create_dir_all(&config.data_dir).map_err(|e| unusable_data_dir(&config.data_dir, e))?;
         let listener = listen(config.bind)?;
         let local = listener.local_addr()?;
@@ -76,6 +78,9 @@ impl Application {
             None => Seams::local(),
         };
         let state = web::Data::new(assemble(config, store, &secret, &seams)?);
+        if let Some(link) = seams.redis_link() {
+            revalidate_after_resubscribing(&link, state.accounts.clone());
+        }
         if let (Some(email), Some(password)) = (&state.config.admin_email, &state.config.admin_password) {
             state.accounts.ensure_admin(email, password).await.map_err(StartError::Config)?;
         }
@@ -83,6 +88,10 @@ impl Application {
         metrics::install();
         let port = local.port();
         let app_state = state.clone();
+        let connection_cap = security::connections::ConnectionCap::new(
+            state.config.http_max_per_ip as usize,
+            &state.config.trusted_proxies,
+        );
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -93,12 +102,15 @@ impl Application {
                 .wrap(request_logger())
                 // Around everything that can answer, so 404s, 429s and errors get the headers too.
                 .wrap(from_fn(security::headers::security_headers))
+                // Before any handler: the per-IP connection cap and the deadline of every body.
+                .wrap(from_fn(security::connections::guard_bodies))
                 // Outermost, so it sees every status and the whole time.
                 .wrap(from_fn(http::metrics::track_requests))
                 .configure(http::routes)
                 .configure(pages::routes)
                 .default_service(web::to(http::not_found))
         })
+        .on_connect(move |connection, data| connection_cap.count_connection(connection, data))
         .listen(listener)?
         .disable_signals()
         // A closed WebSocket (or any connection the server ends) is dropped at once: waiting
@@ -137,6 +149,28 @@ impl Application {
     pub async fn run(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Revocations cross nodes by publish and subscribe, which delivers at most once: whatever was
+/// published while this node's subscription was down never arrives. So each time the
+/// subscription is back, the node checks its open sockets against storage and closes those whose
+/// credential was revoked meanwhile.
+fn revalidate_after_resubscribing(link: &RedisLink, accounts: Arc<AccountService>) {
+    let mut returns = link.resubscriptions();
+    tokio::spawn(async move {
+        while returns.changed().await.is_ok() {
+            // Storage may be down too: a few tries, a little further apart each time.
+            for pause in [0, 1, 2, 4, 8, 16] {
+                tokio::time::sleep(Duration::from_secs(pause)).await;
+                match accounts.revalidate_sockets().await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not check the open sockets after resubscribing")
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// The engines, seams and services the settings ask for, in one [`AppState`].
@@ -186,6 +220,7 @@ fn assemble(config: Config, store: DynStore, secret: &[u8], seams: &Seams) -> Re
     );
     let overview = OverviewService::new(store.clone(), credits.clone(), realtime.presence.clone());
     Ok(AppState {
+        node: config.node_id().into(),
         csrf_key: tokens::hmac_token(secret, "csrf").into_bytes(),
         accounts: Arc::new(accounts),
         credits,
@@ -196,7 +231,7 @@ fn assemble(config: Config, store: DynStore, secret: &[u8], seams: &Seams) -> Re
         ws_free_limit: seams.limiter("ws_free", config.ws_free_per_minute, minute, refuse),
         redis: seams.redis_link(),
         ws_upgrade_limit: seams.limiter("ws_upgrade_ip", config.ws_upgrades_per_ip_per_minute, minute, allow),
-        ws_ip_cap: crate::ws::ip_cap::IpSocketCap::new(config.ws_max_per_ip as usize),
+        ws_ip_cap: crate::security::ip_cap::IpCap::new(config.ws_max_per_ip as usize),
         store,
         config: Arc::new(config),
     })

@@ -8,17 +8,19 @@ use crate::config::Config;
 use crate::seams::Realtime;
 use crate::seams::limiter::Limiter;
 use crate::seams::redis::RedisLink;
+use crate::security::ip_cap::IpCap;
 use crate::services::accounts::AccountService;
 use crate::services::conversation::ConversationService;
 use crate::services::credits::CreditService;
 use crate::services::overview::OverviewService;
 use crate::store::{DynStore, StoreResult};
-use crate::ws::ip_cap::IpSocketCap;
 
 /// Everything handlers and WebSocket sessions share.
 pub struct AppState {
     /// Settings the edges read (cookies, origins, proxies, the metrics token, WebSocket limits).
     pub config: Arc<Config>,
+    /// This node's name (`SWITCHBOARD_NODE_ID`, or host name and process id), told in `hello`.
+    pub node: Arc<str>,
     /// Key that binds CSRF tokens to sessions.
     pub csrf_key: Vec<u8>,
     /// Users, credentials, sessions.
@@ -40,7 +42,7 @@ pub struct AppState {
     /// WebSocket upgrades per client IP per minute (global with a shared limiter).
     pub ws_upgrade_limit: Arc<dyn Limiter>,
     /// Open WebSockets per client IP, on this node.
-    pub ws_ip_cap: IpSocketCap,
+    pub ws_ip_cap: IpCap,
     /// Storage, for the readiness probe only: every other use goes through a service.
     pub(crate) store: DynStore,
 }
@@ -51,8 +53,9 @@ impl AppState {
         self.store.ping().await
     }
 
-    /// With several nodes, whether this node reaches Redis now (for `/readyz`).
-    pub fn redis_up(&self) -> Option<bool> {
-        self.redis.as_ref().map(|link| link.is_up())
+    /// With several nodes, whether this node reaches Redis now, and whether its subscription to
+    /// the cluster's channels is up (for `/readyz`).
+    pub fn redis_up(&self) -> Option<(bool, bool)> {
+        self.redis.as_ref().map(|link| (link.is_up(), link.pubsub_up()))
     }
 }

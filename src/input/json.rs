@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -16,10 +17,6 @@ use crate::error::{ApiError, FieldErrors};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// How long a whole body may take to arrive once the head has (the head has its own 5 s): a
-/// client trickling a body cannot hold a connection and its buffer for longer.
-pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A JSON body deserialised into `T` (which should `deny_unknown_fields`) and validated.
 #[derive(Debug)]
@@ -72,19 +69,19 @@ fn read_json<T: DeserializeOwned + Validate + 'static>(
         if declared_too_large {
             return Err(ApiError::PayloadTooLarge);
         }
-        let read = async {
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| ApiError::MalformedJson)?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ApiError::PayloadTooLarge);
-                }
-                body.extend_from_slice(&chunk);
+        // The body's deadline is the connection guard's (`security::connections`), which fails
+        // the stream once it passes, whatever the body's framing.
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| match e {
+                PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => ApiError::RequestTimeout,
+                _ => ApiError::MalformedJson,
+            })?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(ApiError::PayloadTooLarge);
             }
-            Ok(body)
-        };
-        let body =
-            tokio::time::timeout(BODY_READ_TIMEOUT, read).await.map_err(|_| ApiError::RequestTimeout)??;
+            body.extend_from_slice(&chunk);
+        }
         match content_type {
             _ if body.iter().all(u8::is_ascii_whitespace) && !requires_body => Ok(OptionalJson(None)),
             Some(true) => parse(&body).map(|v| OptionalJson(Some(v))),

@@ -78,7 +78,7 @@ fn parse_hop(entry: &str) -> Option<IpAddr> {
 }
 
 /// IPv4 addresses written as IPv6 (`::ffff:a.b.c.d`) count as IPv4, so one client has one key.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

@@ -15,7 +15,7 @@ use crate::state::AppState;
 /// can reach (`ws:`/`wss:` because `'self'` does not cover them in every browser), no plugins,
 /// no `<base>`, forms only to this origin, and never inside a frame.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data: blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; \
+     img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
 /// HSTS for a year, subdomains included, once the server is known to be reached over TLS.

@@ -5,14 +5,18 @@
 //! - [`origin`]: `Origin`/`Sec-Fetch-Site` checks for cookie-authenticated writes and WebSockets.
 //! - [`headers`]: CSP, nosniff, frame, referrer, COOP/CORP, permissions and HSTS on every response.
 //! - [`cors`]: CORS for `SWITCHBOARD_ALLOWED_ORIGINS` only.
+//! - [`connections`]: per-IP caps on plain HTTP connections, and the deadline of every body.
+//! - [`ip_cap`]: open connections per client IP (HTTP and WebSocket caps).
 //!
 //! The CSRF token itself (double submit, bound to the session by HMAC) lives with the other
 //! credential checks in `auth/extract.rs`; the brute-force throttles of the account routes with
 //! the accounts service (`services/accounts/throttles.rs`).
 
 pub mod client_ip;
+pub mod connections;
 pub mod cors;
 pub mod headers;
+pub mod ip_cap;
 pub mod origin;
 pub mod rate_limit;
 

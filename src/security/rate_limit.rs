@@ -4,11 +4,12 @@
 //! request over the limit gets 429 with `Retry-After`. Probes, `/metrics`, pages and `/ws` are
 //! not counted.
 //!
-//! The key must be cheap and unforgeable. An access token (header or cookie) is verified by its
-//! signature alone (no storage read) and keyed by its `sub`; an API key is looked up by its hash
-//! (one indexed read, the same the handler does) and keyed by its owner, so a user's JWT and API
-//! key share one budget. Anything that does not verify falls back to the IP: inventing tokens
-//! must never buy fresh buckets.
+//! The key must be unforgeable and belong to whoever holds the credential now. A credential is
+//! checked in full — signature or key hash, login session not revoked, user active — and keyed
+//! by its user, so a user's JWT, cookie and API key share one budget; the check is remembered for
+//! the handler, which would make it anyway. Anything that does not check out (an invented, expired,
+//! revoked or logged-out token) falls back to the IP: a dead token can neither buy fresh buckets
+//! nor spend its former user's budget.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -17,7 +18,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpRequest, HttpResponse, web};
 
 use super::client_ip::client_ip;
-use crate::auth::{ACCESS_COOKIE, extract::bearer_credential};
+use crate::auth::extract::verified_principal;
 use crate::error::ApiError;
 use crate::seams::limiter::{Decision, ceil_secs, ip_key};
 use crate::state::AppState;
@@ -52,21 +53,12 @@ pub async fn limit_api(
     Ok(response.map_into_left_body())
 }
 
-/// `user:<id>` for a verified credential, else `ip:<client ip>`.
+/// `user:<id>` for a credential that checks out in full, else `ip:<client ip>`.
 async fn rate_key(state: &AppState, req: &HttpRequest) -> String {
-    if let Some(user_id) = credential_owner(state, req).await {
-        return format!("user:{user_id}");
+    if let Some(principal) = verified_principal(state, req).await {
+        return format!("user:{}", principal.user.id);
     }
     format!("ip:{}", ip_key(client_ip(req, &state.config.trusted_proxies).0))
-}
-
-/// The user a request's credential names, if it verifies.
-async fn credential_owner(state: &AppState, req: &HttpRequest) -> Option<String> {
-    let token = match bearer_credential(req) {
-        Some(token) => token,
-        None => req.cookie(ACCESS_COOKIE)?.value().to_owned(),
-    };
-    state.accounts.credential_owner(&token).await
 }
 
 fn add_headers(headers: &mut HeaderMap, decision: &Decision) {

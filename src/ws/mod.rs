@@ -9,7 +9,6 @@
 //! - [`frame_guard`]: ends a connection at the header of an oversized frame.
 
 pub mod frame_guard;
-pub mod ip_cap;
 pub mod outbox;
 pub mod protocol;
 pub mod requests;

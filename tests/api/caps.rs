@@ -1,6 +1,10 @@
 //! Resource caps against one client address: open WebSockets per IP, upgrades per IP per minute
-//! (API.md §1: 429 beyond), and a slowloris client holding a thousand half-sent requests, which
-//! must not stop anyone else and is cut off by the header read timeout.
+//! and plain HTTP connections per IP (docs/API.md §1: 429 beyond), a slowloris client holding a
+//! thousand half-sent requests, which must not stop anyone else and is cut off by the header read
+//! timeout, and bodies that never end, whatever their framing.
+//!
+//! Clients that must count as another address connect from 127.0.0.2: the whole of 127.0.0.0/8
+//! is this machine's loopback.
 
 use std::time::{Duration, Instant};
 
@@ -57,10 +61,12 @@ async fn websocket_upgrades_per_ip_per_minute_are_limited_with_retry_after() {
 #[actix_web::test]
 async fn a_thousand_half_sent_requests_stop_no_one_and_are_cut_off_by_the_header_timeout() {
     let data_dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(data_dir.path(), &[]).await;
+    // Enough connections per address for the thousand: this is about the header timeout.
+    let server =
+        ServerProcess::start(data_dir.path(), &[("SWITCHBOARD_HTTP_MAX_PER_IP".into(), "2000".into())]).await;
     let mut loris = Vec::new();
     for _ in 0..1000 {
-        let mut socket = TcpStream::connect(("127.0.0.1", server.port)).await.expect("connect");
+        let mut socket = connect_from("127.0.0.2", server.port).await;
         socket.write_all(b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-").await.unwrap();
         loris.push(socket);
     }
@@ -107,4 +113,111 @@ async fn a_body_that_trickles_is_answered_408_after_the_body_timeout_and_others_
     assert!(answer.starts_with("HTTP/1.1 408"), "a 408 after {:?}: {answer:?}", started.elapsed());
     assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
     assert!(started.elapsed() >= Duration::from_secs(9), "not before the timeout: {:?}", started.elapsed());
+}
+
+/// A connection to the server on 127.0.0.1 made from the loopback address `from`.
+async fn connect_from(from: &str, port: u16) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).expect("bind a loopback address");
+    socket.connect(([127, 0, 0, 1], port).into()).await.expect("connect")
+}
+
+/// Reads what the server sends until it closes the connection or `limit` passes; the text read,
+/// and whether the connection was closed.
+async fn read_until_closed(socket: &mut TcpStream, limit: Duration) -> (String, bool) {
+    let deadline = Instant::now() + limit;
+    let mut text = Vec::new();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let mut buffer = [0u8; 4096];
+        match tokio::time::timeout(remaining, socket.read(&mut buffer)).await {
+            Err(_) => return (String::from_utf8_lossy(&text).into_owned(), false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&text).into_owned(), true),
+            Ok(Ok(n)) => text.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_chunked_body_that_goes_silent_is_answered_408_and_its_connection_closed() {
+    let app = spawn_app_with(&[]).await;
+    let mut socket = TcpStream::connect(("127.0.0.1", app.port)).await.expect("connect");
+    let head = "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n";
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (answer, closed) = read_until_closed(&mut socket, Duration::from_secs(30)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "a 408 after {:?}: {answer:?}", started.elapsed());
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    assert!(closed, "the connection is closed with the answer, after {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_secs(9), "not before the deadline: {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(20), "but soon after it: {:?}", started.elapsed());
+}
+
+#[actix_web::test]
+async fn a_body_the_route_does_not_read_closes_its_connection_after_the_answer() {
+    let app = spawn_app_with(&[]).await;
+    for (case, head) in [
+        ("chunked, then silence", "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        ("a length, never sent", "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"),
+    ] {
+        let mut socket = TcpStream::connect(("127.0.0.1", app.port)).await.expect("connect");
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let (answer, closed) = read_until_closed(&mut socket, Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{case}: answered: {answer:?}");
+        assert!(
+            closed,
+            "{case}: the connection is closed with the answer, not kept for the rest of the body"
+        );
+    }
+    // A body the route reads to its end keeps the connection for the next request.
+    let mut socket = TcpStream::connect(("127.0.0.1", app.port)).await.expect("connect");
+    let body = r#"{"email":"nobody@example.com","password":"not-a-real-password"}"#;
+    let request = format!(
+        "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let (answer, closed) = read_until_closed(&mut socket, Duration::from_millis(1500)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 401") && !closed,
+        "a body read to its end keeps the connection: {answer:?}"
+    );
+}
+
+#[actix_web::test]
+async fn plain_http_connections_per_ip_are_capped_and_others_are_served() {
+    let app = spawn_app_with(&["--http-max-per-ip", "3"]).await;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut open = Vec::new();
+    for n in 0..3 {
+        let mut socket = connect_from("127.0.0.2", app.port).await;
+        socket.write_all(request).await.unwrap();
+        let (answer, closed) = read_until_closed(&mut socket, Duration::from_millis(500)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && !closed,
+            "connection {n} is served and kept: {answer:?}"
+        );
+        open.push(socket);
+    }
+    let mut fourth = connect_from("127.0.0.2", app.port).await;
+    fourth.write_all(request).await.unwrap();
+    let (answer, closed) = read_until_closed(&mut fourth, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "the fourth connection of the address: {answer:?}");
+    assert!(answer.contains(r#""code":"rate_limited""#), "{answer}");
+    assert!(closed, "and it is closed");
+    let health = app.request(reqwest::Method::GET, "/healthz").send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK, "another address is served meanwhile");
+
+    drop(open.remove(0));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut socket = connect_from("127.0.0.2", app.port).await;
+        socket.write_all(request).await.unwrap();
+        let (answer, _) = read_until_closed(&mut socket, Duration::from_millis(500)).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a closed connection frees its place: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

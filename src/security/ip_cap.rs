@@ -1,30 +1,33 @@
-//! Open WebSockets per client IP (`SWITCHBOARD_WS_MAX_PER_IP`), counted on this node: a place is
-//! reserved before the upgrade and given back when the session ends. With several nodes each
-//! counts its own sockets, so a client can hold the cap on every node (docs/RELIABILITY.md); the
-//! upgrades-per-minute limit beside it goes through the `Limiter` seam and is global with Redis.
+//! A cap on open connections per client IP, counted on this node: a place is reserved when a
+//! connection opens and given back when it is dropped. Two caps use it: open WebSockets per IP
+//! (`SWITCHBOARD_WS_MAX_PER_IP`, reserved before the upgrade, held for the session's life) and
+//! plain HTTP connections per IP (`SWITCHBOARD_HTTP_MAX_PER_IP`, see [`super::connections`]).
+//! With several nodes each counts its own, so a client can hold a cap on every node
+//! (docs/RELIABILITY.md); the upgrades-per-minute limit beside them goes through the `Limiter`
+//! seam and is global with Redis.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// Open sockets by client IP key (IPv6 grouped by /64, as every per-IP limit).
-pub struct IpSocketCap {
+/// Open connections by client IP key (IPv6 grouped by /64, as every per-IP limit).
+pub struct IpCap {
     max: usize,
     open: Arc<Mutex<HashMap<String, usize>>>,
 }
 
-/// One open socket's place under its IP's cap, given back when dropped.
+/// One open connection's place under its IP's cap, given back when dropped.
 pub struct IpPlace {
     key: String,
     open: Arc<Mutex<HashMap<String, usize>>>,
 }
 
-impl IpSocketCap {
-    /// A cap of `max` open sockets per IP key.
-    pub fn new(max: usize) -> IpSocketCap {
-        IpSocketCap { max, open: Arc::default() }
+impl IpCap {
+    /// A cap of `max` open connections per IP key.
+    pub fn new(max: usize) -> IpCap {
+        IpCap { max, open: Arc::default() }
     }
 
-    /// Takes a place for one more socket of `key`, or `None` when it has `max` open.
+    /// Takes a place for one more connection of `key`, or `None` when it has `max` open.
     pub fn reserve(&self, key: String) -> Option<IpPlace> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(key.clone()).or_default();
@@ -54,7 +57,7 @@ mod tests {
 
     #[test]
     fn places_are_capped_per_ip_and_given_back_when_dropped() {
-        let cap = IpSocketCap::new(2);
+        let cap = IpCap::new(2);
         let (a, b) = (cap.reserve("1.1.1.1".into()), cap.reserve("1.1.1.1".into()));
         assert!(a.is_some() && b.is_some(), "two places");
         assert!(cap.reserve("1.1.1.1".into()).is_none(), "the third is refused");
