@@ -201,6 +201,9 @@ pub struct Join {
     pub email: Arc<str>,
     /// The login session its credential belongs to (none for API keys).
     pub auth_session: Option<Arc<str>>,
+    /// For a socket opened with the API key (or a ticket it bought): a fingerprint of that key,
+    /// so the node can tell later whether the key is still the user's.
+    pub api_key: Option<Arc<str>>,
     /// When its credential was checked (taken before the check began): a revocation handled
     /// after this moment covers the session even if it joins later.
     pub verified_at: Instant,
@@ -249,10 +252,36 @@ pub struct CountSessions {
 
 /// A user's open sockets, counted per login session (API-key sockets, which have none, are left out).
 #[derive(Message)]
-#[rtype(result = "HashMap<String, usize>")]
+#[rtype(result = "SocketCounts")]
 pub struct SocketsByLoginSession {
     /// Whose.
     pub user_id: Arc<str>,
+}
+
+/// The credentials of every socket open on this node, so that they can be checked against
+/// storage again (after a revocation may have been missed).
+#[derive(Message)]
+#[rtype(result = "Vec<SocketCredential>")]
+pub struct LocalSockets;
+
+/// What an open socket was opened with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketCredential {
+    /// Its user.
+    pub user_id: Arc<str>,
+    /// Its login session, if it was opened with one.
+    pub auth_session: Option<Arc<str>>,
+    /// The fingerprint of its API key, if it was opened with one.
+    pub api_key: Option<Arc<str>>,
+}
+
+/// A user's open sockets by the credential they were opened with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SocketCounts {
+    /// Sockets per login session.
+    pub by_login_session: HashMap<String, usize>,
+    /// Sockets opened with the API key (or a ticket it bought), which have no login session.
+    pub api_key: usize,
 }
 
 /// Deliver an event to every session of a user.
@@ -351,6 +380,7 @@ impl Revocations {
 struct SessionEntry {
     user_id: Arc<str>,
     auth_session: Option<Arc<str>>,
+    api_key: Option<Arc<str>>,
     recipient: Recipient<SessionEvent>,
 }
 
@@ -519,6 +549,7 @@ impl Handler<Join> for PresenceActor {
             SessionEntry {
                 user_id: msg.user_id.clone(),
                 auth_session: msg.auth_session,
+                api_key: msg.api_key,
                 recipient: msg.recipient,
             },
         );
@@ -611,12 +642,28 @@ impl Handler<SocketsByLoginSession> for PresenceActor {
     type Result = MessageResult<SocketsByLoginSession>;
 
     fn handle(&mut self, msg: SocketsByLoginSession, _: &mut Context<Self>) -> Self::Result {
-        let mut counts = HashMap::new();
+        let mut counts = SocketCounts::default();
         let sessions = self.users.get(&msg.user_id).into_iter().flat_map(|u| u.sessions.keys());
-        for auth_session in sessions.filter_map(|id| self.sessions.get(id)?.auth_session.as_ref()) {
-            *counts.entry(auth_session.to_string()).or_insert(0) += 1;
+        for session in sessions.filter_map(|id| self.sessions.get(id)) {
+            match &session.auth_session {
+                Some(login) => *counts.by_login_session.entry(login.to_string()).or_insert(0) += 1,
+                None => counts.api_key += 1,
+            }
         }
         MessageResult(counts)
+    }
+}
+
+impl Handler<LocalSockets> for PresenceActor {
+    type Result = MessageResult<LocalSockets>;
+
+    fn handle(&mut self, _: LocalSockets, _: &mut Context<Self>) -> Self::Result {
+        let sockets = self.sessions.values().map(|s| SocketCredential {
+            user_id: s.user_id.clone(),
+            auth_session: s.auth_session.clone(),
+            api_key: s.api_key.clone(),
+        });
+        MessageResult(sockets.collect())
     }
 }
 
@@ -704,6 +751,7 @@ mod tests {
             user_id: user.into(),
             email: format!("{user}@example.com").into(),
             auth_session: Some(format!("login-{session}").into()),
+            api_key: None,
             verified_at: Instant::now(),
             recipient,
         }
@@ -766,12 +814,10 @@ mod tests {
         }
         let counts = presence.send(SocketsByLoginSession { user_id: "ada".into() }).await.unwrap();
         let expected = HashMap::from([("login-1".to_owned(), 2), ("login-2".to_owned(), 1)]);
-        assert_eq!(
-            counts, expected,
-            "two sockets of one login, one of another; the API-key socket is left out"
-        );
+        assert_eq!(counts.by_login_session, expected, "two sockets of one login, one of another");
+        assert_eq!(counts.api_key, 1, "the API-key socket is counted apart");
         let nobody = presence.send(SocketsByLoginSession { user_id: "eve".into() }).await.unwrap();
-        assert!(nobody.is_empty(), "a user without sockets has no counts");
+        assert_eq!(nobody, SocketCounts::default(), "a user without sockets has no counts");
     }
 
     #[actix::test]

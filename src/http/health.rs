@@ -18,15 +18,19 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// The process can serve: storage answers. With several nodes the answer also says whether this
-/// node reaches Redis (`"redis": "up"` or `"down"`); without Redis the node still serves its own
-/// sessions, so that alone does not make it unready.
-#[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses((status = 200, description = "ready (with Redis: `redis` is `up` or `down`)"), (status = 503, description = "storage unreachable")))]
+/// node reaches Redis (`"redis": "up"` or `"down"`) and whether its subscription to the cluster's
+/// channels is up (`"pubsub"`: while it is down, revocations for this node's sockets are missed,
+/// and checked against storage when it is back); without Redis the node still serves its own
+/// sessions, so neither makes it unready.
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses((status = 200, description = "ready (with Redis: `redis` and `pubsub` are `up` or `down`)"), (status = 503, description = "storage unreachable")))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, state.storage_ready()).await {
         Ok(Ok(())) => {
             let mut body = json!({"status": "ready"});
-            if let Some(up) = state.redis_up() {
-                body["redis"] = json!(if up { "up" } else { "down" });
+            if let Some((commands, pubsub)) = state.redis_up() {
+                let word = |up: bool| if up { "up" } else { "down" };
+                body["redis"] = json!(word(commands));
+                body["pubsub"] = json!(word(pubsub));
             }
             Ok(HttpResponse::Ok().json(body))
         }

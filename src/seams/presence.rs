@@ -2,17 +2,18 @@
 //! reason; admins read a snapshot and subscribe to changes; the gauges `active_users` and
 //! `ws_sessions` follow. In one process it is the presence actor.
 
-use std::collections::HashMap;
-
 use actix::Addr;
 use async_trait::async_trait;
 /// A session announcing itself: its id, user, login session, when its credential check began
 /// (see [`super::bus::Bus::revoke`]) and where this node delivers its events.
 pub use switchboard_actors::presence::Join as Joining;
 use switchboard_actors::presence::{
-    GetSnapshot, Leave, PresenceActor, ShutdownAll, SocketsByLoginSession, Subscribe, Unsubscribe,
+    GetSnapshot, Leave, LocalSockets, PresenceActor, ShutdownAll, SocketsByLoginSession, Subscribe,
+    Unsubscribe,
 };
-pub use switchboard_actors::presence::{LeaveReason, PresenceEvent, Snapshot, UserPresence};
+pub use switchboard_actors::presence::{
+    LeaveReason, PresenceEvent, Snapshot, SocketCounts, SocketCredential, UserPresence,
+};
 
 /// The registry could not answer (the node is stopping).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -32,11 +33,10 @@ pub trait PresenceRegistry: Send + Sync + 'static {
     fn nodes(&self) -> usize {
         1
     }
-    /// A user's open sockets per login session (API-key sockets have none and are not counted).
-    async fn sockets_by_login_session(
-        &self,
-        user_id: &str,
-    ) -> Result<HashMap<String, usize>, PresenceUnavailable>;
+    /// A user's open sockets per login session, and those opened with the API key.
+    async fn sockets_by_login_session(&self, user_id: &str) -> Result<SocketCounts, PresenceUnavailable>;
+    /// What every socket open on this node was opened with.
+    async fn local_sockets(&self) -> Result<Vec<SocketCredential>, PresenceUnavailable>;
     /// Subscribes an admin's session to changes and answers the snapshot to start from.
     async fn subscribe(&self, session_id: &str) -> Result<Snapshot, PresenceUnavailable>;
     /// Stops changes for a session.
@@ -71,14 +71,15 @@ impl PresenceRegistry for LocalPresence {
         self.presence.send(GetSnapshot).await.map_err(|_| PresenceUnavailable)
     }
 
-    async fn sockets_by_login_session(
-        &self,
-        user_id: &str,
-    ) -> Result<HashMap<String, usize>, PresenceUnavailable> {
+    async fn sockets_by_login_session(&self, user_id: &str) -> Result<SocketCounts, PresenceUnavailable> {
         self.presence
             .send(SocketsByLoginSession { user_id: user_id.into() })
             .await
             .map_err(|_| PresenceUnavailable)
+    }
+
+    async fn local_sockets(&self) -> Result<Vec<SocketCredential>, PresenceUnavailable> {
+        self.presence.send(LocalSockets).await.map_err(|_| PresenceUnavailable)
     }
 
     async fn subscribe(&self, session_id: &str) -> Result<Snapshot, PresenceUnavailable> {

@@ -12,12 +12,12 @@ use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
 use switchboard_actors::presence::SessionEvent;
 
-use super::ip_cap::IpPlace;
 use super::outbox::{Outbound, Outbox};
 use super::protocol::{self, ClientMessage, ErrorCode, PresenceSnapshotView, ServerMessage, close};
 use super::requests::{self, Reply, ReplyTo, Request};
 use crate::seams::presence::{Joining, LeaveReason};
 use crate::seams::session_cap::SessionPlace;
+use crate::security::ip_cap::IpPlace;
 use crate::state::AppState;
 use crate::store::{Role, User};
 
@@ -49,6 +49,8 @@ pub struct SessionCredential {
     pub user: SessionUser,
     /// The login session of the credential; none for an API key.
     pub auth_session: Option<String>,
+    /// The fingerprint of the API key it was opened with (directly or through a ticket).
+    pub api_key: Option<String>,
     /// When the credential check began.
     pub verified_at: Instant,
     /// This session's place under the per-user cap, given back when the actor is dropped.
@@ -203,11 +205,13 @@ impl Actor for WsSession {
             user_id: user.id.clone(),
             email: user.email.clone(),
             auth_session: self.credential.auth_session.as_deref().map(Into::into),
+            api_key: self.credential.api_key.as_deref().map(Into::into),
             verified_at: self.credential.verified_at,
             recipient: ctx.address().recipient(),
         });
         let hello = ServerMessage::Hello {
             session_id: self.id.to_string(),
+            node: self.state.node.to_string(),
             user: protocol::HelloUser {
                 id: user.id.to_string(),
                 email: user.email.to_string(),

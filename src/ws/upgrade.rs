@@ -11,7 +11,6 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use super::frame_guard::FrameGuard;
-use super::ip_cap::IpPlace;
 use super::outbox::{Outbox, write_frames};
 use super::protocol::MAX_MESSAGE_BYTES;
 use super::session::{SessionCredential, SessionUser, WsSession};
@@ -20,6 +19,7 @@ use crate::auth::extract::{Credential, CurrentUser, authenticate_bearer};
 use crate::error::{ApiError, ErrorBody};
 use crate::input::query::Query;
 use crate::seams::limiter::{ceil_secs, ip_key};
+use crate::security::ip_cap::IpPlace;
 use crate::state::AppState;
 
 /// Credentials a browser can put in the URL.
@@ -92,9 +92,15 @@ async fn open(
         .max_continuation_size(MAX_MESSAGE_BYTES);
     let (outbox, reader) = Outbox::new(state.config.ws_outbound_bytes as usize);
     actix_web::rt::spawn(write_frames(session, reader));
+    // A credential without a login session is the API key, or a ticket that it bought.
+    let api_key = principal
+        .session_id
+        .is_none()
+        .then(|| crate::auth::tokens::api_key_fingerprint(&principal.user.api_key_hash));
     let credential = SessionCredential {
         user: SessionUser::from(&principal.user),
         auth_session: principal.session_id,
+        api_key,
         verified_at,
         place,
         ip_place,

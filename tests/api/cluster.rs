@@ -421,6 +421,51 @@ async fn nodes_serve_on_through_a_redis_outage_and_rejoin() {
     assert_eq!(done_on_a["message"], done_on_b["message"], "node A got node B's reply");
 }
 
+#[actix_web::test]
+async fn a_revocation_sent_while_a_nodes_subscription_is_down_still_closes_its_sockets() {
+    let cluster = Cluster::start(&[]).await;
+    let (email, _) = cluster.node(0).user_with_token().await;
+    for trial in 0..3 {
+        let token = cluster.node(0).login(&email).await.expect("login");
+        let mut on_b = cluster.connect(1, &token).await;
+        // Every node's subscription is cut, as a blip of the network would; the logout below is
+        // published before they are back, so no node hears of it by publish and subscribe.
+        let killed = cluster.redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+        assert!(killed.starts_with(':'), "trial {trial}: redis killed the subscriptions: {killed:?}");
+        let response = cluster
+            .node(0)
+            .client
+            .request(Method::POST, cluster.node(0).url("/api/logout"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("logout");
+        assert_eq!(response.status(), StatusCode::NO_CONTENT, "trial {trial}");
+        let (revoked, _) = on_b.recv_until("session.revoked").await;
+        assert_eq!(revoked["reason"], "session_ended", "trial {trial}: found by the check: {revoked}");
+        assert_eq!(on_b.closed().await, Some(4001), "trial {trial}: closed with 4001");
+        let ready = wait_for_ready_field(cluster.node(1), "pubsub", "up").await;
+        assert_eq!(ready["redis"], "up", "trial {trial}: {ready}");
+    }
+    let metrics = cluster.node(1).client.get(cluster.node(1).url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "cluster_pubsub_up 1"), "the metric says it is back:\n{metrics}");
+}
+
+/// Waits (10 s at most) until `/readyz` on `node` says `field` is `state`; answers the body.
+async fn wait_for_ready_field(node: &ServerProcess, field: &str, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body: Value =
+            node.client.get(node.url("/readyz")).send().await.expect("readyz").json().await.unwrap();
+        if body[field] == state {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "/readyz never said {field} {state}: {body}\n{}", node.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits (10 s at most) until `/readyz` on `node` says `redis` is `state`; answers the body.
 async fn wait_for_redis_state(node: &ServerProcess, state: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -6,9 +6,12 @@
 //!
 //! A message names the node it came from, and a node skips its own: it delivered them already.
 //! Publishing goes through one task that sends whatever is waiting in one pipeline, in order,
-//! so a user's frames reach the other nodes in the order they were made.
+//! so a user's frames reach the other nodes in the order they were made. Revocations have a queue
+//! of their own that is never dropped: they go first, and wait (retried) while Redis is down,
+//! while frames for other nodes are dropped rather than held without bound.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Addr;
 use fred::interfaces::PubsubInterface;
@@ -80,20 +83,25 @@ impl RevokeMessage {
     }
 }
 
+/// How long a revocation waits before its publication is tried again while Redis is down.
+const REVOCATION_RETRY: Duration = Duration::from_millis(250);
+
 /// The bus of a node in a cluster.
 pub struct RedisBus {
     link: Arc<RedisLink>,
     presence: Addr<PresenceActor>,
     directory: Directory,
     outgoing: mpsc::Sender<(String, Vec<u8>)>,
+    revocations: mpsc::UnboundedSender<Vec<u8>>,
 }
 
 impl RedisBus {
     /// A bus over this node's presence actor and directory, publishing through `link`.
     pub fn new(link: Arc<RedisLink>, presence: Addr<PresenceActor>, directory: Directory) -> RedisBus {
-        let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE);
-        tokio::spawn(publish(link.clone(), queue));
-        RedisBus { link, presence, directory, outgoing }
+        let (outgoing, frames) = mpsc::channel(PUBLISH_QUEUE);
+        let (revocations, revocation_queue) = mpsc::unbounded_channel();
+        tokio::spawn(publish(link.clone(), frames, revocation_queue));
+        RedisBus { link, presence, directory, outgoing, revocations }
     }
 
     fn publish(&self, channel: String, message: Vec<u8>) {
@@ -125,24 +133,63 @@ impl Bus for RedisBus {
             reason: reason.to_owned(),
         };
         if let Ok(json) = serde_json::to_vec(&message) {
-            self.publish(REVOKE_CHANNEL.to_owned(), json);
+            // Revocations are rare and must arrive: never dropped, also while Redis is down.
+            let _ = self.revocations.send(json);
         }
         self.presence.do_send(Revoke { user_id: user_id.into(), scope, reason });
     }
 }
 
-/// Publishes what is queued, in order, a pipeline at a time.
-async fn publish(link: Arc<RedisLink>, mut queue: mpsc::Receiver<(String, Vec<u8>)>) {
+/// Publishes what is queued, in order, a pipeline at a time: revocations first, kept and tried
+/// again until Redis takes them; then frames.
+async fn publish(
+    link: Arc<RedisLink>,
+    mut frames: mpsc::Receiver<(String, Vec<u8>)>,
+    mut revocations: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
-    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-        let sent = batch.len();
-        let pipeline = link.client.pipeline();
-        for (channel, message) in batch.drain(..) {
-            let _: Result<(), _> = pipeline.publish(channel, Value::Bytes(message.into())).await;
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(revocation) = revocations.recv() => {
+                pending.push(revocation);
+                while let Ok(revocation) = revocations.try_recv() {
+                    pending.push(revocation);
+                }
+            }
+            received = frames.recv_many(&mut batch, PUBLISH_BATCH), if pending.is_empty() => {
+                if received == 0 {
+                    return;
+                }
+                send(&link, std::mem::take(&mut batch)).await;
+            }
+            () = tokio::time::sleep(REVOCATION_RETRY), if !pending.is_empty() => {}
         }
-        match pipeline.all::<Vec<Value>>().await {
-            Ok(_) => RedisLink::count("published", sent),
-            Err(e) => link.failed(&e),
+        if !pending.is_empty() && link.is_up() {
+            let messages = pending.iter().map(|m| (REVOKE_CHANNEL.to_owned(), m.clone())).collect();
+            if send(&link, messages).await {
+                pending.clear();
+            }
+        }
+    }
+}
+
+/// Publishes `messages` in one pipeline; false when Redis did not take them.
+async fn send(link: &RedisLink, messages: Vec<(String, Vec<u8>)>) -> bool {
+    let sent = messages.len();
+    let pipeline = link.client.pipeline();
+    for (channel, message) in messages {
+        let _: Result<(), _> = pipeline.publish(channel, Value::Bytes(message.into())).await;
+    }
+    match pipeline.all::<Vec<Value>>().await {
+        Ok(_) => {
+            RedisLink::count("published", sent);
+            true
+        }
+        Err(e) => {
+            link.failed(&e);
+            false
         }
     }
 }

@@ -28,12 +28,13 @@ use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, EventInterface, LuaInterface};
 use fred::prelude::{Builder, Client, Config, FromValue, ReconnectPolicy, Value};
 use fred::types::scripts::Script;
+use tokio::sync::watch;
 
 pub use self::bus::RedisBus;
 pub use self::limits::{RedisFailureThrottle, RedisLimiter};
 pub use self::presence::RedisPresence;
 pub use self::session_cap::RedisSessionCap;
-use crate::metrics::names::{CLUSTER_MESSAGES_TOTAL, CLUSTER_REDIS_UP};
+use crate::metrics::names::{CLUSTER_MESSAGES_TOTAL, CLUSTER_PUBSUB_UP, CLUSTER_REDIS_UP};
 
 /// How long one command may take before the node treats Redis as unreachable for that call.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -54,6 +55,10 @@ pub struct RedisLink {
     /// Whether something this node holds may be missing from Redis (a call failed or was not
     /// made): its next heartbeat publishes its whole state again.
     stale: AtomicBool,
+    /// Whether the subscription connection is up (revocations and other nodes' frames arrive).
+    pubsub_up: AtomicBool,
+    /// Counts the subscription's returns after a loss; see [`RedisLink::resubscriptions`].
+    resubscribed: watch::Sender<u64>,
 }
 
 /// A Redis call did not complete (unreachable, timed out, or refused).
@@ -83,17 +88,20 @@ impl RedisLink {
         for direction in ["published", "received", "dropped"] {
             let _ = metrics::counter!(CLUSTER_MESSAGES_TOTAL, "direction" => direction);
         }
-        client.connect();
-        subscriber.connect();
-        // Subscriptions are made again after every reconnection.
-        subscriber.manage_subscriptions();
         let link = Arc::new(RedisLink {
             client,
             subscriber,
             node: node.into(),
             down: AtomicBool::new(false),
             stale: AtomicBool::new(false),
+            pubsub_up: AtomicBool::new(false),
+            resubscribed: watch::Sender::new(0),
         });
+        // Subscriptions are made again after every reconnection (see `watch_subscriptions`),
+        // which listens before the first connection: fred announces that one too.
+        link.watch_subscriptions();
+        link.client.connect();
+        link.subscriber.connect();
         let connected = tokio::time::timeout(FIRST_CONNECT, link.client.wait_for_connect()).await;
         if !matches!(connected, Ok(Ok(()))) {
             link.went_down("no answer at start-up");
@@ -113,6 +121,64 @@ impl RedisLink {
     /// Whether commands can be sent now.
     pub fn is_up(&self) -> bool {
         self.client.is_connected()
+    }
+
+    /// Whether this node's subscription to the cluster's channels is up: while it is down,
+    /// revocations and other nodes' frames for this node's sockets are missed.
+    pub fn pubsub_up(&self) -> bool {
+        self.pubsub_up.load(Ordering::Acquire)
+    }
+
+    /// Changes each time the subscription is made again after it was lost: whatever was
+    /// published meanwhile (a revocation among it) never reached this node, so what depends on
+    /// it must be checked again.
+    pub fn resubscriptions(&self) -> watch::Receiver<u64> {
+        self.resubscribed.subscribe()
+    }
+
+    /// Follows the subscription connection: subscribes again after every reconnection, then
+    /// says so through [`RedisLink::resubscriptions`]; `cluster_pubsub_up` follows its state.
+    fn watch_subscriptions(self: &Arc<Self>) {
+        let link = self.clone();
+        let mut errors = self.subscriber.error_rx();
+        let mut reconnects = self.subscriber.reconnect_rx();
+        metrics::gauge!(CLUSTER_PUBSUB_UP).set(0.0);
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                tokio::select! {
+                    error = errors.recv() => match error {
+                        Ok((error, _)) => link.subscription_lost(error.details()),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return,
+                    },
+                    server = reconnects.recv() => match server {
+                        Ok(_) => {
+                            if let Err(e) = link.subscriber.resubscribe_all().await {
+                                link.subscription_lost(e.details());
+                                continue;
+                            }
+                            link.pubsub_up.store(true, Ordering::Release);
+                            metrics::gauge!(CLUSTER_PUBSUB_UP).set(1.0);
+                            // The first connection is no return: nothing was missed before it.
+                            if !std::mem::take(&mut first) {
+                                tracing::info!(node = %link.node, "subscribed to the cluster again");
+                                link.resubscribed.send_modify(|returns| *returns += 1);
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return,
+                    },
+                }
+            }
+        });
+    }
+
+    fn subscription_lost(&self, why: &str) {
+        metrics::gauge!(CLUSTER_PUBSUB_UP).set(0.0);
+        if self.pubsub_up.swap(false, Ordering::AcqRel) {
+            tracing::warn!(node = %self.node, why, "the subscription to the cluster is down: revocations are checked again when it is back");
+        }
     }
 
     /// Runs `script`, loading it first if Redis does not know it (a fresh or restarted Redis).

@@ -14,7 +14,6 @@
 //!
 //! While Redis is unreachable the node's admins see the node's own changes, as with one node.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,7 +35,9 @@ use super::bus::{REVOKE_CHANNEL, RevokeMessage, channel_user, parse_frame_messag
 use super::session_cap::RedisSessionCap;
 use super::{RedisLink, arg, num};
 use crate::metrics::names::CLUSTER_NODES;
-use crate::seams::presence::{Joining, LocalPresence, PresenceRegistry, PresenceUnavailable};
+use crate::seams::presence::{
+    Joining, LocalPresence, PresenceRegistry, PresenceUnavailable, SocketCounts, SocketCredential,
+};
 
 static SYNC: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!("presence_sync.lua")));
 static BEAT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!("presence_beat.lua")));
@@ -138,11 +139,12 @@ impl PresenceRegistry for RedisPresence {
 
     /// This node's sockets only: presence in Redis counts sessions per user and node, not per
     /// login session (docs/SCALING.md, "What stays per node").
-    async fn sockets_by_login_session(
-        &self,
-        user_id: &str,
-    ) -> Result<HashMap<String, usize>, PresenceUnavailable> {
+    async fn sockets_by_login_session(&self, user_id: &str) -> Result<SocketCounts, PresenceUnavailable> {
         self.local.sockets_by_login_session(user_id).await
+    }
+
+    async fn local_sockets(&self) -> Result<Vec<SocketCredential>, PresenceUnavailable> {
+        self.local.local_sockets().await
     }
 
     async fn subscribe(&self, session_id: &str) -> Result<Snapshot, PresenceUnavailable> {

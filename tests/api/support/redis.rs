@@ -65,6 +65,21 @@ impl RedisServer {
         drop(self.process.take());
     }
 
+    /// Sends one command (as RESP) and answers Redis's reply as text, e.g. `CLIENT KILL TYPE
+    /// pubsub` to cut every node's subscription as a network blip would.
+    pub async fn command(&self, args: &[&str]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request += &format!("${}\r\n{arg}\r\n", arg.len());
+        }
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.expect("reach redis");
+        socket.write_all(request.as_bytes()).await.expect("send to redis");
+        let mut reply = vec![0u8; 4096];
+        let n = socket.read(&mut reply).await.expect("redis answers");
+        String::from_utf8_lossy(&reply[..n]).into_owned()
+    }
+
     /// `redis://127.0.0.1:<port>/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
