@@ -24,6 +24,12 @@ pub fn new_api_key() -> String {
     format!("{API_KEY_PREFIX}{}", random_secret())
 }
 
+/// A void API key's stored hash and prefix: the hash of a secret nobody is told, so no key
+/// matches it, and an empty prefix, which views show as no key.
+pub fn void_api_key() -> (String, String) {
+    (sha256_hex(&random_secret()), String::new())
+}
+
 /// The part of an API key that may be shown again.
 pub fn api_key_prefix(key: &str) -> String {
     key.chars().take(API_KEY_SHOWN_CHARS).collect()

@@ -72,6 +72,16 @@ pub struct DailyQuery {
     pub days: Option<i64>,
 }
 
+/// Body of `POST /api/me/api-key`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateApiKeyRequest {
+    /// The password now: a key outlives the session that mints it.
+    #[validate(custom(function = "validate::login_password"))]
+    #[schema(min_length = 1, max_length = 256)]
+    pub current_password: String,
+}
+
 /// Answer of `POST /api/me/api-key`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiKeyResponse {
@@ -132,14 +142,17 @@ pub async fn daily_usage(
     Ok(HttpResponse::Ok().json(DailyUsageView::from(days.as_slice())))
 }
 
-/// Replaces the API key; the old key fails at once.
-#[utoipa::path(post, path = "/api/me/api-key", tag = "profile", responses((status = 200, body = ApiKeyResponse)))]
+/// Replaces the API key after checking the password; the old key fails at once and its sockets
+/// close. Wrong passwords count against the account's login throttle.
+#[utoipa::path(post, path = "/api/me/api-key", tag = "profile", request_body = RegenerateApiKeyRequest,
+    responses((status = 200, body = ApiKeyResponse), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn regenerate_api_key(
     state: web::Data<AppState>,
     current: CurrentUser,
     ip: ClientIp,
+    ValidJson(body): ValidJson<RegenerateApiKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let api_key = state.accounts.regenerate_api_key(&current.user.id, ip.0).await?;
+    let api_key = state.accounts.regenerate_api_key(&current, &body.current_password, ip.0).await?;
     Ok(HttpResponse::Ok().json(ApiKeyResponse { api_key }))
 }
 

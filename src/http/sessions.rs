@@ -16,7 +16,7 @@ use crate::state::AppState;
     responses((status = 200, body = SessionsView), (status = 401, body = ErrorBody)))]
 pub async fn my_sessions(state: web::Data<AppState>, current: CurrentUser) -> Result<HttpResponse, ApiError> {
     let sessions = state.accounts.live_sessions(&current.user.id, current.session_id.as_deref()).await?;
-    Ok(HttpResponse::Ok().json(SessionsView::from(sessions.as_slice())))
+    Ok(HttpResponse::Ok().json(SessionsView::from(&sessions)))
 }
 
 /// Ends one of the user's sessions at once (the current one too: that signs this browser out).
@@ -58,7 +58,7 @@ pub async fn user_sessions(
 ) -> Result<HttpResponse, ApiError> {
     let user = state.accounts.user(&id).await?;
     let sessions = state.accounts.live_sessions(&user.id, None).await?;
-    Ok(HttpResponse::Ok().json(SessionsView::from(sessions.as_slice())))
+    Ok(HttpResponse::Ok().json(SessionsView::from(&sessions)))
 }
 
 /// Ends one session of a user at once; a security event in the log (`admin_session_ended`).

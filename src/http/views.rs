@@ -6,7 +6,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::services::accounts::sessions::LoginSession;
+use crate::services::accounts::sessions::{LiveSessions, LoginSession};
 use crate::services::credits::{DailyUsage, Stats};
 use crate::services::overview::Overview;
 use crate::services::paging::Page;
@@ -28,8 +28,9 @@ pub struct UserView {
     pub role: Role,
     /// Current balance.
     pub credits: i64,
-    /// First 10 characters of the API key.
-    pub api_key_prefix: String,
+    /// First 10 characters of the API key; null when there is none (a password change, a reset
+    /// or signing out everywhere else voids it until a new one is made).
+    pub api_key_prefix: Option<String>,
     /// False when deactivated.
     pub active: bool,
     /// Last successful login.
@@ -50,7 +51,7 @@ impl UserView {
             last_name: u.last_name.clone(),
             role: u.role,
             credits,
-            api_key_prefix: u.api_key_prefix.clone(),
+            api_key_prefix: Some(u.api_key_prefix.clone()).filter(|prefix| !prefix.is_empty()),
             active: u.active,
             last_login: u.last_login,
             created_at: u.created_at,
@@ -186,11 +187,16 @@ impl From<&LoginSession> for SessionView {
 pub struct SessionsView {
     /// Live sessions (not ended, newest refresh token unexpired), most recently used first.
     pub sessions: Vec<SessionView>,
+    /// WebSockets open with the API key (or a ws ticket it bought), which belong to no session.
+    pub api_key_sockets: usize,
 }
 
-impl From<&[LoginSession]> for SessionsView {
-    fn from(sessions: &[LoginSession]) -> SessionsView {
-        SessionsView { sessions: sessions.iter().map(SessionView::from).collect() }
+impl From<&LiveSessions> for SessionsView {
+    fn from(live: &LiveSessions) -> SessionsView {
+        SessionsView {
+            sessions: live.sessions.iter().map(SessionView::from).collect(),
+            api_key_sockets: live.api_key_sockets,
+        }
     }
 }
 

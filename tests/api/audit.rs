@@ -262,8 +262,13 @@ async fn a_ws_ticket_bought_with_an_api_key_dies_with_the_key() {
     };
     let old_ticket = ticket(user.api_key.clone()).await;
     let spare_ticket = ticket(user.api_key.clone()).await;
-    let regenerated =
-        app.request(Method::POST, "/api/me/api-key").bearer_auth(&user.api_key).send().await.unwrap();
+    let regenerated = app
+        .request(Method::POST, "/api/me/api-key")
+        .bearer_auth(&user.api_key)
+        .json(&json!({"current_password": user.password}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(regenerated.status(), StatusCode::OK, "the key is regenerated");
     let new_key = regenerated.json::<Value>().await.unwrap()["api_key"].as_str().unwrap().to_owned();
     for (case, ticket) in

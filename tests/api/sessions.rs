@@ -162,10 +162,19 @@ async fn revoke_others_ends_every_session_but_the_current_one_and_with_an_api_ke
     let left = sessions(&app, token(&current)).await;
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0]["current"], true);
+    assert_eq!(
+        app.get_with("/api/me", &user.api_key).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the key is void"
+    );
 
+    let body = json!({"current_password": user.password});
+    let key: Value =
+        app.post_json_with("/api/me/api-key", token(&current), &body).await.json().await.unwrap();
+    let api_key = key["api_key"].as_str().unwrap().to_owned();
     let response = app
         .request(Method::POST, "/api/me/sessions/revoke-others")
-        .bearer_auth(&user.api_key)
+        .bearer_auth(&api_key)
         .send()
         .await
         .unwrap();
@@ -175,12 +184,8 @@ async fn revoke_others_ends_every_session_but_the_current_one_and_with_an_api_ke
         StatusCode::UNAUTHORIZED,
         "with an API key all end"
     );
-    assert!(sessions(&app, &user.api_key).await.is_empty());
-    assert_eq!(
-        app.get_with("/api/me", &user.api_key).await.status(),
-        StatusCode::OK,
-        "the API key still works"
-    );
+    assert!(sessions(&app, &api_key).await.is_empty());
+    assert_eq!(app.get_with("/api/me", &api_key).await.status(), StatusCode::OK, "the API key still works");
 }
 
 #[actix_web::test]

@@ -195,6 +195,11 @@ async fn every_credential_opens_a_socket_whose_hello_describes_the_user() {
             "{case}: hello.user"
         );
         assert_eq!(hello["credits"], 100, "{case}: hello.credits (the starting credits)");
+        let node = hello["node"].as_str().unwrap_or_default();
+        assert!(
+            node.contains(&std::process::id().to_string()),
+            "{case}: hello.node names this process: {hello}"
+        );
         assert_eq!(hello["heartbeat_ms"], 20_000, "{case}: hello.heartbeat_ms (the default)");
         assert_eq!(hello["max_message_bytes"], MAX_MESSAGE_BYTES, "{case}: hello.max_message_bytes");
         assert_serving(&mut client, case).await;
@@ -203,6 +208,27 @@ async fn every_credential_opens_a_socket_whose_hello_describes_the_user() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), session_ids.len(), "every connection has its own session_id: {session_ids:?}");
+}
+
+#[actix_web::test]
+async fn hello_names_the_node_the_socket_reached() {
+    let app = spawn_app_with(&["--node-id", "node-7"]).await;
+    let (_, token) = app.user_with_token().await;
+    let client = app.connect_ws(&token).await;
+    assert_eq!(client.hello["node"], "node-7", "{}", client.hello);
+}
+
+#[actix_web::test]
+async fn a_ws_ticket_that_names_neither_a_session_nor_a_key_is_refused() {
+    let app = spawn_app().await;
+    let (user, _) = app.user_with_token().await;
+    let secret = std::fs::read_to_string(app.data_dir.path().join("jwt_secret")).unwrap();
+    // Correctly signed, unused and unexpired: only the credential behind it is missing.
+    let ticket =
+        switchboard::auth::jwt::JwtKeys::new(secret.trim().as_bytes()).issue_ws_ticket(&user.id, "", None);
+    let refused = app.try_connect_ws(&format!("?ticket={ticket}"), &[]).await;
+    let refused = refused.err().expect("a ticket with nothing behind it opens nothing");
+    assert_eq!(refused.status, 401, "{}", refused.body);
 }
 
 #[actix_web::test]
@@ -1329,7 +1355,8 @@ async fn regenerating_the_api_key_closes_the_sockets_opened_with_the_old_key_onl
     let (user, token) = app.user_with_token().await;
     let mut by_key = app.connect_ws(&user.api_key).await;
     let mut by_token = app.connect_ws(&token).await;
-    let response = app.post_json_with("/api/me/api-key", &token, &json!({})).await;
+    let body = json!({"current_password": user.password});
+    let response = app.post_json_with("/api/me/api-key", &token, &body).await;
     assert_eq!(response.status(), StatusCode::OK);
     let (revoked, _) = by_key.recv_until("session.revoked").await;
     assert_eq!(revoked["reason"], "api_key_regenerated");

@@ -180,9 +180,9 @@ const sessionsNotice = document.getElementById('detail-sessions-notice');
 
 async function loadUserSessions(id) {
   try {
-    const { sessions } = await api('GET', `/api/admin/users/${encodeURIComponent(id)}/sessions`);
+    const answer = await api('GET', `/api/admin/users/${encodeURIComponent(id)}/sessions`);
     if (id !== selectedId) return;
-    renderSessions(document.getElementById('detail-sessions-rows'), sessions, { onEnd: endUserSession, endLabel: 'End session' });
+    renderSessions(document.getElementById('detail-sessions-rows'), answer, { onEnd: endUserSession, endLabel: 'End session' });
   } catch (error) {
     showAlert(sessionsNotice, 'error', `Could not load the sessions: ${error.message}`);
   }

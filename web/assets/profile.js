@@ -23,7 +23,8 @@ function showUser(user) {
   form.elements.first_name.value = user.first_name;
   form.elements.last_name.value = user.last_name;
   document.getElementById('email').value = user.email;
-  document.getElementById('api-key').value = `${user.api_key_prefix}…`;
+  // A password change, a reset or signing out everywhere else voids the key.
+  document.getElementById('api-key').value = user.api_key_prefix ? `${user.api_key_prefix}…` : 'none: regenerate to get one';
   setFigure('stat-credits', user.credits);
 }
 
@@ -97,8 +98,8 @@ const sessionsNotice = document.getElementById('sessions-notice');
 
 async function loadSessions() {
   try {
-    const { sessions } = await api('GET', '/api/me/sessions');
-    renderSessions(document.getElementById('sessions-rows'), sessions, { onEnd: endSession });
+    const answer = await api('GET', '/api/me/sessions');
+    renderSessions(document.getElementById('sessions-rows'), answer, { onEnd: endSession });
   } catch (error) {
     showAlert(sessionsNotice, 'error', `Could not load your sessions: ${error.message}`);
   }
@@ -158,9 +159,10 @@ form.addEventListener('submit', async (event) => {
 });
 
 const confirmBox = document.getElementById('regenerate-confirm-box');
+const regeneratePassword = document.getElementById('regenerate-password');
 document.getElementById('regenerate-key').addEventListener('click', () => {
   confirmBox.hidden = false;
-  document.getElementById('regenerate-confirm').focus();
+  regeneratePassword.focus();
 });
 document.getElementById('regenerate-cancel').addEventListener('click', () => {
   confirmBox.hidden = true;
@@ -169,7 +171,9 @@ document.getElementById('regenerate-confirm').addEventListener('click', async (e
   const button = event.currentTarget;
   button.disabled = true;
   try {
-    const { api_key: key } = await api('POST', '/api/me/api-key');
+    const body = { current_password: regeneratePassword.value };
+    const { api_key: key } = await api('POST', '/api/me/api-key', body);
+    regeneratePassword.value = '';
     confirmBox.hidden = true;
     document.getElementById('api-key').value = `${key.slice(0, 10)}…`;
     document.getElementById('new-key').value = key;

@@ -32,15 +32,28 @@ export function describeDevice(userAgent) {
 }
 
 /**
- * Fills `tbody` with one row per session. `onEnd(session, button)` is called by each row's
- * button, labelled `endLabel`.
+ * Fills `tbody` with one row per session of a sessions answer (`{sessions, api_key_sockets}`),
+ * and one for the sockets opened with the API key, which belong to no session.
+ * `onEnd(session, button)` is called by each session row's button, labelled `endLabel`.
  */
-export function renderSessions(tbody, sessions, { onEnd, endLabel = 'Sign out' }) {
-  if (sessions.length === 0) {
+export function renderSessions(tbody, { sessions, api_key_sockets: apiKeySockets }, { onEnd, endLabel = 'Sign out' }) {
+  const keyRow = apiKeySockets > 0
+    ? [el(
+      'tr',
+      { dataset: { apiKey: 'true', sockets: String(apiKeySockets) } },
+      el('td', { text: 'API key' }),
+      el('td', { class: 'hide-narrow', text: '—' }),
+      el('td', { colspan: 2, class: 'small', text: 'Regenerate the key to close these.' }),
+      el('td', { class: 'num', text: String(apiKeySockets) }),
+      el('td'),
+    )]
+    : [];
+  if (sessions.length === 0 && keyRow.length === 0) {
     tbody.replaceChildren(el('tr', { class: 'empty-row' }, el('td', { colspan: 6, text: 'No live sessions.' })));
     return;
   }
   tbody.replaceChildren(
+    ...keyRow,
     ...sessions.map((session) => {
       const end = el('button', { type: 'button', class: 'small danger end-session', text: session.current ? 'Sign out here' : endLabel });
       end.addEventListener('click', () => onEnd(session, end));

@@ -434,7 +434,11 @@ impl AccountService {
             return Err(AccountError::Unauthorized);
         }
         // A ticket bought with an API key names no login session, but the key: it dies with it.
+        // One that names neither has no credential behind it.
         let sid = Some(claims.sid.as_str()).filter(|sid| !sid.is_empty());
+        if sid.is_none() && claims.key.is_none() {
+            return Err(AccountError::Unauthorized);
+        }
         let principal = self.session_user(&claims.sub, sid, Credential::AccessToken).await?;
         if let Some(key) = &claims.key
             && !tokens::constant_time_eq(key, &tokens::api_key_fingerprint(&principal.user.api_key_hash))
@@ -450,16 +454,6 @@ impl AccountService {
         let key = (principal.credential == Credential::ApiKey)
             .then(|| tokens::api_key_fingerprint(&principal.user.api_key_hash));
         self.jwt.issue_ws_ticket(&principal.user.id, sid, key)
-    }
-
-    /// The user a credential names, cheaply and without checking revocation: the `sub` of an
-    /// access token that verifies, or the owner of an API key. For rate-limit keys only.
-    pub async fn credential_owner(&self, token: &str) -> Option<String> {
-        if token.starts_with(API_KEY_PREFIX) {
-            let user = self.store.user_by_api_key_hash(&tokens::sha256_hex(token)).await.ok()??;
-            return Some(user.id);
-        }
-        self.jwt.verify_access(token).map(|claims| claims.sub)
     }
 
     /// Changes the user's names.
@@ -478,8 +472,17 @@ impl AccountService {
         user.ok_or(AccountError::Unauthorized)
     }
 
-    /// Replaces the user's API key (shown once) and closes the sockets opened with the old one.
-    pub async fn regenerate_api_key(&self, user_id: &str, ip: IpAddr) -> Result<String, AccountError> {
+    /// Replaces the user's API key (shown once) after checking their password, and closes the
+    /// sockets opened with the old one. The password is asked for because a key outlives the
+    /// session that mints it: a stolen session must not be able to mint a lasting credential.
+    pub async fn regenerate_api_key(
+        &self,
+        principal: &Principal,
+        current_password: &str,
+        ip: IpAddr,
+    ) -> Result<String, AccountError> {
+        self.check_current_password(principal, current_password, ip).await?;
+        let user_id = principal.user.id.as_str();
         let api_key = tokens::new_api_key();
         let update = UserUpdate {
             api_key: Some((tokens::sha256_hex(&api_key), tokens::api_key_prefix(&api_key))),

@@ -25,6 +25,22 @@ impl AccountService {
         ip: IpAddr,
     ) -> Result<(), AccountError> {
         let user = &principal.user;
+        self.check_current_password(principal, current_password, ip).await?;
+        self.set_password(&user.id, new_password).await?;
+        tracing::info!(event = "password_changed", user_id = %user.id, "password changed");
+        Ok(())
+    }
+
+    /// Checks the password of the principal's user before a change that a stolen token alone
+    /// must not make (a new password, a new API key), under the login throttle of the account:
+    /// a stolen token or API key must not become a way around it.
+    pub(super) async fn check_current_password(
+        &self,
+        principal: &Principal,
+        current_password: &str,
+        ip: IpAddr,
+    ) -> Result<(), AccountError> {
+        let user = &principal.user;
         self.throttles.begin_login(ip, &user.email).await?;
         if !self.hasher.verify(current_password, Some(&user.password_hash)).await? {
             self.throttles.login_failed(ip, &user.email);
@@ -34,8 +50,6 @@ impl AccountService {
             });
         }
         self.throttles.login_succeeded(ip, &user.email);
-        self.set_password(&user.id, new_password).await?;
-        tracing::info!(event = "password_changed", user_id = %user.id, "password changed");
         Ok(())
     }
 
@@ -136,12 +150,18 @@ impl AccountService {
         self.mailer.send(&user.email, "Your Switchboard password was changed", &text).await;
     }
 
-    /// Stores a new password hash and revokes every session of the user. Outstanding reset
-    /// tokens are voided first, so none issued before the change can overwrite the new password.
+    /// Stores a new password hash, voids the API key and revokes every session of the user.
+    /// Outstanding reset tokens are voided first, so none issued before the change can overwrite
+    /// the new password. The API key goes too: one minted by whoever held a session must not
+    /// outlive the step that takes the account back.
     async fn set_password(&self, user_id: &str, password: &str) -> Result<(), AccountError> {
         let hash = self.hasher.hash(password).await?;
         self.store.void_reset_tokens(user_id).await?;
-        let update = UserUpdate { password_hash: Some(hash), ..Default::default() };
+        let update = UserUpdate {
+            password_hash: Some(hash),
+            api_key: Some(tokens::void_api_key()),
+            ..Default::default()
+        };
         self.store.update_user(user_id, &update, crate::store::now()).await?.ok_or(AccountError::NotFound)?;
         self.end_all_sessions(user_id, "password_changed").await
     }

@@ -128,7 +128,8 @@ async fn no_secret_reaches_the_log_and_security_events_carry_user_and_client_ip(
     assert_eq!(server.get("/api/me", &first_key).await, StatusCode::OK, "the API key works");
     let with_query = format!("/api/me?token={access}&api_key={first_key}");
     assert_eq!(server.get(&with_query, &access).await, StatusCode::OK, "secrets in a query string");
-    let (status, key) = server.post("/api/me/api-key", Some(&access), json!({})).await;
+    let (status, key) =
+        server.post("/api/me/api-key", Some(&access), json!({"current_password": PASSWORD})).await;
     assert_eq!(status, StatusCode::OK, "{key}");
     secrets.push(("regenerated API key", key["api_key"].as_str().unwrap().into()));
 
