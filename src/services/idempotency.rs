@@ -35,6 +35,9 @@ pub enum IdempotencyError {
     /// The key's first request still runs after the longest wait.
     #[error("The first request with this idempotency_key is still running; try again")]
     StillRunning,
+    /// The key's first request completed, and its result has been deleted since.
+    #[error("The result of the request with this idempotency_key was deleted")]
+    ResultDeleted,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -104,6 +107,7 @@ impl Idempotency {
                 fingerprint: fingerprint.clone(),
                 outcome: outcome.clone(),
                 created_at: crate::store::now(),
+                completed_at: None,
             };
             // A guard made before the insert, so a retry on this node can never miss its wake-up.
             let guard = self.guard(record.clone());
@@ -116,12 +120,21 @@ impl Idempotency {
                     "idempotency_key was already used with a different request",
                 ));
             }
+            let age = crate::store::now() - holder.created_at;
+            if age > KEY_LIFETIME {
+                // Expired: the key is free again, whatever its first request left.
+                self.store.release_idempotency_key(user_id, key, &holder.claim_id).await?;
+                continue;
+            }
             if self.result_stored(&holder.outcome).await? {
                 return Ok(Claim::Replay(holder.outcome));
             }
-            let age = crate::store::now() - holder.created_at;
-            if age > KEY_LIFETIME || age > ABANDONED_AFTER {
-                // Expired, or its node died before storing anything: the key is free again.
+            if holder.completed_at.is_some() {
+                // Its result was stored and has been deleted since (the chat or the image).
+                return Err(IdempotencyError::ResultDeleted);
+            }
+            if age > ABANDONED_AFTER {
+                // Its node died before storing anything: the key is free again.
                 self.store.release_idempotency_key(user_id, key, &holder.claim_id).await?;
                 continue;
             }
@@ -130,6 +143,17 @@ impl Idempotency {
             }
             self.wait(user_id, key, pause).await;
             pause = (pause * 2).min(MAX_POLL);
+        }
+    }
+
+    /// Marks a claim completed once its result is stored, so that a retry after the result was
+    /// deleted is told so at once instead of waiting for a result that will never come.
+    pub async fn complete(&self, guard: ClaimGuard) {
+        let r = &guard.record;
+        let now = crate::store::now();
+        if let Err(e) = self.store.complete_idempotency_key(&r.user_id, &r.key, &r.claim_id, now).await {
+            // Retries still find the stored result; only one after its deletion waits in vain.
+            tracing::warn!(error = %e, "could not mark an idempotency key completed");
         }
     }
 

@@ -64,6 +64,15 @@ pub trait UserStore: Send + Sync {
         update: &UserUpdate,
         now: OffsetDateTime,
     ) -> StoreResult<Option<User>>;
+    /// Applies `update` (which demotes or deactivates the user) unless the user is the last active
+    /// admin, as one step against concurrent removals: two admins removing each other at once
+    /// cannot both succeed.
+    async fn update_user_keeping_an_admin(
+        &self,
+        id: &str,
+        update: &UserUpdate,
+        now: OffsetDateTime,
+    ) -> StoreResult<AdminKept>;
     /// Users whose email or names contain `query` (case-insensitive), by creation time,
     /// with the total number of matches.
     async fn list_users(&self, query: Option<&str>, limit: i64, offset: i64)
@@ -169,8 +178,9 @@ pub trait ChatStore: Send + Sync {
         before: Option<(OffsetDateTime, &str)>,
         limit: i64,
     ) -> StoreResult<Vec<Chat>>;
-    /// Sets a chat's `updated_at` (a new message arrived); nothing happens for an unknown id.
-    async fn touch_chat(&self, id: &str, now: OffsetDateTime) -> StoreResult<()>;
+    /// Sets a chat's `updated_at` (a new message arrived); false (and nothing changed) when there
+    /// is no such chat, which tells a chat turn that its chat was deleted meanwhile.
+    async fn touch_chat(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool>;
     /// Sets a chat's title (its place in the list stays); the chat as it is now, `None` if unknown.
     async fn rename_chat(&self, id: &str, title: &str) -> StoreResult<Option<Chat>>;
     /// Deletes a chat and its messages; false when there was no such chat.
@@ -178,6 +188,9 @@ pub trait ChatStore: Send + Sync {
 
     /// Stores a new message; [`StoreError::Duplicate`] when the id exists.
     async fn insert_message(&self, message: &ChatMessage) -> StoreResult<()>;
+    /// Deletes one message (of a chat turn whose chat was deleted meanwhile); false when there was
+    /// no such message.
+    async fn delete_message(&self, id: &str) -> StoreResult<bool>;
     /// The message with this id, whoever owns it (callers check the owner).
     async fn message(&self, id: &str) -> StoreResult<Option<ChatMessage>>;
     /// The `limit` newest messages of a chat with `id < before` when given, returned oldest first
@@ -216,6 +229,14 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> StoreResult<Option<IdempotencyRecord>>;
     /// The record of a user's key.
     async fn idempotency_record(&self, user_id: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>>;
+    /// Marks the claim `claim_id` of a user's key completed at `now`: its result is stored.
+    async fn complete_idempotency_key(
+        &self,
+        user_id: &str,
+        key: &str,
+        claim_id: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
     /// Deletes the claim `claim_id` of a user's key (its request failed and was not charged or
     /// was refunded, or the claim expired), so the key may be used afresh; false when that claim was
     /// not there.

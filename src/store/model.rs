@@ -98,6 +98,18 @@ pub struct UserUpdate {
     pub last_login: Option<OffsetDateTime>,
 }
 
+/// What [`UserStore::update_user_keeping_an_admin`](super::UserStore::update_user_keeping_an_admin)
+/// did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminKept {
+    /// The user as updated.
+    Updated(Box<User>),
+    /// No such user.
+    NotFound,
+    /// Refused: the user is the only active admin left.
+    LastAdmin,
+}
+
 /// A login session: what refresh tokens and access tokens hang off.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
@@ -409,4 +421,6 @@ pub struct IdempotencyRecord {
     pub outcome: IdempotentOutcome,
     /// When the key was claimed; after 24 hours it may be used afresh.
     pub created_at: OffsetDateTime,
+    /// When the result was stored: from then on a missing result was deleted, not late.
+    pub completed_at: Option<OffsetDateTime>,
 }

@@ -341,6 +341,8 @@ pub enum ServerMessage {
     Hello {
         /// This connection's id.
         session_id: String,
+        /// The server node this connection reached.
+        node: String,
         /// Who is connected.
         user: HelloUser,
         /// Balance now.

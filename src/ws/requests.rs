@@ -88,15 +88,21 @@ pub async fn handle(request: Request, message: ClientMessage) {
 }
 
 /// Counts a free request that touches storage against the user's free budget, so no client
-/// can make the server read or write without bound for nothing.
+/// can make the server read or write without bound for nothing. A paid request with an
+/// `idempotency_key` counts too: a replay of its key is answered from storage without a charge or
+/// the paid limit, so it is free work like any read.
 async fn limit_free(request: &Request, message: &ClientMessage) -> Result<(), ConversationError> {
-    let free = matches!(
-        message,
+    let free = match message {
         ClientMessage::CreditsGet {}
-            | ClientMessage::ChatCreate { .. }
-            | ClientMessage::ChatList { .. }
-            | ClientMessage::ChatHistory { .. }
-    );
+        | ClientMessage::ChatCreate { .. }
+        | ClientMessage::ChatList { .. }
+        | ClientMessage::ChatHistory { .. } => true,
+        ClientMessage::ChatSend { idempotency_key, .. }
+        | ClientMessage::ImageGenerate { idempotency_key, .. } => idempotency_key.is_some(),
+        ClientMessage::Ping {}
+        | ClientMessage::PresenceSubscribe {}
+        | ClientMessage::PresenceUnsubscribe {} => false,
+    };
     if !free {
         return Ok(());
     }

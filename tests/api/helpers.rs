@@ -207,7 +207,8 @@ impl TestApp {
         (user, token)
     }
 
-    /// Opens the server's own store (for the ledger and contract checks).
+    /// Opens the server's own store (for the ledger and contract checks, and to set up states the
+    /// API cannot make, such as a claim from yesterday).
     pub async fn open_store(&self) -> DynStore {
         match &self.config.mongodb_uri {
             Some(uri) => Arc::new(
@@ -215,7 +216,11 @@ impl TestApp {
                     .await
                     .expect("mongo"),
             ),
-            None => panic!("the embedded store is owned by the server; use the API"),
+            // A second connection to the server's own file: WAL lets it read and write beside
+            // the server's writer.
+            None => {
+                Arc::new(switchboard::store::sqlite::SqliteStore::open(self.data_dir.path()).expect("sqlite"))
+            }
         }
     }
 

@@ -202,3 +202,79 @@ async fn an_image_retry_after_a_restart_is_answered_with_the_stored_image_and_ch
     assert_eq!(status, StatusCode::OK);
     assert_eq!(images.as_array().unwrap().len(), 1, "one image stored: {images}");
 }
+
+#[actix_web::test]
+async fn replays_of_a_key_count_against_the_free_budget() {
+    let app = spawn_app_with(&["--ws-free-per-minute", "5"]).await;
+    let (_, token) = app.user_with_token().await;
+    let mut ws = app.connect_ws(&token).await;
+    let chat_id = create_chat(&mut ws).await;
+    let mut refused = None;
+    // The chat's creation took one of the five; the first send and its replays take the rest.
+    for n in 0..10 {
+        let id = format!("r{n}");
+        ws.send(send(&id, &chat_id, "once", "replayed")).await;
+        let (answer, _) = answer(&mut ws, &id).await;
+        if answer["type"] == "error" {
+            refused = Some((n, answer));
+            break;
+        }
+        assert_eq!(answer["type"], "chat.done", "request {n}: {answer}");
+    }
+    let (n, refusal) = refused.expect("replays are not free without end");
+    assert_eq!(refusal["code"], "rate_limited", "{refusal}");
+    assert!(refusal["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "{refusal}");
+    assert_eq!(n, 4, "the fifth request of the minute is the one refused");
+    assert_eq!(ledger(&app, &token).await.len(), 1, "charged once");
+}
+
+#[actix_web::test]
+async fn a_key_older_than_a_day_runs_afresh_even_though_its_result_is_stored() {
+    let app = spawn_app_with(&[]).await;
+    let (user, token) = app.user_with_token().await;
+    let mut ws = app.connect_ws(&token).await;
+    let chat_id = create_chat(&mut ws).await;
+    ws.send(send("a", &chat_id, "yesterday", "daily")).await;
+    let (done, _) = answer(&mut ws, "a").await;
+    assert_eq!(done["type"], "chat.done", "{done}");
+    // The claim is backdated past the key's lifetime, its result still stored.
+    let store = app.open_store().await;
+    let mut record = store.idempotency_record(&user.id, "daily").await.unwrap().expect("claimed");
+    store.release_idempotency_key(&user.id, "daily", &record.claim_id).await.unwrap();
+    record.created_at -= time::Duration::hours(25);
+    assert_eq!(store.claim_idempotency_key(&record).await.unwrap(), None, "backdated");
+
+    ws.send(send("b", &chat_id, "yesterday", "daily")).await;
+    let (again, frames) = answer(&mut ws, "b").await;
+    assert_eq!(again["type"], "chat.done", "{again}");
+    assert_ne!(again["message"]["id"], done["message"]["id"], "a new reply, not yesterday's");
+    assert!(frames.iter().any(|f| f["type"] == "chat.message"), "the work is done again: {frames:?}");
+    assert_eq!(ledger(&app, &token).await.len(), 2, "and charged again");
+}
+
+#[actix_web::test]
+async fn a_retry_after_its_result_was_deleted_is_told_at_once() {
+    let app = spawn_app_with(&[]).await;
+    let (_, token) = app.user_with_token().await;
+    let mut ws = app.connect_ws(&token).await;
+    ws.send(json!({"type": "image.generate", "id": "a", "prompt": "a lighthouse", "idempotency_key": "pic"}))
+        .await;
+    let (created, _) = answer(&mut ws, "a").await;
+    assert_eq!(created["type"], "image.created", "{created}");
+    let image_id = created["image"]["id"].as_str().unwrap();
+    let deleted =
+        app.request(reqwest::Method::DELETE, &format!("/api/images/{image_id}")).bearer_auth(&token);
+    assert_eq!(deleted.send().await.unwrap().status(), StatusCode::NO_CONTENT);
+
+    let started = std::time::Instant::now();
+    ws.send(json!({"type": "image.generate", "id": "b", "prompt": "a lighthouse", "idempotency_key": "pic"}))
+        .await;
+    let (retry, _) = answer(&mut ws, "b").await;
+    assert_eq!(retry["code"], "not_found", "the result is gone: {retry}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "told at once, not after a wait: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(ledger(&app, &token).await.len(), 1, "and not charged again");
+}

@@ -147,3 +147,24 @@ async fn an_image_is_deleted_with_its_png_by_its_owner_or_an_admin_only() {
     )
     .await;
 }
+
+#[actix_web::test]
+async fn a_chat_deleted_while_its_reply_streams_leaves_no_message_behind() {
+    let assistant = crate::support::assistant::fake_assistant(std::time::Duration::from_millis(1500)).await;
+    let app = spawn_app_with(&["--assistant-url", &assistant]).await;
+    let (_, token) = app.user_with_token().await;
+    let mut ws = app.connect_ws(&token).await;
+    let chat_id = new_chat(&mut ws, "c").await;
+    ws.send(json!({"type": "chat.send", "id": "s", "chat_id": chat_id, "content": "hello"})).await;
+    let (message, _) = ws.recv_until("chat.message").await;
+    assert_eq!(message["chat_id"], chat_id.as_str(), "the user's message is stored: {message}");
+    // The assistant is still thinking: the chat goes now.
+    assert_eq!(delete(&app, &format!("/api/chats/{chat_id}"), &token).await.status(), StatusCode::NO_CONTENT);
+    let (ended, _) = ws.recv_until("error").await;
+    assert_eq!(ended["reply_to"], "s", "{ended}");
+    assert_eq!(ended["code"], "not_found", "the turn ends with its chat: {ended}");
+    let store = app.open_store().await;
+    let left = store.messages_page(&chat_id, None, 100).await.unwrap();
+    assert!(left.is_empty(), "no message outlives its chat: {left:?}");
+    assert_eq!(store.chat(&chat_id).await.unwrap(), None, "and the chat is gone");
+}

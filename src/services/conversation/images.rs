@@ -74,6 +74,9 @@ impl ConversationService {
         match made.await {
             Ok(credits) => {
                 notify.notify(user_id, Event::ImageCreated { image, credits });
+                if let Some(guard) = claim {
+                    self.idempotency.complete(guard).await;
+                }
                 Ok(None)
             }
             Err(_) => {

@@ -83,6 +83,7 @@ impl From<IdempotencyError> for ConversationError {
             IdempotencyError::StillRunning => ConversationError::Unavailable(
                 "The first request with this idempotency_key is still running; try again",
             ),
+            IdempotencyError::ResultDeleted => ConversationError::NotFound,
             IdempotencyError::Store(e) => e.into(),
         }
     }
@@ -230,14 +231,25 @@ impl ConversationService {
             Begun::Charged { balance, claim } => (balance, claim),
         };
         let turn = Turn { user_id, chat_id, message_id: &message_id, reply_id: &reply_id };
-        if let Err(e) = self.converse(turn, content, charged, notify).await {
-            self.undo_paid(user_id, ServiceType::Chat, &message_id, claim).await;
-            tracing::warn!(error = %e, "chat reply failed; charge refunded");
-            return Err(ConversationError::Unavailable(
-                "The assistant could not answer; your credits were refunded",
-            ));
+        match self.converse(turn, content, charged, notify).await {
+            Ok(()) => {
+                if let Some(guard) = claim {
+                    self.idempotency.complete(guard).await;
+                }
+                Ok(None)
+            }
+            Err(e) => {
+                self.undo_paid(user_id, ServiceType::Chat, &message_id, claim).await;
+                tracing::warn!(error = %e, "chat reply failed; charge refunded");
+                Err(match e {
+                    // The chat was deleted while its reply was streaming.
+                    ConversationError::NotFound => ConversationError::NotFound,
+                    _ => ConversationError::Unavailable(
+                        "The assistant could not answer; your credits were refunded",
+                    ),
+                })
+            }
         }
-        Ok(None)
     }
 
     /// The event that answers a retry: the stored result of the key's first request, with the
@@ -375,15 +387,20 @@ impl ConversationService {
             content: reply,
             created_at: now,
         };
-        // Stored together (one group commit on the embedded store). Once the reply is stored
-        // nothing is refunded, so a failed touch only costs the chat its place in the list.
-        let (stored, touched) = futures_util::join!(
-            self.store.insert_message(&assistant_message),
-            self.store.touch_chat(chat_id, now)
-        );
-        stored?;
-        if let Err(e) = touched {
-            tracing::warn!(error = %e, "could not touch the chat");
+        self.store.insert_message(&assistant_message).await?;
+        // The chat is touched after the reply is stored: if it was deleted meanwhile, either its
+        // deletion came after the reply and took it along, or the touch finds no chat and the
+        // turn takes its messages back, so no message outlives its chat. A failed touch only
+        // costs the chat its place in the list.
+        match self.store.touch_chat(chat_id, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                for id in [message_id, assistant_message.id.as_str()] {
+                    self.store.delete_message(id).await?;
+                }
+                return Err(ConversationError::NotFound);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not touch the chat"),
         }
         // Other charges of the user may have landed meanwhile, so the balance is read again; if
         // that read fails, the balance right after this message's charge is still true enough.

@@ -49,14 +49,15 @@ impl ChatStore for MongoStore {
         collect(cursor).await?.iter().map(doc_to_chat).collect()
     }
 
-    async fn touch_chat(&self, id: &str, now: OffsetDateTime) -> StoreResult<()> {
+    async fn touch_chat(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
         // Filtered by `_id` alone, so FerretDB's read-modify-write cannot lose a condition;
         // two racing touches leave the later write, as SQLite does.
-        self.coll(CHATS)
+        let touched = self
+            .coll(CHATS)
             .update_one(doc! { "_id": id }, doc! { "$set": { "updated_at": bson_date(now) } })
             .await
             .map_err(map_err)?;
-        Ok(())
+        Ok(touched.matched_count == 1)
     }
 
     async fn rename_chat(&self, id: &str, title: &str) -> StoreResult<Option<Chat>> {
@@ -81,6 +82,11 @@ impl ChatStore for MongoStore {
 
     async fn insert_message(&self, message: &ChatMessage) -> StoreResult<()> {
         self.inserts.insert(MESSAGES, message_to_doc(message)).await
+    }
+
+    async fn delete_message(&self, id: &str) -> StoreResult<bool> {
+        let deleted = self.coll(MESSAGES).delete_one(doc! { "_id": id }).await.map_err(map_err)?;
+        Ok(deleted.deleted_count == 1)
     }
 
     async fn message(&self, id: &str) -> StoreResult<Option<ChatMessage>> {

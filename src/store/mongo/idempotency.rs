@@ -34,6 +34,19 @@ impl IdempotencyStore for MongoStore {
         found.as_ref().map(doc_to_record).transpose()
     }
 
+    async fn complete_idempotency_key(
+        &self,
+        user_id: &str,
+        key: &str,
+        claim_id: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let filter = doc! { "_id": doc_id(user_id, key), "claim_id": claim_id };
+        let update = doc! { "$set": { "completed_at": bson_date(now) } };
+        self.coll(IDEMPOTENCY).update_one(filter, update).await.map_err(map_err)?;
+        Ok(())
+    }
+
     async fn release_idempotency_key(&self, user_id: &str, key: &str, claim_id: &str) -> StoreResult<bool> {
         let filter = doc! { "_id": doc_id(user_id, key), "claim_id": claim_id };
         let deleted = self.coll(IDEMPOTENCY).delete_one(filter).await.map_err(map_err)?;
@@ -55,6 +68,7 @@ fn record_to_doc(r: &IdempotencyRecord) -> Document {
         "fingerprint": &r.fingerprint,
         "outcome": outcome_to_doc(&r.outcome),
         "created_at": bson_date(r.created_at),
+        "completed_at": opt_date(r.completed_at),
     }
 }
 
@@ -84,5 +98,6 @@ fn doc_to_record(d: &Document) -> StoreResult<IdempotencyRecord> {
         fingerprint: str_field(d, "fingerprint")?,
         outcome,
         created_at: date_field(d, "created_at")?,
+        completed_at: opt_date_field(d, "completed_at")?,
     })
 }

@@ -69,12 +69,12 @@ impl ChatStore for SqliteStore {
         .await
     }
 
-    async fn touch_chat(&self, id: &str, now: OffsetDateTime) -> StoreResult<()> {
+    async fn touch_chat(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
         let id = id.to_owned();
         self.write(move |c| {
             c.prepare_cached("UPDATE chats SET updated_at = ?2 WHERE id = ?1")?
                 .execute(params![id, millis(now)])
-                .map(drop)
+                .map(|n| n == 1)
         })
         .await
     }
@@ -107,6 +107,14 @@ impl ChatStore for SqliteStore {
             ))?
             .execute(params![m.id, m.chat_id, m.user_id, m.role.as_str(), m.content, millis(m.created_at)])
             .map(drop)
+        })
+        .await
+    }
+
+    async fn delete_message(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            c.prepare_cached("DELETE FROM messages WHERE id = ?1")?.execute([&id]).map(|n| n == 1)
         })
         .await
     }

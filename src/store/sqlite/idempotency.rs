@@ -6,7 +6,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::*;
 
-const COLUMNS: &str = "user_id, key, claim_id, fingerprint, outcome_kind, chat_id, result_id, created_at";
+const COLUMNS: &str =
+    "user_id, key, claim_id, fingerprint, outcome_kind, chat_id, result_id, created_at, completed_at";
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
@@ -20,7 +21,7 @@ impl IdempotencyStore for SqliteStore {
             let (kind, chat_id, result_id) = outcome_columns(&r.outcome);
             let inserted = c
                 .prepare_cached(&format!(
-                    "INSERT INTO idempotency_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                    "INSERT INTO idempotency_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT (user_id, key) DO NOTHING"
                 ))?
                 .execute(params![
@@ -31,7 +32,8 @@ impl IdempotencyStore for SqliteStore {
                     kind,
                     chat_id,
                     result_id,
-                    millis(r.created_at)
+                    millis(r.created_at),
+                    r.completed_at.map(millis)
                 ])?;
             if inserted == 1 { Ok(None) } else { select(c, &r.user_id, &r.key) }
         })
@@ -41,6 +43,24 @@ impl IdempotencyStore for SqliteStore {
     async fn idempotency_record(&self, user_id: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
         let (user_id, key) = (user_id.to_owned(), key.to_owned());
         self.read(move |c| select(c, &user_id, &key)).await
+    }
+
+    async fn complete_idempotency_key(
+        &self,
+        user_id: &str,
+        key: &str,
+        claim_id: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let (user_id, key, claim_id) = (user_id.to_owned(), key.to_owned(), claim_id.to_owned());
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE idempotency_keys SET completed_at = ?4 WHERE user_id = ?1 AND key = ?2 AND claim_id = ?3",
+            )?
+            .execute(params![user_id, key, claim_id, millis(now)])
+            .map(drop)
+        })
+        .await
     }
 
     async fn release_idempotency_key(&self, user_id: &str, key: &str, claim_id: &str) -> StoreResult<bool> {
@@ -84,5 +104,6 @@ fn record_from_row(r: &Row<'_>) -> rusqlite::Result<IdempotencyRecord> {
         fingerprint: r.get(3)?,
         outcome,
         created_at: from_millis(r.get(7)?),
+        completed_at: r.get::<_, Option<i64>>(8)?.map(from_millis),
     })
 }

@@ -136,6 +136,10 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (user_id, key)
 );
 "#,
+    r#"
+-- 4: when an idempotency key's result was stored.
+ALTER TABLE idempotency_keys ADD COLUMN completed_at INTEGER;
+"#,
 ];
 
 /// The embedded SQLite store.

@@ -42,7 +42,7 @@ async fn touching_a_chat_moves_it_to_the_front_of_its_owners_list() {
     );
 
     let touched_at = now();
-    store.touch_chat(&oldest.id, touched_at).await.expect("touch chat");
+    assert!(store.touch_chat(&oldest.id, touched_at).await.expect("touch chat"), "the chat was there");
     assert_eq!(
         listed(store.chats_page(&user, None, 10).await.unwrap()),
         ["oldest", "newest", "middle"],
@@ -76,7 +76,9 @@ async fn touching_a_chat_moves_it_to_the_front_of_its_owners_list() {
         "after both, one at a time"
     );
 
-    store.touch_chat("no-such-chat", touched_at).await.expect("touching an unknown chat is no error");
+    let found =
+        store.touch_chat("no-such-chat", touched_at).await.expect("touching an unknown chat is no error");
+    assert!(!found, "and says there was no such chat");
     assert_eq!(store.chat("no-such-chat").await.unwrap(), None, "and creates nothing");
     assert_eq!(store.chat(&newest.id).await.unwrap(), Some(newest), "an untouched chat is unchanged");
 }
@@ -234,4 +236,30 @@ async fn a_renamed_chat_keeps_its_place_and_a_deleted_one_takes_its_messages_alo
     assert_eq!(store.chat_count(&user).await.unwrap(), 1, "it no longer counts");
     assert_eq!(store.messages_page(&kept.id, None, 100).await.unwrap().len(), 1, "other chats keep theirs");
     assert!(!store.delete_chat(&chat.id).await.unwrap(), "a second delete finds nothing");
+}
+
+#[actix_web::test]
+async fn one_message_is_deleted_by_its_id_and_the_rest_stay() {
+    let (store, _dir) = open_test_store().await;
+    let user = super::insert_new_user(store.as_ref(), 0).await;
+    let chat = super::insert_chat(store.as_ref(), &user.id, "c", now()).await;
+    let mut ids = Vec::new();
+    for content in ["one", "two"] {
+        let message = ChatMessage {
+            id: super::new_id(),
+            chat_id: chat.id.clone(),
+            user_id: user.id.clone(),
+            role: MessageRole::User,
+            content: content.into(),
+            created_at: now(),
+        };
+        store.insert_message(&message).await.unwrap();
+        ids.push(message.id);
+    }
+    assert!(store.delete_message(&ids[0]).await.unwrap(), "the first is deleted");
+    assert!(!store.delete_message(&ids[0]).await.unwrap(), "a second delete finds nothing");
+    assert_eq!(store.message(&ids[0]).await.unwrap(), None, "gone");
+    let left: Vec<String> =
+        store.messages_page(&chat.id, None, 10).await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(left, [ids[1].clone()], "the other stays");
 }

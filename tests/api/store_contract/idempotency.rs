@@ -14,6 +14,7 @@ fn record(user_id: &str, key: &str, outcome: IdempotentOutcome) -> IdempotencyRe
         fingerprint: "f1".into(),
         outcome,
         created_at: now(),
+        completed_at: None,
     }
 }
 
@@ -39,6 +40,24 @@ async fn a_key_is_claimed_once_per_user_and_freed_only_by_its_own_claim() {
     assert!(store.release_idempotency_key(&alice.id, "k", &first.claim_id).await.unwrap(), "its own claim");
     assert_eq!(store.idempotency_record(&alice.id, "k").await.unwrap(), None, "free");
     assert_eq!(store.claim_idempotency_key(&second).await.unwrap(), None, "and claimable again");
+}
+
+#[actix_web::test]
+async fn a_claim_is_marked_completed_only_by_its_own_claim_and_reads_back_completed() {
+    let (store, _dir) = open_test_store().await;
+    let user = insert_new_user(store.as_ref(), 0).await;
+    let first = record(&user.id, "k", IdempotentOutcome::Image { image_id: new_id() });
+    store.claim_idempotency_key(&first).await.unwrap();
+    let at = now();
+    store.complete_idempotency_key(&user.id, "k", &new_id(), at).await.unwrap();
+    let held = store.idempotency_record(&user.id, "k").await.unwrap().unwrap();
+    assert_eq!(held.completed_at, None, "another claim's completion changes nothing");
+    store.complete_idempotency_key(&user.id, "k", &first.claim_id, at).await.unwrap();
+    let held = store.idempotency_record(&user.id, "k").await.unwrap().unwrap();
+    assert_eq!(held.completed_at, Some(at), "its own claim is completed, at the time given");
+    let again = record(&user.id, "k", first.outcome.clone());
+    let holder = store.claim_idempotency_key(&again).await.unwrap().expect("still held");
+    assert_eq!(holder.completed_at, Some(at), "a claimer sees the holder completed");
 }
 
 #[actix_web::test]
