@@ -8,7 +8,7 @@ use std::ops::Deref;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 
 use super::tokens;
 use super::{ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER};
@@ -64,40 +64,57 @@ impl FromRequest for Admin {
     }
 }
 
-/// Finds and checks the credential of a request.
+/// The principal of a request whose credential was already checked in full (by the REST limit,
+/// which keys on it), kept in the request's extensions so the check is not made twice.
+#[derive(Clone)]
+struct Checked(Principal);
+
+/// Finds and checks the credential of a request (the CSRF token too, for a cookie on an unsafe
+/// method).
 pub async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<CurrentUser, ApiError> {
+    let checked = req.extensions().get::<Checked>().map(|c| c.0.clone());
+    let principal = match checked {
+        Some(principal) => principal,
+        None => principal(state, req).await?,
+    };
+    if principal.credential == Credential::Cookie && !req.method().is_safe() {
+        check_csrf(state, req, principal.session_id.as_deref().unwrap_or_default())?;
+    }
+    Ok(CurrentUser(principal))
+}
+
+/// The user behind a request's credential when it checks out in full (signature or key, session
+/// not revoked, user active), or `None`; remembered for the request's handler. The REST limit
+/// keys on it, so a revoked or logged-out token cannot spend its user's budget.
+pub async fn verified_principal(state: &AppState, req: &HttpRequest) -> Option<Principal> {
+    let principal = principal(state, req).await.ok()?;
+    req.extensions_mut().insert(Checked(principal.clone()));
+    Some(principal)
+}
+
+/// Checks the credential of a request: a bearer token or API key, else the access cookie.
+async fn principal(state: &AppState, req: &HttpRequest) -> Result<Principal, ApiError> {
     if req.headers().contains_key("authorization") || req.headers().contains_key("x-api-key") {
-        return authenticate_bearer(state, req).await;
+        return Ok(authenticate_bearer(state, req).await?.0);
     }
     if let Some(cookie) = req.cookie(ACCESS_COOKIE) {
-        let principal = state.accounts.by_access_token(cookie.value(), Credential::Cookie).await?;
-        if !req.method().is_safe() {
-            check_csrf(state, req, principal.session_id.as_deref().unwrap_or_default())?;
-        }
-        return Ok(CurrentUser(principal));
+        return Ok(state.accounts.by_access_token(cookie.value(), Credential::Cookie).await?);
     }
     Err(ApiError::Unauthorized)
 }
 
 /// Checks an `Authorization: Bearer` (JWT or API key) or `X-API-Key` credential.
 pub async fn authenticate_bearer(state: &AppState, req: &HttpRequest) -> Result<CurrentUser, ApiError> {
-    if let Some(value) = req.headers().get("authorization") {
-        let value = value.to_str().map_err(|_| ApiError::Unauthorized)?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .ok_or(ApiError::Unauthorized)?;
-        return Ok(CurrentUser(state.accounts.by_bearer(token).await?));
-    }
-    if let Some(key) = req.headers().get("x-api-key") {
-        let key = key.to_str().map_err(|_| ApiError::Unauthorized)?;
-        return Ok(CurrentUser(state.accounts.by_api_key(key).await?));
-    }
-    Err(ApiError::Unauthorized)
+    let token = bearer_credential(req).ok_or(ApiError::Unauthorized)?;
+    let principal = if req.headers().contains_key("authorization") {
+        state.accounts.by_bearer(&token).await?
+    } else {
+        state.accounts.by_api_key(&token).await?
+    };
+    Ok(CurrentUser(principal))
 }
 
-/// The credential of `Authorization: Bearer <token>` or `X-API-Key`, unchecked (for rate-limit keys).
+/// The credential of `Authorization: Bearer <token>` (else of `X-API-Key`), unchecked.
 pub fn bearer_credential(req: &HttpRequest) -> Option<String> {
     if let Some(value) = req.headers().get("authorization") {
         let value = value.to_str().ok()?;

@@ -554,3 +554,39 @@ async fn non_admins_get_403_and_anonymous_callers_401_on_every_admin_route() {
     let shown = admin.get_ok(&format!("/api/admin/users/{id}")).await;
     assert_eq!(shown["credits"], 105, "only the admin's grant counted: {shown}");
 }
+
+#[actix_web::test]
+async fn two_admins_demoting_each_other_at_once_leave_an_admin() {
+    let admin = spawn_admin_app().await;
+    let other = admin.app.register_user().await;
+    let patch = |token: String, id: String, role: &'static str| {
+        let request = admin.app.request(Method::PATCH, &format!("/api/admin/users/{id}"));
+        async move { request.bearer_auth(token).json(&json!({"role": role})).send().await.unwrap().status() }
+    };
+    for trial in 0..5 {
+        // The bootstrap admin (an admin at the start of every trial) promotes the other; then each
+        // demotes the other at the same moment.
+        let first = admin.app.post_login(ADMIN_EMAIL, PASSWORD).await.json::<Value>().await.unwrap();
+        let first = first["access_token"].as_str().unwrap().to_owned();
+        let promoted = patch(first.clone(), other.id.clone(), "admin").await;
+        assert_eq!(promoted, StatusCode::OK, "trial {trial}: promoted");
+        let second = admin.app.login(&other).await["access_token"].as_str().unwrap().to_owned();
+        let (a, b) = tokio::join!(
+            patch(first, other.id.clone(), "user"),
+            patch(second.clone(), admin.admin_id.clone(), "user")
+        );
+        let succeeded = [a, b].iter().filter(|s| **s == StatusCode::OK).count();
+        assert_eq!(succeeded, 1, "trial {trial}: exactly one demotion stands ({a}, {b})");
+        let (users, _) = admin.app.open_store().await.list_users(None, 100, 0).await.unwrap();
+        let admins = users.iter().filter(|u| u.role == switchboard::store::Role::Admin && u.active).count();
+        assert_eq!(admins, 1, "trial {trial}: one active admin remains");
+        if b == StatusCode::OK {
+            // The other is the admin left: it gives the bootstrap admin its role back.
+            let restored = patch(second, admin.admin_id.clone(), "admin").await;
+            assert_eq!(restored, StatusCode::OK, "trial {trial}: the bootstrap admin is restored");
+            let demoted = admin.app.post_login(ADMIN_EMAIL, PASSWORD).await.json::<Value>().await.unwrap();
+            let token = demoted["access_token"].as_str().unwrap().to_owned();
+            assert_eq!(patch(token, other.id.clone(), "user").await, StatusCode::OK, "trial {trial}: reset");
+        }
+    }
+}

@@ -14,6 +14,7 @@ mod idempotency;
 mod library;
 mod mail;
 mod metrics;
+mod mongo_store;
 mod operations;
 mod outage;
 mod process;

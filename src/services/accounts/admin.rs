@@ -2,7 +2,7 @@
 //! their sessions), and the configured first admin created or promoted at start.
 
 use super::{AccountError, AccountService, NewAccount, Principal, rules};
-use crate::store::{Role, User, UserUpdate};
+use crate::store::{AdminKept, Role, User, UserUpdate};
 
 /// A change an admin asks for; `None` leaves a field as it is.
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,10 +51,24 @@ impl AccountService {
         let active_changed = change.active.filter(|active| *active != before.active);
         let user = if role_changed.is_some() || active_changed.is_some() {
             let update = UserUpdate { role: role_changed, active: active_changed, ..Default::default() };
-            self.store
-                .update_user(&before.id, &update, crate::store::now())
-                .await?
-                .ok_or(AccountError::NotFound)?
+            let removes_an_admin = before.role == Role::Admin
+                && before.active
+                && (role_changed == Some(Role::User) || active_changed == Some(false));
+            let now = crate::store::now();
+            if removes_an_admin {
+                // Two admins removing each other at once: the store lets one through.
+                match self.store.update_user_keeping_an_admin(&before.id, &update, now).await? {
+                    AdminKept::Updated(user) => *user,
+                    AdminKept::NotFound => return Err(AccountError::NotFound),
+                    AdminKept::LastAdmin => {
+                        return Err(AccountError::Conflict(
+                            "This is the last active admin; promote another admin first",
+                        ));
+                    }
+                }
+            } else {
+                self.store.update_user(&before.id, &update, now).await?.ok_or(AccountError::NotFound)?
+            }
         } else {
             before.clone()
         };

@@ -57,6 +57,19 @@ const IDEMPOTENCY: &str = "idempotency_keys";
 /// "revoke:<session id>").
 const CLAIMS: &str = "claims";
 
+/// The lease under which an admin is demoted or deactivated.
+const ADMIN_REMOVAL_LEASE: &str = "admin-removal";
+/// A lease older than this is taken over: its holder died, as no holder needs this long.
+const LEASE_LIFETIME: time::Duration = time::Duration::seconds(10);
+/// How long a caller waits for a lease before answering unavailable.
+const LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A lease held in `claims` (see `MongoStore::take_lease`).
+struct Lease {
+    id: String,
+    holder: String,
+}
+
 /// The indexes created at start: collection, key fields (all ascending), unique.
 const INDEXES: &[(&str, &[&str], bool)] = &[
     (USERS, &["email"], true),
@@ -191,14 +204,20 @@ impl MongoStore {
     /// FerretDB 1.x runs a filtered update as read, modify, then an unconditional write by
     /// `_id`, so concurrent `{used_at: null}` updates all "modify". A unique-key insert is the
     /// one atomic test-and-set it offers. The claim names the document's own `_id`, so a new
-    /// token with a reused hash starts unclaimed.
-    async fn claim(&self, kind: &str, token: &Document) -> StoreResult<bool> {
-        let id = match token.get("_id") {
-            Some(Bson::ObjectId(oid)) => oid.to_hex(),
-            Some(Bson::String(s)) => s.clone(),
-            _ => return Err(malformed("_id")),
-        };
-        inserted(self.insert(CLAIMS, doc! { "_id": format!("{kind}:{id}") }).await)
+    /// token with a reused hash starts unclaimed. The claim keeps its time (`at`), which stands
+    /// for the token's use time until the token document is marked.
+    async fn claim(&self, kind: &str, token: &Document, now: OffsetDateTime) -> StoreResult<bool> {
+        let id = claim_id(kind, token)?;
+        inserted(self.insert(CLAIMS, doc! { "_id": id, "at": bson_date(now) }).await)
+    }
+
+    /// When the token document `token` was claimed: a claim made without its time (before the
+    /// time was kept) counts as long ago.
+    async fn claimed_at(&self, kind: &str, token: &Document) -> StoreResult<Option<OffsetDateTime>> {
+        let found =
+            self.coll(CLAIMS).find_one(doc! { "_id": claim_id(kind, token)? }).await.map_err(map_err)?;
+        Ok(found
+            .map(|claim| opt_date_field(&claim, "at").ok().flatten().unwrap_or(OffsetDateTime::UNIX_EPOCH)))
     }
 
     /// Records the use time of an already claimed token document.
@@ -209,6 +228,43 @@ impl MongoStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    /// Takes the lease `name` (a document in `claims` whose unique `_id` makes the insert the
+    /// test-and-set), waiting while another holder has it; a lease older than [`LEASE_LIFETIME`]
+    /// is taken over, so a holder that died cannot block the others for long.
+    async fn take_lease(&self, name: &str) -> StoreResult<Lease> {
+        let id = format!("lease:{name}");
+        let deadline = std::time::Instant::now() + LEASE_WAIT;
+        loop {
+            let holder = uuid::Uuid::new_v4().to_string();
+            let now = crate::store::now();
+            let lease = doc! { "_id": &id, "holder": &holder, "at": bson_date(now) };
+            if inserted(self.insert(CLAIMS, lease).await)? {
+                return Ok(Lease { id, holder });
+            }
+            let current = self.coll(CLAIMS).find_one(doc! { "_id": &id }).await.map_err(map_err)?;
+            if let Some(current) = current
+                && opt_date_field(&current, "at")?.is_none_or(|at| now - at > LEASE_LIFETIME)
+            {
+                let stale =
+                    doc! { "_id": &id, "holder": current.get("holder").cloned().unwrap_or(Bson::Null) };
+                self.coll(CLAIMS).delete_one(stale).await.map_err(map_err)?;
+                continue;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(StoreError::Unavailable(format!("the lease {name} stayed taken")));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Gives a lease back (only this holder's: a lease taken over is not removed).
+    async fn give_back_lease(&self, lease: Lease) {
+        let filter = doc! { "_id": &lease.id, "holder": &lease.holder };
+        if let Err(e) = self.coll(CLAIMS).delete_one(filter).await {
+            tracing::warn!(error = %e, lease = %lease.id, "could not give a lease back; it lapses by itself");
+        }
     }
 
     async fn count(&self, collection: &str, filter: Document) -> StoreResult<i64> {
@@ -286,6 +342,15 @@ async fn collect(cursor: Cursor<Document>) -> StoreResult<Vec<Document>> {
 fn bson_date(t: OffsetDateTime) -> DateTime {
     let millis = t.unix_timestamp_nanos() / 1_000_000;
     DateTime::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
+}
+
+/// The `_id` of the claim of token document `token`: its kind and the token's own `_id`.
+fn claim_id(kind: &str, token: &Document) -> StoreResult<String> {
+    match token.get("_id") {
+        Some(Bson::ObjectId(oid)) => Ok(format!("{kind}:{}", oid.to_hex())),
+        Some(Bson::String(s)) => Ok(format!("{kind}:{s}")),
+        _ => Err(malformed("_id")),
+    }
 }
 
 fn opt_date(t: Option<OffsetDateTime>) -> Bson {

@@ -31,7 +31,7 @@ impl SessionStore for MongoStore {
         let Some(found) = found else {
             return Ok(false);
         };
-        if !self.claim("revoke", &found).await? {
+        if !self.claim("revoke", &found, now).await? {
             return Ok(false);
         }
         let set = sessions
@@ -112,8 +112,15 @@ impl SessionStore for MongoStore {
         let Some(found) = found else {
             return Ok(RefreshUse::Unknown);
         };
-        let token = doc_to_refresh(&found)?;
-        if token.used_at.is_some() || !self.claim("refresh", &found).await? {
+        let mut token = doc_to_refresh(&found)?;
+        if token.used_at.is_some() {
+            return Ok(RefreshUse::Reused(token));
+        }
+        if !self.claim("refresh", &found, now).await? {
+            // Claimed by another exchange that has not marked it (or never will: it failed or
+            // its process died between the two writes): the claim's time is the use time, so
+            // the grace window ends for it as for a marked token.
+            token.used_at = Some(self.claimed_at("refresh", &found).await?.unwrap_or(now));
             return Ok(RefreshUse::Reused(token));
         }
         self.mark_used(REFRESH_TOKENS, &found, now).await?;
@@ -185,7 +192,7 @@ impl SessionStore for MongoStore {
         if self.count(RESET_CURRENT, current).await? == 0 {
             return Ok(None);
         }
-        if !self.claim("reset", &found).await? {
+        if !self.claim("reset", &found, now).await? {
             return Ok(None);
         }
         // Voided (`void_reset_tokens`) between the check above and the claim: not usable.

@@ -36,6 +36,29 @@ impl UserStore for MongoStore {
         self.user_locks.serialise(id, self.update_user_unlocked(id, update, now)).await
     }
 
+    async fn update_user_keeping_an_admin(
+        &self,
+        id: &str,
+        update: &UserUpdate,
+        now: OffsetDateTime,
+    ) -> StoreResult<AdminKept> {
+        // No multi-document condition and no atomic conditional update on FerretDB: removals of
+        // admins take turns under a lease (a unique insert), so the count of the others and the
+        // update are one step against every other removal on every process.
+        let lease = self.take_lease(ADMIN_REMOVAL_LEASE).await?;
+        let outcome = async {
+            let others = doc! { "role": "admin", "active": true, "_id": { "$ne": id } };
+            if self.count(USERS, others).await? == 0 {
+                return Ok(AdminKept::LastAdmin);
+            }
+            let updated = self.update_user(id, update, now).await?;
+            Ok(updated.map_or(AdminKept::NotFound, |user| AdminKept::Updated(Box::new(user))))
+        }
+        .await;
+        self.give_back_lease(lease).await;
+        outcome
+    }
+
     async fn list_users(
         &self,
         query: Option<&str>,

@@ -2,7 +2,7 @@
 //! and the per-user counts of the profile.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 use super::*;
@@ -63,45 +63,29 @@ impl UserStore for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<Option<User>> {
         let (id, u) = (id.to_owned(), update.clone());
+        self.write(move |c| apply_update(c, &id, &u, now)).await
+    }
+
+    async fn update_user_keeping_an_admin(
+        &self,
+        id: &str,
+        update: &UserUpdate,
+        now: OffsetDateTime,
+    ) -> StoreResult<AdminKept> {
+        let (id, u) = (id.to_owned(), update.clone());
+        // The count and the update are one write of the single writer, so no other change of a
+        // role or an active flag comes between them.
         self.write(move |c| {
-            let (key_hash, key_prefix) = u.api_key.clone().unzip();
-            let changed = c
+            let others: i64 = c
                 .prepare_cached(
-                    "UPDATE users SET
-                        first_name = COALESCE(?2, first_name),
-                        last_name = COALESCE(?3, last_name),
-                        password_hash = COALESCE(?4, password_hash),
-                        api_key_hash = COALESCE(?5, api_key_hash),
-                        api_key_prefix = COALESCE(?6, api_key_prefix),
-                        role = COALESCE(?7, role),
-                        active = COALESCE(?8, active),
-                        last_login = COALESCE(?9, last_login),
-                        updated_at = ?10
-                     WHERE id = ?1",
+                    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND active = 1 AND id != ?1",
                 )?
-                .execute(params![
-                    id,
-                    u.first_name,
-                    u.last_name,
-                    u.password_hash,
-                    key_hash,
-                    key_prefix,
-                    u.role.map(Role::as_str),
-                    u.active,
-                    u.last_login.map(millis),
-                    millis(now),
-                ])?;
-            if changed == 0 {
-                return Ok(None);
+                .query_row([&id], |r| r.get(0))?;
+            if others == 0 {
+                return Ok(AdminKept::LastAdmin);
             }
-            let user = user_where(c, "id", &id)?;
-            if let Some(user) = &user
-                && (u.first_name.is_some() || u.last_name.is_some())
-            {
-                c.prepare_cached("UPDATE users SET search_text = ?2 WHERE id = ?1")?
-                    .execute(params![id, search_text(user)])?;
-            }
-            Ok(user)
+            Ok(apply_update(c, &id, &u, now)?
+                .map_or(AdminKept::NotFound, |user| AdminKept::Updated(Box::new(user))))
         })
         .await
     }
@@ -183,6 +167,53 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
         created_at: from_millis(r.get(13)?),
         updated_at: from_millis(r.get(14)?),
     })
+}
+
+/// Applies `u` to user `id` (fields left `None` stay) and answers the user as it is now.
+fn apply_update(
+    c: &Connection,
+    id: &str,
+    u: &UserUpdate,
+    now: OffsetDateTime,
+) -> rusqlite::Result<Option<User>> {
+    let (key_hash, key_prefix) = u.api_key.clone().unzip();
+    let changed = c
+        .prepare_cached(
+            "UPDATE users SET
+                first_name = COALESCE(?2, first_name),
+                last_name = COALESCE(?3, last_name),
+                password_hash = COALESCE(?4, password_hash),
+                api_key_hash = COALESCE(?5, api_key_hash),
+                api_key_prefix = COALESCE(?6, api_key_prefix),
+                role = COALESCE(?7, role),
+                active = COALESCE(?8, active),
+                last_login = COALESCE(?9, last_login),
+                updated_at = ?10
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            id,
+            u.first_name,
+            u.last_name,
+            u.password_hash,
+            key_hash,
+            key_prefix,
+            u.role.map(Role::as_str),
+            u.active,
+            u.last_login.map(millis),
+            millis(now),
+        ])?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    let user = user_where(c, "id", id)?;
+    if let Some(user) = &user
+        && (u.first_name.is_some() || u.last_name.is_some())
+    {
+        c.prepare_cached("UPDATE users SET search_text = ?2 WHERE id = ?1")?
+            .execute(params![id, search_text(user)])?;
+    }
+    Ok(user)
 }
 
 fn user_where(conn: &Connection, column: &str, value: &str) -> rusqlite::Result<Option<User>> {

@@ -91,3 +91,30 @@ async fn probes_metrics_pages_and_the_websocket_path_are_not_counted() {
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     assert_eq!(number(&unknown, "ratelimit-remaining", "an unknown /api route"), 0, "/api/* is counted");
 }
+
+#[actix_web::test]
+async fn a_logged_out_token_spends_its_address_budget_not_its_former_users() {
+    let app = spawn_app_with(&["--rate-limit-per-minute", "20"]).await;
+    let (user, stale) = app.user_with_token().await;
+    let live = app.login(&user).await["access_token"].as_str().unwrap().to_owned();
+    let logout = app.request(Method::POST, "/api/logout").bearer_auth(&stale).send().await.unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let mut refused = false;
+    for n in 0..40 {
+        let response = app.get_with("/api/me", &stale).await;
+        match response.status() {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused = true;
+                break;
+            }
+            other => panic!("request {n} with the logged-out token: {other}"),
+        }
+    }
+    assert!(refused, "the dead token's requests are limited (by address)");
+    for (case, credential) in [("the live session", live.as_str()), ("the API key", user.api_key.as_str())] {
+        let response = app.get_with("/api/me", credential).await;
+        assert_eq!(response.status(), StatusCode::OK, "{case}: the user's own budget is untouched");
+        assert!(number(&response, "ratelimit-remaining", case) >= 10, "{case}: and nearly whole");
+    }
+}

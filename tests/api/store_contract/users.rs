@@ -438,3 +438,54 @@ async fn signups_are_counted_per_utc_day_from_a_start() {
         "per day, oldest first, from the start on"
     );
 }
+
+/// An active admin stored fresh.
+async fn insert_admin(store: &dyn Store) -> User {
+    let user = User { role: Role::Admin, ..new_user(0) };
+    store.insert_user(&user).await.expect("insert admin");
+    user
+}
+
+#[actix_web::test]
+async fn removing_an_admin_keeps_the_last_active_one() {
+    let (store, _dir) = open_test_store().await;
+    let (ada, bob) = (insert_admin(store.as_ref()).await, insert_admin(store.as_ref()).await);
+    let demote = UserUpdate { role: Some(Role::User), ..Default::default() };
+    let deactivate = UserUpdate { active: Some(false), ..Default::default() };
+    match store.update_user_keeping_an_admin(&ada.id, &demote, now()).await.unwrap() {
+        AdminKept::Updated(user) => assert_eq!(user.role, Role::User, "demoted while another admin remains"),
+        other => panic!("the first of two admins is demoted, not {other:?}"),
+    }
+    let kept = store.update_user_keeping_an_admin(&bob.id, &deactivate, now()).await.unwrap();
+    assert_eq!(kept, AdminKept::LastAdmin, "the last active admin stays");
+    assert!(store.user_by_id(&bob.id).await.unwrap().unwrap().active, "and is unchanged");
+    let missing = store.update_user_keeping_an_admin("no-such-user", &demote, now()).await.unwrap();
+    assert_eq!(missing, AdminKept::NotFound, "an unknown user, while another admin is active");
+}
+
+#[actix_web::test]
+async fn two_admins_removing_each_other_at_once_leave_one_admin() {
+    let (store, _dir) = open_test_store().await;
+    for trial in 0..5 {
+        let (a, b) = (insert_admin(store.as_ref()).await, insert_admin(store.as_ref()).await);
+        // Every earlier trial left one admin: demote it first, so these two are the only ones.
+        let (admins, _) = store.list_users(None, 1000, 0).await.unwrap();
+        for other in admins.iter().filter(|u| u.role == Role::Admin && u.id != a.id && u.id != b.id) {
+            let demote = UserUpdate { role: Some(Role::User), ..Default::default() };
+            store.update_user(&other.id, &demote, now()).await.unwrap();
+        }
+        let demote = UserUpdate { role: Some(Role::User), ..Default::default() };
+        let (first, second) = tokio::join!(
+            store.update_user_keeping_an_admin(&a.id, &demote, now()),
+            store.update_user_keeping_an_admin(&b.id, &demote, now()),
+        );
+        let outcomes = [first.unwrap(), second.unwrap()];
+        let refused = outcomes.iter().filter(|o| **o == AdminKept::LastAdmin).count();
+        assert_eq!(refused, 1, "trial {trial}: exactly one removal is refused: {outcomes:?}");
+        let roles = [
+            store.user_by_id(&a.id).await.unwrap().unwrap().role,
+            store.user_by_id(&b.id).await.unwrap().unwrap().role,
+        ];
+        assert_eq!(roles.iter().filter(|r| **r == Role::Admin).count(), 1, "trial {trial}: one admin left");
+    }
+}
