@@ -1,5 +1,6 @@
 // Every page checked by axe-core (WCAG 2 A and AA, and best practices), signed out and signed in
-// as a user and as an admin: no serious or critical violation. axe is injected as a script, which
+// as a user and as an admin, in the dark and the light colour scheme: no serious or critical
+// violation. axe is injected as a script, which
 // the pages' CSP would block, so these contexts (and only these) bypass the CSP; the other test
 // files check that nothing on the pages themselves violates it.
 
@@ -22,41 +23,45 @@ async function check(page, path, ready, report) {
   return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
 }
 
-test('every page passes axe-core without serious or critical violations', { timeout: 180_000 }, async () => {
-  await rest(env, 'POST', '/api/register', { body: { ...USER, first_name: 'Mo', last_name: 'Farah' } });
-  const report = [];
-  const failures = [];
+for (const colorScheme of ['dark', 'light']) {
+  test(`every page passes axe-core without serious or critical violations (${colorScheme} scheme)`, { timeout: 180_000 }, async () => {
+    const user = { ...USER, email: `${colorScheme}-${USER.email}` };
+    await rest(env, 'POST', '/api/register', { body: { ...user, first_name: 'Mo', last_name: 'Farah' } });
+    const report = [];
+    const failures = [];
+    const options = { bypassCSP: true, colorScheme };
 
-  const visitor = await newPage(env, undefined, { bypassCSP: true });
-  for (const [path, ready] of [
-    ['/login', '#login-form'],
-    ['/register', '#register-form'],
-    ['/forgot-password', '#forgot-form'],
-    ['/reset-password?token=not-a-real-token', '#reset-form'],
-  ]) {
-    failures.push(...(await check(visitor, path, ready, report)));
-  }
+    const visitor = await newPage(env, undefined, options);
+    for (const [path, ready] of [
+      ['/login', '#login-form'],
+      ['/register', '#register-form'],
+      ['/forgot-password', '#forgot-form'],
+      ['/reset-password?token=not-a-real-token', '#reset-form'],
+    ]) {
+      failures.push(...(await check(visitor, path, ready, report)));
+    }
 
-  const user = await newPage(env, undefined, { bypassCSP: true });
-  await login(user, USER);
-  await user.waitForURL((url) => url.pathname === '/profile');
-  for (const [path, ready] of [
-    ['/profile', '#sessions-rows tr'],
-    ['/chat', '#conn-status[data-state="open"]'],
-    ['/images', '#conn-status[data-state="open"]'],
-  ]) {
-    failures.push(...(await check(user, path, ready, report)));
-  }
+    const signedIn = await newPage(env, undefined, options);
+    await login(signedIn, user);
+    await signedIn.waitForURL((url) => url.pathname === '/profile');
+    for (const [path, ready] of [
+      ['/profile', '#sessions-rows tr'],
+      ['/chat', '#conn-status[data-state="open"]'],
+      ['/images', '#conn-status[data-state="open"]'],
+    ]) {
+      failures.push(...(await check(signedIn, path, ready, report)));
+    }
 
-  const admin = await newPage(env, undefined, { bypassCSP: true });
-  await login(admin, ADMIN, '/admin');
-  await admin.waitForURL((url) => url.pathname === '/admin');
-  failures.push(...(await check(admin, '/admin', '#overview-chart canvas', report)));
+    const admin = await newPage(env, undefined, options);
+    await login(admin, ADMIN, '/admin');
+    await admin.waitForURL((url) => url.pathname === '/admin');
+    failures.push(...(await check(admin, '/admin', '#overview-chart canvas', report)));
 
-  console.log(`axe-core found ${report.length} violation(s) in all:\n${report.join('\n') || '(none)'}`);
-  assert.deepEqual(
-    failures.map((v) => `${v.id}: ${v.help} (${v.targets.join(', ')})`),
-    [],
-    'no serious or critical accessibility violation on any page',
-  );
-});
+    console.log(`axe-core (${colorScheme}) found ${report.length} violation(s) in all:\n${report.join('\n') || '(none)'}`);
+    assert.deepEqual(
+      failures.map((v) => `${v.id}: ${v.help} (${v.targets.join(', ')})`),
+      [],
+      `no serious or critical accessibility violation on any page in the ${colorScheme} scheme`,
+    );
+  });
+}

@@ -73,11 +73,11 @@ export function useBrowser(settings = {}) {
  * CSP violations are collected in `page.problems`. `bypassCSP` only for the accessibility check,
  * which injects axe-core's script.
  */
-export async function newPage(env, viewport = DESKTOP, { bypassCSP = false } = {}) {
+export async function newPage(env, viewport = DESKTOP, { bypassCSP = false, colorScheme = 'dark' } = {}) {
   const context = await env.browser.newContext({
     baseURL: env.server.baseUrl,
     viewport,
-    colorScheme: 'dark',
+    colorScheme,
     deviceScaleFactor: 1,
     isMobile: viewport.width < 600,
     hasTouch: viewport.width < 600,

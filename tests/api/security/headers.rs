@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use super::*;
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-     connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Every header of API.md §4 with its exact value.
 const EXPECTED: [(&str, &str); 7] = [

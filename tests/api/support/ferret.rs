@@ -10,14 +10,19 @@ use tempfile::TempDir;
 use super::process::ChildGuard;
 use super::{clean_command, free_port};
 
-/// The FerretDB binary: `SWITCHBOARD_TEST_FERRETDB`, `/root/go/bin/ferretdb`, or `ferretdb` on PATH.
+/// The FerretDB binary: `SWITCHBOARD_TEST_FERRETDB`, else what `scripts/install-ferretdb` installs
+/// (`ferretdb-1.24.2` in Go's bin directory, `$GOPATH/bin` or `~/go/bin`), else `ferretdb` on PATH.
 pub fn ferretdb_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("SWITCHBOARD_TEST_FERRETDB") {
         return Some(PathBuf::from(path));
     }
-    let go_bin = PathBuf::from("/root/go/bin/ferretdb");
-    if go_bin.is_file() {
-        return Some(go_bin);
+    let go_bins = [
+        std::env::var_os("GOPATH").map(PathBuf::from),
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join("go")),
+    ];
+    let installed = go_bins.into_iter().flatten().map(|dir| dir.join("bin").join("ferretdb-1.24.2"));
+    if let Some(binary) = installed.into_iter().find(|p| p.is_file()) {
+        return Some(binary);
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|dir| dir.join("ferretdb")).find(|p| p.is_file())
