@@ -1,5 +1,5 @@
 //! The realtime gateway: `GET /ws` upgrades to a session actor speaking the JSON protocol of
-//! API.md §5.
+//! docs/API.md §5.
 //!
 //! - [`upgrade`]: credentials, origin, the session cap, then the actor and its writer.
 //! - [`session`]: `WsSession`, one actor per connection.

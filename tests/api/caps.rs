@@ -1,5 +1,5 @@
 //! Resource caps against one client address: open WebSockets per IP, upgrades per IP per minute
-//! (API.md §1: 429 beyond), and a slowloris client holding a thousand half-sent requests, which
+//! (docs/API.md §1: 429 beyond), and a slowloris client holding a thousand half-sent requests, which
 //! must not stop anyone else and is cut off by the header read timeout.
 
 use std::time::{Duration, Instant};
