@@ -1,4 +1,4 @@
-//! Settings from flags and environment variables (API.md §1). `switchboard --help` lists them all.
+//! Settings from flags and environment variables (docs/API.md §1). `switchboard --help` lists them all.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -205,7 +205,7 @@ pub struct Config {
     pub command: Option<Command>,
 }
 
-/// The commands besides the server (API.md §7).
+/// The commands besides the server (docs/API.md §7).
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Checks every user's ledger (no gaps in seq, each balance_after following from the one

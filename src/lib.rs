@@ -1,20 +1,40 @@
-//! Switchboard: the account, credit and realtime layer of an AI chat and image service.
+//! Switchboard: the account, credit and realtime layer of an AI chat and image service. What
+//! clients may rely on is `docs/API.md`; the layers and what each may import are in
+//! `ARCHITECTURE.md`.
 //!
-//! - [`config`]: settings from flags and environment.
-//! - [`startup`]: builds the [`startup::Application`] (storage, secrets, routes) and runs it.
-//! - [`http`]: the REST API, one file per resource, and the OpenAPI document.
-//! - [`auth`]: password hashing, JWTs, random tokens, and the `CurrentUser`/`Admin` extractors.
-//! - [`store`]: the storage interface with its SQLite and MongoDB implementations and the credit ledger.
-//! - [`error`]: `ApiError`, the one place that maps failures to HTTP answers.
-//! - [`mail`]: outgoing mail (outbox files for now).
-//! - [`assistant`]: the chat assistant interface: built-in echo and an OpenAI-compatible streaming client.
-//! - [`images`]: the image generator interface: the built-in PNG drawer and an OpenAI-compatible client.
-//! - [`metrics`]: Prometheus metric names, recording helpers, request middleware and `/metrics`.
-//! - [`seams`]: interfaces to what several nodes share (limits, the session cap), in-process today.
-//! - [`security`]: client IP, REST rate limit, brute-force throttles, origin checks, security headers, CORS.
-//! - [`telemetry`]: logging setup.
+//! Edges (parse, authorise, call one service, answer):
+//! - [`http`]: the REST API: the route table, one file per resource, the views, the OpenAPI
+//!   document, and the request metrics middleware with `/metrics`.
+//! - [`ws`]: the realtime gateway: `/ws` upgrade with its per-IP and per-user caps, session
+//!   actors, the JSON protocol, the outbound queue.
+//! - [`input`]: reading requests: JSON bodies, query strings and list paging, answering 400, 408,
+//!   413, 415 or 422.
+//! - [`security`]: client IP, REST rate limit, origin checks, security headers, CORS.
 //! - [`pages`]: the browser pages and their assets, embedded from `web/`.
-//! - [`ws`]: the realtime gateway: `/ws` upgrade, session actors, the JSON protocol.
+//!
+//! Services and seams:
+//! - [`services`]: the domain (accounts, credits, conversation, idempotency keys, the admin
+//!   overview, `check-ledger`), free of HTTP and WebSocket types.
+//! - [`seams`]: what several nodes share (bus, presence, limits, throttles, the session cap), each
+//!   a trait with an in-process implementation over the actors and a Redis one for `REDIS_URL`.
+//!
+//! Engines:
+//! - [`store`]: the storage traits with their SQLite (`store/sqlite/`) and MongoDB (`store/mongo/`)
+//!   implementations, and the credit ledger.
+//! - [`auth`]: argon2id password hashing, JWTs and random tokens; its `extract` module, the
+//!   `CurrentUser`/`Admin` extractors with the CSRF check, is an edge.
+//! - [`assistant`]: the chat assistant: built-in echo and an OpenAI-compatible streaming client.
+//! - [`images`]: the image generator: the built-in PNG drawer and an OpenAI-compatible client.
+//! - [`mail`]: outgoing mail: SMTP (`SMTP_URL`) or `.eml` files in `<data-dir>/outbox/`.
+//! - [`metrics`]: Prometheus metric names, the recorder and recording helpers.
+//! - [`error`]: `ApiError`, the one place that maps failures to HTTP answers.
+//!
+//! Wiring:
+//! - [`config`]: every setting from flags and environment, and the `check-ledger` command.
+//! - [`startup`]: builds the [`startup::Application`] (storage, secrets, seams, services,
+//!   middleware, routes), runs it and stops it gracefully; only `main.rs` imports it.
+//! - [`state`]: `AppState`, what the edges share.
+//! - [`telemetry`]: logging setup.
 
 pub mod assistant;
 pub mod auth;

@@ -1,4 +1,4 @@
-//! Prometheus metrics (API.md §6): the one place that names them, the global recorder and its
+//! Prometheus metrics (docs/API.md §6): the one place that names them, the global recorder and its
 //! upkeep, and small recording helpers. The request-tracking middleware and the `/metrics`
 //! endpoint are edges, in `http/metrics.rs`.
 //!
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Every metric name of API.md §6 (fixed: dashboards and alerts depend on them).
+/// Every metric name of docs/API.md §6 (fixed: dashboards and alerts depend on them).
 pub mod names {
     pub use switchboard_actors::presence::{ACTIVE_USERS, NODE_ACTIVE_USERS, NODE_WS_SESSIONS, WS_SESSIONS};
 

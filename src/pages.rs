@@ -1,5 +1,5 @@
 //! The browser pages: HTML and assets from `web/`, embedded in the binary, and the server-side
-//! login check of the pages that need one (API.md §4, "Pages").
+//! login check of the pages that need one (docs/API.md §4, "Pages").
 //!
 //! The pages are static files; everything user-specific is fetched by their ES modules from the
 //! REST API and the WebSocket. The server's only decision is whether to serve a page or redirect:

@@ -144,8 +144,8 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         interval_ms: u64,
         /// Send every chat.send twice with the same idempotency_key and wait for both answers.
-        /// The key is a planned server feature (API.md §5); a server without it answers the
-        /// pair with invalid_message errors, which this counts.
+        /// The server charges the pair once (docs/API.md §5, idempotency); a server without keys
+        /// answers the pair with invalid_message errors, which this counts.
         #[arg(long)]
         resend: bool,
     },

@@ -1,5 +1,5 @@
 //! Authentication as extractors: a handler that takes [`CurrentUser`] or [`Admin`] cannot
-//! forget the check. Three credentials are accepted (API.md §3): an access token, an API key,
+//! forget the check. Three credentials are accepted (docs/API.md §3): an access token, an API key,
 //! and the browser's `sb_access` cookie (with a CSRF token on unsafe methods). The checks
 //! themselves are the accounts service's; this module finds the credential in the request.
 

@@ -1,4 +1,4 @@
-//! Security headers on every response — API, pages, assets, errors and 404s (API.md §4) — and
+//! Security headers on every response — API, pages, assets, errors and 404s (docs/API.md §4) — and
 //! `Cache-Control: no-store` on API answers that did not choose their own caching.
 
 use actix_web::body::{BoxBody, MessageBody};

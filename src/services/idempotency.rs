@@ -1,4 +1,4 @@
-//! Idempotent paid requests (API.md §5). A request with an `idempotency_key` claims the key in
+//! Idempotent paid requests (docs/API.md §5). A request with an `idempotency_key` claims the key in
 //! storage with one atomic insert that also names where its result will be stored (the reply's
 //! or image's id, chosen before the work). A retry with the same key, from any session on any
 //! node, finds the claim: once the result is stored it is answered with it; while the first

@@ -1,4 +1,4 @@
-//! `switchboard check-ledger` (API.md §7): walks every user's ledger and checks what the credits
+//! `switchboard check-ledger` (docs/API.md §7): walks every user's ledger and checks what the credits
 //! design promises — `seq` runs 1, 2, 3… without a gap, each `balance_after` is the previous one
 //! plus the entry's amount (starting from the user's starting credits), no balance is negative —
 //! and that the balance cached on the user is the newest entry's. A stale cache is not damage

@@ -1,5 +1,7 @@
-//! The storage interface. Everything above this module sees only the [`Store`] trait and the
-//! domain types of [`model`]; only `sqlite.rs` knows SQL and only `mongo.rs` knows BSON.
+//! The storage interface. Everything above this module sees only the [`Store`] trait (one trait
+//! per aggregate) and the domain types of [`model`]; only [`sqlite`] knows SQL and only [`mongo`]
+//! knows BSON, each with one file per aggregate. [`ledger`] applies balance changes as inserts of
+//! the next ledger entry, without transactions, the same way on both.
 
 pub mod ledger;
 pub mod model;

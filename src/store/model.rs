@@ -405,7 +405,7 @@ pub enum IdempotentOutcome {
     },
 }
 
-/// A claimed `idempotency_key` of a user (API.md §5): who claimed it with which request, and
+/// A claimed `idempotency_key` of a user (docs/API.md §5): who claimed it with which request, and
 /// where its result will be stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdempotencyRecord {

@@ -1,4 +1,4 @@
-//! The WebSocket wire protocol (API.md §5) in one place: what clients send
+//! The WebSocket wire protocol (docs/API.md §5) in one place: what clients send
 //! ([`ClientMessage`]), what the server sends ([`ServerMessage`]), error codes and close codes.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! `GET /ws`: checks the credential (API.md §5), the origin of cookie connections and the
+//! `GET /ws`: checks the credential (docs/API.md §5), the origin of cookie connections and the
 //! per-user session cap, then upgrades and starts a [`WsSession`] actor with its writer task.
 
 use std::pin::Pin;
@@ -33,7 +33,7 @@ pub struct WsQuery {
 
 /// Upgrades an authenticated request to a WebSocket session.
 #[utoipa::path(get, path = "/ws", tag = "realtime",
-    description = "Upgrades to the JSON WebSocket protocol of API.md §5. `chat.send` and `image.generate` take an optional `idempotency_key` (1 to 64 characters): a request repeating a key the same user used in the last 24 hours, from any session or node, is not charged again and is answered with the first request's result (`chat.done` with the stored reply, `image.created` with the stored image), after waiting for it while it still runs; the same key with a different body is `invalid_message`.",
+    description = "Upgrades to the JSON WebSocket protocol of docs/API.md §5. `chat.send` and `image.generate` take an optional `idempotency_key` (1 to 64 characters): a request repeating a key the same user used in the last 24 hours, from any session or node, is not charged again and is answered with the first request's result (`chat.done` with the stored reply, `image.created` with the stored image), after waiting for it while it still runs; the same key with a different body is `invalid_message`.",
     params(("token" = Option<String>, Query, description = "access token"), ("ticket" = Option<String>, Query, description = "ws ticket")),
     responses((status = 101, description = "switching protocols"),
         (status = 400, body = ErrorBody, description = "not a WebSocket handshake"),

@@ -1,4 +1,4 @@
-//! The admin REST API (API.md §4): listing and searching users, one user with stats, role and
+//! The admin REST API (docs/API.md §4): listing and searching users, one user with stats, role and
 //! active changes that end the user's sessions and sockets at once, credit grants with their
 //! ledger entries and `credits.updated`, per-user usage, and who may call any of it.
 

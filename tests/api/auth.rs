@@ -1,4 +1,4 @@
-//! Accounts and credentials over HTTP (API.md §2–§4): registration, login, the three credential
+//! Accounts and credentials over HTTP (docs/API.md §2–§4): registration, login, the three credential
 //! kinds, forged tokens, refresh rotation, logout, CSRF on cookie requests, the admin bootstrap and
 //! WebSocket tickets.
 

@@ -1,4 +1,4 @@
-//! Several nodes acting as one server (API.md §5 "Several nodes"): three processes of the real
+//! Several nodes acting as one server (docs/API.md §5 "Several nodes"): three processes of the real
 //! binary on one MongoDB-wire store (FerretDB: the suite's own on the MongoDB pass, else one of
 //! the test's own) and one Redis of the test's own, which a test may kill and start again.
 

@@ -1,4 +1,4 @@
-//! Credits per day (API.md §4): the user's `GET /api/me/usage/daily` with every day present and
+//! Credits per day (docs/API.md §4): the user's `GET /api/me/usage/daily` with every day present and
 //! spending net of refunds, and the admin's `GET /api/admin/overview` with today's figures and the
 //! last 30 days for the chart.
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// Largest accepted body (API.md §2).
+/// Largest accepted body (docs/API.md §2).
 const LIMIT: usize = 64 * 1024;
 
 /// Text that must never show up in an error body.

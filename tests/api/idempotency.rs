@@ -1,4 +1,4 @@
-//! Idempotent paid requests (API.md §5): a retry with the same `idempotency_key`, from any
+//! Idempotent paid requests (docs/API.md §5): a retry with the same `idempotency_key`, from any
 //! session, on any node, after a restart, is charged once and answered with the first request's
 //! result; a retry while the first runs waits for it; the same key with another body is
 //! `invalid_message`; a first request that was refused or refunded leaves the key free.

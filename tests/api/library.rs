@@ -1,4 +1,4 @@
-//! The user's chats and images kept in order over REST (API.md §4): renaming and deleting a chat
+//! The user's chats and images kept in order over REST (docs/API.md §4): renaming and deleting a chat
 //! (its messages go too, and its place under the chat cap is free again), deleting an image (its
 //! PNG goes too), and nobody touching another user's.
 

@@ -1,4 +1,4 @@
-//! `/metrics` as a Prometheus server and an operator see it: every name of API.md §6, request
+//! `/metrics` as a Prometheus server and an operator see it: every name of docs/API.md §6, request
 //! counts by route pattern (never by raw path), no personal data, a scrape `promtool` accepts, and
 //! the optional bearer token.
 //!
@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode};
 
 use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
 
-/// Every metric name of API.md §6, as it appears in a scrape.
+/// Every metric name of docs/API.md §6, as it appears in a scrape.
 const NAMES: [&str; 11] = [
     "active_users",
     "ws_sessions",

@@ -1,12 +1,12 @@
 //! What operators deploy beside the server (`deploy/`): the Prometheus alert rules pass
-//! `promtool check rules`, and the Grafana dashboard charts every metric of API.md §6.
+//! `promtool check rules`, and the Grafana dashboard charts every metric of docs/API.md §6.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
-/// Every metric name of API.md §6 (fixed by the contract; dashboards and alerts depend on them).
+/// Every metric name of docs/API.md §6 (fixed by the contract; dashboards and alerts depend on them).
 const CONTRACT_METRICS: [&str; 13] = [
     "active_users",
     "ws_sessions",

@@ -1,4 +1,4 @@
-//! Login sessions over REST (API.md §4): the user's live sessions with where each came from and
+//! Login sessions over REST (docs/API.md §4): the user's live sessions with where each came from and
 //! its open sockets, ending one (its tokens fail, its sockets close 4001), ending every other one,
 //! and an admin's view of a user's sessions with the power to end one.
 

@@ -1,4 +1,4 @@
-//! Black-box tests of the WebSocket gateway's protocol (API.md §5): every credential on the
+//! Black-box tests of the WebSocket gateway's protocol (docs/API.md §5): every credential on the
 //! upgrade and every refusal (401, 403, 429), the `hello` frame, the request/answer envelope and
 //! its `reply_to`, every kind of bad frame (answered with `invalid_message`, never closing the
 //! connection), the 64 KiB limit (close 1009), the heartbeat (server pings, close 4003 after three
@@ -30,7 +30,7 @@ use crate::support::free_port;
 use crate::support::process::{ServerProcess, server_command};
 use crate::ws_helpers::{Refused, WsClient};
 
-/// Largest frame the server accepts (API.md §5).
+/// Largest frame the server accepts (docs/API.md §5).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// A JWT secret the tests know, so they can sign tokens the server must still refuse.
@@ -864,7 +864,7 @@ async fn a_text_frame_that_is_not_utf8_is_not_reported_as_too_big() {
         .send(Message::Frame(Frame::message(bytes, OpCode::Data(Data::Text), true)))
         .await
         .expect("send");
-    // RFC 6455 §8.1 lets the server fail the connection with 1007 (invalid payload data); API.md
+    // RFC 6455 §8.1 lets the server fail the connection with 1007 (invalid payload data); docs/API.md
     // lets it answer invalid_message and keep serving. A 1009 ("message too big") is wrong.
     let (frames, ending) = read_to_end(&mut client, Duration::from_secs(2)).await;
     match ending {

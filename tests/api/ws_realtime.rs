@@ -1,4 +1,4 @@
-//! The realtime gateway end to end (API.md §4-§5): paid `chat.send` and `image.generate` over
+//! The realtime gateway end to end (docs/API.md §4-§5): paid `chat.send` and `image.generate` over
 //! WebSockets with their credits, ledger and refunds, racing sessions on one node and on two
 //! nodes sharing one store, the per-user WebSocket rate limit, an OpenAI-compatible assistant and
 //! image generator played by tiny fake HTTP servers, and admin presence.

@@ -74,7 +74,7 @@ let refreshing = null;
 /**
  * Exchanges the refresh cookie for new cookies. Calls in one tab share one request. Tabs need
  * no lock: the server answers the same refresh token presented again within a few seconds of
- * its rotation with the same new token (API.md §3), so two tabs refreshing at once both succeed.
+ * its rotation with the same new token (docs/API.md §3), so two tabs refreshing at once both succeed.
  */
 export function refreshSession() {
   if (!refreshing) {

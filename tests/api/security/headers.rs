@@ -8,7 +8,7 @@ use super::*;
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
      connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// Every header of API.md §4 with its exact value.
+/// Every header of docs/API.md §4 with its exact value.
 const EXPECTED: [(&str, &str); 7] = [
     ("content-security-policy", CSP),
     ("x-content-type-options", "nosniff"),
