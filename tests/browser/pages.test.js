@@ -137,19 +137,34 @@ test('a user registers, chats and is signed out by an admin, all in the browser'
     assert.ok(await user.isDisabled('#email'), 'the email cannot be edited');
   });
 
-  await step('regenerate the API key: the new key is shown once and the prefix changes', async () => {
+  await step('regenerate the API key: the password is asked, the new key is shown once, the old one dies', async () => {
     await user.waitForFunction(() => document.querySelector('#api-key').value.endsWith('…'));
-    const before = await user.inputValue('#api-key');
-    await user.click('#regenerate-key');
-    await user.click('#regenerate-confirm');
-    await user.waitForSelector('#new-key-box:not([hidden])');
-    const key = await user.inputValue('#new-key');
-    assert.match(key, /^sk_/);
-    assert.equal(await user.inputValue('#api-key'), `${key.slice(0, 10)}…`);
-    assert.notEqual(await user.inputValue('#api-key'), before);
-    // The old key no longer works, the new one does.
-    const me = await fetch(`${server.baseUrl}/api/me`, { headers: { Authorization: `Bearer ${key}` } });
-    assert.equal(me.status, 200);
+    const statusWith = async (key) =>
+      (await fetch(`${server.baseUrl}/api/me`, { headers: { Authorization: `Bearer ${key}` } })).status;
+    const regenerate = async (password) => {
+      await user.click('#regenerate-key');
+      await user.fill('#regenerate-password', password);
+      await user.click('#regenerate-confirm');
+    };
+    await regenerate('not-the-password-1');
+    await user.waitForSelector('#profile-error:not(:empty)');
+    assert.ok(await user.isHidden('#new-key-box'), 'a wrong password makes no key');
+    const keys = [];
+    for (const round of [1, 2]) {
+      const before = await user.inputValue('#api-key');
+      await regenerate(USER.password);
+      await user.waitForFunction((previous) => {
+        const box = document.querySelector('#new-key-box');
+        return !box.hidden && document.querySelector('#api-key').value !== previous;
+      }, before);
+      const key = await user.inputValue('#new-key');
+      assert.match(key, /^sk_/, `round ${round}`);
+      assert.equal(await user.inputValue('#api-key'), `${key.slice(0, 10)}…`);
+      assert.equal(await statusWith(key), 200, `round ${round}: the new key works`);
+      keys.push(key);
+    }
+    assert.equal(await statusWith(keys[0]), 401, 'the key it replaced no longer works');
+    const key = keys[1];
     await user.reload();
     await user.waitForFunction(() => document.querySelector('#api-key').value.endsWith('…'));
     assert.equal(await user.inputValue('#api-key'), `${key.slice(0, 10)}…`);

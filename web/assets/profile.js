@@ -179,7 +179,8 @@ document.getElementById('regenerate-confirm').addEventListener('click', async (e
     document.getElementById('new-key').value = key;
     document.getElementById('new-key-box').hidden = false;
   } catch (error) {
-    showAlert(formError, 'error', `Could not regenerate the key: ${error.message}`);
+    const problem = error.fields.current_password?.[0];
+    showAlert(formError, 'error', `Could not regenerate the key: ${problem ? `the password ${problem}` : error.message}`);
   } finally {
     button.disabled = false;
   }
