@@ -11,8 +11,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use rust_embed::RustEmbed;
 
-use crate::auth::extract::authenticate;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::input::credentials::authenticate;
 use crate::state::AppState;
 use crate::store::Role;
 
@@ -93,12 +93,34 @@ async fn private_page(
         Ok(current) if audience == Audience::Admin && current.user.role != Role::Admin => {
             redirect("/profile")
         }
-        Ok(_) => embedded(req, file),
+        Ok(_) => with_topbar(req, file),
         // Storage trouble is not a reason to ask for a password again.
         Err(e @ (ApiError::Unavailable | ApiError::Internal(_))) => HttpResponse::from_error(e),
         // No cookie, an expired or revoked token, a disabled account: the login page sorts it out.
         Err(_) => redirect(&format!("/login?next={path}")),
     }
+}
+
+/// Where a signed-in page's top bar goes. Every such page shows the same one (brand, navigation,
+/// who is signed in, log out), kept once in `web/partials/topbar.html`.
+const TOPBAR_MARKER: &str = "<!-- topbar -->";
+
+/// A page that needs a login, with the shared top bar put in its place.
+fn with_topbar(req: &HttpRequest, file: &str) -> HttpResponse {
+    let (Some(page), Some(topbar)) = (WebFiles::get(file), WebFiles::get("partials/topbar.html")) else {
+        return HttpResponse::from_error(ApiError::NotFound);
+    };
+    let html = String::from_utf8_lossy(&page.data).replacen(
+        TOPBAR_MARKER,
+        &String::from_utf8_lossy(&topbar.data),
+        1,
+    );
+    let etag = format!(
+        "\"{}-{}\"",
+        hex(&page.metadata.sha256_hash()[..12]),
+        hex(&topbar.metadata.sha256_hash()[..4])
+    );
+    respond(req, "text/html; charset=utf-8", etag, html.into_bytes())
 }
 
 /// `GET /assets/{path}`: an embedded file with the content type of its extension.
@@ -113,6 +135,11 @@ fn embedded(req: &HttpRequest, file: &str) -> HttpResponse {
         return HttpResponse::from_error(ApiError::NotFound);
     };
     let etag = format!("\"{}\"", hex(&found.metadata.sha256_hash()[..16]));
+    respond(req, content_type, etag, found.data.into_owned())
+}
+
+/// `body` with its content type, `no-cache` and its `ETag`, or 304 when the client has it.
+fn respond(req: &HttpRequest, content_type: &'static str, etag: String, body: Vec<u8>) -> HttpResponse {
     let not_modified = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -125,7 +152,7 @@ fn embedded(req: &HttpRequest, file: &str) -> HttpResponse {
     if not_modified {
         return response.finish();
     }
-    response.content_type(content_type).body(found.data.into_owned())
+    response.content_type(content_type).body(body)
 }
 
 /// The content type for a file name, by extension; `None` for types the pages do not use.
@@ -168,6 +195,18 @@ mod tests {
         }
         for file in WebFiles::iter() {
             assert!(content_type(&file).is_some(), "web/{file} has no content type");
+        }
+    }
+
+    #[test]
+    fn every_signed_in_page_gets_the_one_top_bar() {
+        let topbar = WebFiles::get("partials/topbar.html").expect("the top bar");
+        let topbar = String::from_utf8_lossy(&topbar.data).into_owned();
+        assert!(topbar.contains("<nav"), "{topbar}");
+        for (_, file, _) in PRIVATE_PAGES {
+            let page = String::from_utf8_lossy(&WebFiles::get(file).unwrap().data).into_owned();
+            assert_eq!(page.matches(TOPBAR_MARKER).count(), 1, "{file} marks where its top bar goes");
+            assert!(!page.contains("<nav"), "{file} has no navigation of its own");
         }
     }
 

@@ -3,6 +3,7 @@
 // messages for good.
 
 import { api, showAlert } from './api.js';
+import { onSecondClick } from './confirm.js';
 
 /**
  * Wires the chat head's Rename and Delete. `current()` is the open chat (or null); `renamed(chat)`
@@ -14,7 +15,6 @@ export function initChatActions({ current, renamed, deleted, notice }) {
   const form = document.getElementById('rename-form');
   const input = document.getElementById('rename-input');
   const remove = document.getElementById('delete-chat');
-  let disarm = null;
 
   function closeRename() {
     form.hidden = true;
@@ -54,31 +54,15 @@ export function initChatActions({ current, renamed, deleted, notice }) {
     }
   });
 
-  remove.addEventListener('click', async () => {
+  onSecondClick(remove, async () => {
     const chat = current();
     if (!chat) return;
-    // Two steps, so a stray click deletes nothing.
-    if (!remove.dataset.armed) {
-      remove.dataset.armed = 'true';
-      remove.textContent = 'Delete for good?';
-      disarm = setTimeout(() => {
-        delete remove.dataset.armed;
-        remove.textContent = 'Delete';
-      }, 4000);
-      return;
-    }
-    clearTimeout(disarm);
-    delete remove.dataset.armed;
-    remove.textContent = 'Delete';
-    remove.disabled = true;
     try {
       await api('DELETE', `/api/chats/${encodeURIComponent(chat.id)}`);
       deleted(chat.id);
     } catch (error) {
       if (error.status === 404) deleted(chat.id);
       else showAlert(notice, 'error', `Could not delete the chat: ${error.message}`);
-    } finally {
-      remove.disabled = false;
     }
   });
 

@@ -3,6 +3,7 @@
 // gallery, which pages back through GET /api/images, opens full size, downloads and deletes.
 
 import { api, el, formatTime, showAlert } from './api.js';
+import { onSecondClick } from './confirm.js';
 import { cooldown, clearNotice } from './cooldown.js';
 import { initShell } from './shell.js';
 import { Realtime, bindStatusPill } from './ws.js';
@@ -79,27 +80,13 @@ function card(image) {
   thumb.addEventListener('click', () => openViewer(image));
   const download = el('a', { class: 'button small', href: contentUrl(image), download: fileName(image), text: 'Download' });
   const remove = el('button', { type: 'button', class: 'small danger delete-image', text: 'Delete' });
-  let disarm = null;
-  remove.addEventListener('click', async () => {
-    // Two steps, so a stray tap deletes nothing.
-    if (!remove.dataset.armed) {
-      remove.dataset.armed = 'true';
-      remove.textContent = 'Delete for good?';
-      disarm = setTimeout(() => {
-        delete remove.dataset.armed;
-        remove.textContent = 'Delete';
-      }, 4000);
-      return;
-    }
-    clearTimeout(disarm);
-    remove.disabled = true;
+  onSecondClick(remove, async () => {
     try {
       await api('DELETE', `/api/images/${encodeURIComponent(image.id)}`);
       dropCard(image.id);
     } catch (error) {
       if (error.status === 404) dropCard(image.id);
       else showAlert(galleryError, 'error', `Could not delete the image: ${error.message}`);
-      remove.disabled = false;
     }
   });
   return el(
