@@ -39,7 +39,6 @@
 pub mod assistant;
 pub mod auth;
 pub mod config;
-pub mod error;
 pub mod http;
 pub mod images;
 pub mod input;
@@ -55,4 +54,5 @@ pub mod store;
 pub mod telemetry;
 #[doc(hidden)]
 pub mod test_support;
+pub mod views;
 pub mod ws;

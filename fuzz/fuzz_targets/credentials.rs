@@ -16,7 +16,7 @@ use actix_web::test::TestRequest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use libfuzzer_sys::fuzz_target;
-use switchboard::auth::extract::bearer_credential;
+use switchboard::input::credentials::bearer_credential;
 use switchboard::auth::jwt::JwtKeys;
 use switchboard::auth::tokens::{self, API_KEY_PREFIX};
 use switchboard::auth::{ACCESS_COOKIE, CSRF_COOKIE};

@@ -16,7 +16,7 @@ use actix_web::test::TestRequest;
 use actix_web::{FromRequest, ResponseError};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
-use switchboard::error::ApiError;
+use switchboard::http::error::ApiError;
 use switchboard::http::admin::{GrantCreditsRequest, ListUsersQuery, UpdateUserRequest};
 use switchboard::http::auth::{ForgotRequest, LoginRequest, RefreshRequest, RegisterRequest, ResetRequest};
 use switchboard::http::chats::RenameChatRequest;

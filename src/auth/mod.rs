@@ -1,6 +1,6 @@
-//! Credentials: password hashing, JWTs, random tokens, and the extractors that check them.
+//! Credentials: password hashing, JWTs and random tokens. The extractors that find and check a
+//! request's credential are an edge, in `input/credentials.rs`.
 
-pub mod extract;
 pub mod jwt;
 pub mod password;
 pub mod tokens;

@@ -8,9 +8,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use validator::{Validate, ValidationError};
 
-use super::views::{OverviewView, PresenceSnapshotView, StatsResponse, UsagePage, UserView};
-use crate::auth::extract::Admin;
-use crate::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::input::credentials::Admin;
 use crate::input::json::ValidJson;
 use crate::input::paging::{LedgerPageQuery, Paging};
 use crate::input::query::Query;
@@ -18,8 +17,10 @@ use crate::security::client_ip::ClientIp;
 use crate::services::accounts::admin::AccountChange;
 use crate::services::credits::CreditError;
 use crate::services::paging::PageLimit;
+use crate::services::text::Reason;
 use crate::state::AppState;
 use crate::store::Role;
+use crate::views::{OverviewView, PresenceSnapshotView, StatsResponse, UsagePage, UserView};
 
 /// The largest credit change one grant may make, either way.
 pub const MAX_GRANT: i64 = 1_000_000_000;
@@ -84,14 +85,9 @@ pub struct GrantCreditsRequest {
     #[serde(deserialize_with = "crate::input::json::whole_number")]
     #[schema(schema_with = nonzero_amount_schema)]
     pub amount: i64,
-    /// Why, 1 to 200 characters (no control characters); recorded as the ledger entry's `ref`.
-    #[validate(custom(function = "grant_reason"))]
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
-    )]
-    pub reason: String,
+    /// Why: 1 to 200 characters once trimmed, no control characters; recorded as the ledger
+    /// entry's `ref`.
+    pub reason: Reason,
 }
 
 /// The schema of `amount`: a whole number from −1e9 to −1 or from 1 to 1e9.
@@ -118,17 +114,6 @@ fn grant_amount(amount: i64) -> Result<(), ValidationError> {
     if amount == 0 || amount.unsigned_abs() > MAX_GRANT.unsigned_abs() {
         return Err(ValidationError::new("range")
             .with_message("must be a non-zero whole number between -1000000000 and 1000000000".into()));
-    }
-    Ok(())
-}
-
-fn grant_reason(reason: &str) -> Result<(), ValidationError> {
-    if reason.trim().is_empty() || reason.chars().count() > 200 {
-        return Err(ValidationError::new("length").with_message("must be 1 to 200 characters".into()));
-    }
-    if reason.chars().any(char::is_control) {
-        return Err(ValidationError::new("control_characters")
-            .with_message("must not contain control characters".into()));
     }
     Ok(())
 }
@@ -218,7 +203,7 @@ pub async fn grant_credits(
     ValidJson(body): ValidJson<GrantCreditsRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = state.accounts.user(&id).await?;
-    let reason = body.reason.trim();
+    let reason = &body.reason;
     let entry =
         state.credits.grant(&admin.user.id, &user.id, body.amount, reason).await.map_err(|e| match e {
             CreditError::Insufficient { .. } => {

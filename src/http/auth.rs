@@ -6,17 +6,18 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use validator::Validate;
 
-use super::views::UserView;
-use crate::auth::extract::{CurrentUser, authenticate, check_csrf, csrf_token};
 use crate::auth::jwt::{ACCESS_TOKEN_SECONDS, WS_TICKET_SECONDS};
 use crate::auth::{ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE, REFRESH_PATH};
-use crate::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::input::credentials::{CurrentUser, authenticate, check_csrf, csrf_token};
 use crate::input::json::{OptionalJson, ValidJson};
 use crate::security::client_ip::ClientIp;
 use crate::services::accounts::rules as validate;
 use crate::services::accounts::{AccountService, LoginOrigin, NewAccount, REFRESH_DAYS, SessionTokens};
+use crate::services::text::Name;
 use crate::state::AppState;
 use crate::store::User;
+use crate::views::UserView;
 
 /// Body of `POST /api/register`.
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -30,22 +31,10 @@ pub struct RegisterRequest {
     #[validate(custom(function = "validate::new_password"))]
     #[schema(min_length = 8, max_length = 128)]
     pub password: String,
-    /// Given name, 1 to 100 characters.
-    #[validate(custom(function = "validate::name"))]
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
-    )]
-    pub first_name: String,
-    /// Family name, 1 to 100 characters.
-    #[validate(custom(function = "validate::name"))]
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
-    )]
-    pub last_name: String,
+    /// Given name: 1 to 100 characters once trimmed, no control characters.
+    pub first_name: Name,
+    /// Family name: 1 to 100 characters once trimmed, no control characters.
+    pub last_name: Name,
 }
 
 /// Answer of `POST /api/register`: the API key is shown this once.

@@ -3,39 +3,22 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
-use validator::{Validate, ValidationError};
+use validator::Validate;
 
-use crate::auth::extract::CurrentUser;
-use crate::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::input::credentials::CurrentUser;
 use crate::input::json::ValidJson;
 use crate::input::paging::{ChatPageQuery, PageQuery, Paging};
+use crate::services::text::ChatTitle;
 use crate::state::AppState;
-use crate::ws::protocol::{ChatView, MessageView};
+use crate::views::{ChatView, MessageView};
 
 /// Body of `PATCH /api/chats/{id}`.
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameChatRequest {
-    /// The new title: 1 to 200 characters after trimming, no control characters.
-    #[validate(custom(function = "chat_title"))]
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
-    )]
-    pub title: String,
-}
-
-fn chat_title(title: &str) -> Result<(), ValidationError> {
-    let trimmed = title.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > 200 {
-        return Err(ValidationError::new("length").with_message("must be 1 to 200 characters".into()));
-    }
-    if title.chars().any(char::is_control) {
-        return Err(ValidationError::new("control_characters")
-            .with_message("must not contain control characters".into()));
-    }
-    Ok(())
+    /// The new title: 1 to 200 characters once trimmed, no control characters.
+    pub title: ChatTitle,
 }
 
 /// The user's chats, most recently active first, a page at a time: when there may be more, the

@@ -2,13 +2,13 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::auth::extract::CurrentUser;
-use crate::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::input::credentials::CurrentUser;
 use crate::input::paging::{PageQuery, Paging};
 use crate::security::client_ip::ClientIp;
 use crate::state::AppState;
 use crate::store::{Image, Role};
-use crate::ws::protocol::ImageView;
+use crate::views::ImageView;
 
 /// The user's images, newest first (`before`: an image id).
 #[utoipa::path(get, path = "/api/images", tag = "images", params(PageQuery), responses((status = 200, body = [ImageView]), (status = 401, body = ErrorBody)))]

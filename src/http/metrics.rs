@@ -10,7 +10,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpRequest, HttpResponse, ResponseError, web};
 
 use crate::auth::tokens::constant_time_eq;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::metrics::{install, labels, names};
 use crate::state::AppState;
 

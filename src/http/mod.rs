@@ -1,23 +1,24 @@
 //! The REST API: the route table (one place for every path and method), one file per resource,
-//! the views, and the OpenAPI document.
+//! `ApiError` (the one place that maps failures to HTTP answers) and the OpenAPI document. The
+//! views it answers with are `crate::views`, shared with the WebSocket edge.
 
 pub mod admin;
 pub mod auth;
 pub mod chats;
+pub mod error;
 pub mod health;
 pub mod images;
 pub mod metrics;
 pub mod openapi;
 pub mod profile;
 pub mod sessions;
-pub mod views;
 
 use actix_web::dev::Handler;
 use actix_web::http::Method;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpResponse, Resource, Responder, web};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Registers every route of the API (REST, `/ws`, `/metrics`, the probes).
 pub fn routes(cfg: &mut web::ServiceConfig) {

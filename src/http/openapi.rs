@@ -9,8 +9,9 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, auth, chats, health, images, metrics, profile, sessions, views};
-use crate::error::ErrorBody;
+use super::{admin, auth, chats, health, images, metrics, profile, sessions};
+use crate::http::error::ErrorBody;
+use crate::views;
 
 /// Every route of the REST API.
 #[derive(OpenApi)]

@@ -5,37 +5,26 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use validator::{Validate, ValidationError};
 
-use super::views::{DailyUsageView, StatsResponse, UsagePage, UserView};
-use crate::auth::extract::CurrentUser;
-use crate::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::input::credentials::CurrentUser;
 use crate::input::json::ValidJson;
 use crate::input::paging::{LedgerPageQuery, Paging};
 use crate::input::query::Query;
 use crate::security::client_ip::ClientIp;
 use crate::services::accounts::rules as validate;
 use crate::services::credits::DayWindow;
+use crate::services::text::Name;
 use crate::state::AppState;
+use crate::views::{DailyUsageView, StatsResponse, UsagePage, UserView};
 
 /// Body of `PUT /api/me`.
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfileRequest {
-    /// Given name, 1 to 100 characters.
-    #[validate(custom(function = "validate::name"))]
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
-    )]
-    pub first_name: String,
-    /// Family name, 1 to 100 characters.
-    #[validate(custom(function = "validate::name"))]
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
-    )]
-    pub last_name: String,
+    /// Given name: 1 to 100 characters once trimmed, no control characters.
+    pub first_name: Name,
+    /// Family name: 1 to 100 characters once trimmed, no control characters.
+    pub last_name: Name,
     /// Not accepted: the email cannot change (422). Left out of the document, which allows no
     /// other fields than the names.
     #[serde(default)]

@@ -4,11 +4,11 @@
 
 use actix_web::{HttpResponse, web};
 
-use super::views::SessionsView;
-use crate::auth::extract::{Admin, CurrentUser};
-use crate::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::input::credentials::{Admin, CurrentUser};
 use crate::security::client_ip::ClientIp;
 use crate::state::AppState;
+use crate::views::SessionsView;
 
 /// The signed-in user's live login sessions, most recently used first; `current` marks the one
 /// this request came with (none for an API key).

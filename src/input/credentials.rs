@@ -10,9 +10,9 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 
-use super::tokens;
-use super::{ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER};
-use crate::error::ApiError;
+use crate::auth::tokens;
+use crate::auth::{ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER};
+use crate::http::error::ApiError;
 pub use crate::services::accounts::Credential;
 use crate::services::accounts::Principal;
 use crate::state::AppState;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::query;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::services::paging::PageLimit;
 
 /// The longest cursor any list hands out (a chat cursor: milliseconds, a dot and a UUID).

@@ -37,7 +37,7 @@ use futures_util::Stream;
 use ipnet::IpNet;
 
 use super::ip_cap::{IpCap, IpPlace};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::seams::limiter::ip_key;
 
 /// How long a whole body may take to arrive once the head has (the head has its own 5 s): a

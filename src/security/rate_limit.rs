@@ -18,8 +18,8 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpRequest, HttpResponse, web};
 
 use super::client_ip::client_ip;
-use crate::auth::extract::verified_principal;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::input::credentials::verified_principal;
 use crate::seams::limiter::{Decision, ceil_secs, ip_key};
 use crate::state::AppState;
 

@@ -10,6 +10,7 @@
 //! - [`idempotency`]: `idempotency_key`s of paid requests, so a retry is charged once.
 //! - [`ledger_check`]: `switchboard check-ledger`, the ledger's invariants user by user.
 //! - [`paging`]: the one rule for page sizes.
+//! - [`text`]: the one rule for bounded text (names, chat titles, grant reasons).
 
 pub mod accounts;
 pub mod conversation;
@@ -18,6 +19,7 @@ pub mod idempotency;
 pub mod ledger_check;
 pub mod overview;
 pub mod paging;
+pub mod text;
 
 use crate::store::{ChatMessage, Image};
 

@@ -3,7 +3,6 @@
 //! knows BSON, each with one file per aggregate. [`ledger`] applies balance changes as inserts of
 //! the next ledger entry, without transactions, the same way on both.
 
-pub mod ledger;
 pub mod model;
 pub mod mongo;
 pub mod sqlite;

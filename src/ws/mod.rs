@@ -10,6 +10,7 @@
 //! - [`outbox`]: the byte-budget outbound queue and the writer task.
 //! - [`frame_guard`]: ends a connection at the header of an oversized frame.
 
+pub mod error;
 pub mod frame_guard;
 pub mod outbox;
 pub mod protocol;

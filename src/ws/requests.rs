@@ -8,12 +8,15 @@ use std::sync::Arc;
 use actix::{Message, Recipient};
 use actix_web::web::Data;
 
-use super::protocol::{ChatView, ClientMessage, ErrorCode, MessageView, ServerMessage};
+use super::error::RequestError;
+use super::protocol::{ClientMessage, ServerMessage};
 use crate::seams::bus::Bus;
-use crate::services::conversation::{ConversationError, ImageRequest};
-use crate::services::paging::{PageError, PageLimit};
+use crate::services::conversation::ImageRequest;
+use crate::services::paging::PageLimit;
+use crate::services::text::ChatTitle;
 use crate::services::{Event, Notify};
 use crate::state::AppState;
+use crate::views::{ChatView, MessageView};
 
 /// A frame produced by a request's task for the asking session only.
 #[derive(Message)]
@@ -83,7 +86,7 @@ pub async fn handle(request: Request, message: ClientMessage) {
         Err(refused) => Err(refused),
     };
     if let Err(e) = result {
-        request.reply(error_frame(e));
+        request.reply(e.frame());
     }
 }
 
@@ -91,7 +94,7 @@ pub async fn handle(request: Request, message: ClientMessage) {
 /// can make the server read or write without bound for nothing. A paid request with an
 /// `idempotency_key` counts too: a replay of its key is answered from storage without a charge or
 /// the paid limit, so it is free work like any read.
-async fn limit_free(request: &Request, message: &ClientMessage) -> Result<(), ConversationError> {
+async fn limit_free(request: &Request, message: &ClientMessage) -> Result<(), RequestError> {
     let free = match message {
         ClientMessage::CreditsGet {}
         | ClientMessage::ChatCreate { .. }
@@ -111,10 +114,10 @@ async fn limit_free(request: &Request, message: &ClientMessage) -> Result<(), Co
         return Ok(());
     }
     crate::metrics::record_rate_limited("ws_free");
-    Err(ConversationError::RateLimited { retry_after: decision.retry_after })
+    Err(RequestError::FreeLimit { retry_after: decision.retry_after })
 }
 
-async fn run(request: &Request, message: ClientMessage) -> Result<(), ConversationError> {
+async fn run(request: &Request, message: ClientMessage) -> Result<(), RequestError> {
     let (state, user_id) = (&request.state, request.user_id.as_str());
     let conversation = &state.conversation;
     match message {
@@ -123,14 +126,17 @@ async fn run(request: &Request, message: ClientMessage) -> Result<(), Conversati
             request.reply(ServerMessage::Credits { credits });
         }
         ClientMessage::ChatCreate { title } => {
+            // A missing or blank title is the default one.
+            let title = title.filter(|t| !t.trim().is_empty());
+            let title = title
+                .map(|t| ChatTitle::parse(&t))
+                .transpose()
+                .map_err(|problem| RequestError::Invalid(format!("title {problem}")))?;
             let chat = conversation.create_chat(user_id, title).await?;
             request.reply(ServerMessage::ChatCreated { chat: ChatView::from(&chat) });
         }
         ClientMessage::ChatList { before, limit } => {
-            let page = conversation
-                .chats(user_id, before.as_deref(), page_limit(limit)?)
-                .await
-                .map_err(page_error)?;
+            let page = conversation.chats(user_id, before.as_deref(), page_limit(limit)?).await?;
             let chats = page.items.iter().map(ChatView::from).collect();
             request.reply(ServerMessage::ChatList { chats, next_before: page.next_before });
         }
@@ -162,32 +168,6 @@ async fn run(request: &Request, message: ClientMessage) -> Result<(), Conversati
     Ok(())
 }
 
-fn page_limit(limit: Option<i64>) -> Result<PageLimit, ConversationError> {
-    PageLimit::new(limit).map_err(|problem| ConversationError::Invalid(format!("limit {problem}")))
-}
-
-fn page_error(e: PageError) -> ConversationError {
-    match e {
-        PageError::BadCursor => ConversationError::Invalid("before is not a valid cursor".into()),
-        PageError::Store(e) => e.into(),
-    }
-}
-
-/// The error frame of a failed request (the cause of an internal error is logged).
-fn error_frame(e: ConversationError) -> ServerMessage {
-    let (code, retry_after_ms) = match &e {
-        ConversationError::Invalid(_) => (ErrorCode::InvalidMessage, None),
-        ConversationError::InsufficientCredits { .. } => (ErrorCode::InsufficientCredits, None),
-        ConversationError::RateLimited { retry_after } => {
-            (ErrorCode::RateLimited, Some(retry_after.as_millis().max(1) as u64))
-        }
-        ConversationError::NotFound => (ErrorCode::NotFound, None),
-        ConversationError::QuotaExceeded(_) => (ErrorCode::QuotaExceeded, None),
-        ConversationError::Unavailable(_) => (ErrorCode::Unavailable, None),
-        ConversationError::Internal(cause) => {
-            tracing::error!(%cause, "internal error in a WebSocket request");
-            (ErrorCode::Internal, None)
-        }
-    };
-    ServerMessage::Error { code, message: e.to_string(), retry_after_ms }
+fn page_limit(limit: Option<i64>) -> Result<PageLimit, RequestError> {
+    PageLimit::new(limit).map_err(|problem| RequestError::Invalid(format!("limit {problem}")))
 }

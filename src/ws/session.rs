@@ -12,14 +12,16 @@ use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
 use switchboard_actors::presence::SessionEvent;
 
+use super::error::RequestError;
 use super::outbox::{Outbound, Outbox};
-use super::protocol::{self, ClientMessage, ErrorCode, PresenceSnapshotView, ServerMessage, close};
+use super::protocol::{self, ClientMessage, ServerMessage, close};
 use super::requests::{self, Reply, ReplyTo, Request};
 use crate::seams::presence::{Joining, LeaveReason};
 use crate::seams::session_cap::SessionPlace;
 use crate::security::ip_cap::IpPlace;
 use crate::state::AppState;
 use crate::store::{Role, User};
+use crate::views::PresenceSnapshotView;
 
 /// Requests of one session that may wait for an answer at once (beyond: `rate_limited`).
 const MAX_IN_FLIGHT: usize = 64;
@@ -122,8 +124,7 @@ impl WsSession {
             Ok(parsed) => parsed,
             Err(bad) => {
                 crate::metrics::record_ws_message("in", "invalid");
-                let error = ServerMessage::error(ErrorCode::InvalidMessage, bad.problem);
-                return self.send(&error, bad.id.as_deref(), ctx);
+                return self.send(&RequestError::Invalid(bad.problem).frame(), bad.id.as_deref(), ctx);
             }
         };
         crate::metrics::record_ws_message("in", message.kind());
@@ -146,12 +147,7 @@ impl WsSession {
         // work until it is answered.
         if self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
             crate::metrics::record_rate_limited("ws");
-            let error = ServerMessage::Error {
-                code: ErrorCode::RateLimited,
-                message: format!("At most {MAX_IN_FLIGHT} requests may wait for an answer at once"),
-                retry_after_ms: Some(100),
-            };
-            return self.send(&error, reply_to.as_deref(), ctx);
+            return self.send(&RequestError::TooManyWaiting(MAX_IN_FLIGHT).frame(), reply_to.as_deref(), ctx);
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let in_flight = self.in_flight.clone();
@@ -169,7 +165,7 @@ impl WsSession {
 
     fn subscribe(&mut self, reply_to: Option<Arc<str>>, ctx: &mut Context<Self>) {
         if self.user().role != Role::Admin {
-            let error = ServerMessage::error(ErrorCode::Forbidden, "Only admins can follow presence");
+            let error = RequestError::Forbidden("Only admins can follow presence").frame();
             return self.send(&error, reply_to.as_deref(), ctx);
         }
         let presence = self.state.realtime.presence.clone();
@@ -178,7 +174,7 @@ impl WsSession {
         ctx.spawn(request.into_actor(self).map(move |result, actor, ctx| {
             let message = match result {
                 Ok(snapshot) => ServerMessage::PresenceSnapshot(PresenceSnapshotView::from(&snapshot)),
-                Err(_) => ServerMessage::error(ErrorCode::Unavailable, "Presence is unavailable"),
+                Err(_) => RequestError::Unavailable("Presence is unavailable").frame(),
             };
             actor.send(&message, reply_to.as_deref(), ctx);
         }));
@@ -240,7 +236,7 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
         match item {
             Ok(AggregatedMessage::Text(text)) => self.on_text(&text, ctx),
             Ok(AggregatedMessage::Binary(_)) => {
-                let error = ServerMessage::error(ErrorCode::InvalidMessage, "binary frames are not accepted");
+                let error = RequestError::Invalid("binary frames are not accepted".into()).frame();
                 self.send(&error, None, ctx);
             }
             Ok(AggregatedMessage::Ping(payload)) => self.queue(Outbound::Pong(payload), ctx),

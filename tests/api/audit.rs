@@ -175,6 +175,9 @@ async fn free_requests_are_rate_limited_per_user_and_chats_are_capped() {
     let limited = ws.request("l2", json!({"type": "credits.get"})).await;
     assert_eq!(limited["code"], "rate_limited", "the sixth free request in a minute: {limited}");
     assert!(limited["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "a retry time: {limited}");
+    let message = limited["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("Too many requests; retry in "), "it names the free budget: {limited}");
+    assert!(!message.contains("paid"), "a free request is not told about paid messages: {limited}");
     let pong = ws.request("p", json!({"type": "ping"})).await;
     assert_eq!(pong["type"], "pong", "pings are never limited: {pong}");
     let (_, other) = app.user_with_token().await;

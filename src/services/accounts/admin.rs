@@ -2,6 +2,7 @@
 //! their sessions), and the configured first admin created or promoted at start.
 
 use super::{AccountError, AccountService, NewAccount, Principal, rules};
+use crate::services::text::Name;
 use crate::store::{AdminKept, Role, User, UserUpdate};
 
 /// A change an admin asks for; `None` leaves a field as it is.
@@ -129,8 +130,8 @@ impl AccountService {
         let account = NewAccount {
             email,
             password: password.to_owned(),
-            first_name: "Switchboard".into(),
-            last_name: "Admin".into(),
+            first_name: Name::parse("Switchboard").map_err(|e| e.to_string())?,
+            last_name: Name::parse("Admin").map_err(|e| e.to_string())?,
         };
         match self.create_user(account, Role::Admin).await {
             Ok((user, _)) => {

@@ -22,6 +22,7 @@ use crate::auth::tokens::{self, API_KEY_PREFIX};
 use crate::mail::Mailer;
 use crate::seams::bus::{Bus, RevokeScope};
 use crate::seams::presence::PresenceRegistry;
+use crate::services::text::Name;
 use crate::store::{DynStore, RefreshToken, RefreshUse, Role, Session, StoreError, User, UserUpdate};
 
 /// Refresh tokens live 30 days.
@@ -105,10 +106,10 @@ pub struct NewAccount {
     pub email: String,
     /// Password.
     pub password: String,
-    /// Given name (trimmed here).
-    pub first_name: String,
-    /// Family name (trimmed here).
-    pub last_name: String,
+    /// Given name.
+    pub first_name: Name,
+    /// Family name.
+    pub last_name: Name,
 }
 
 /// The tokens of a login session.
@@ -199,8 +200,8 @@ impl AccountService {
             id: uuid::Uuid::now_v7().to_string(),
             email,
             password_hash,
-            first_name: account.first_name.trim().to_owned(),
-            last_name: account.last_name.trim().to_owned(),
+            first_name: account.first_name.into_string(),
+            last_name: account.last_name.into_string(),
             role,
             api_key_hash: tokens::sha256_hex(&api_key),
             api_key_prefix: tokens::api_key_prefix(&api_key),
@@ -460,12 +461,12 @@ impl AccountService {
     pub async fn update_names(
         &self,
         user_id: &str,
-        first_name: &str,
-        last_name: &str,
+        first_name: &Name,
+        last_name: &Name,
     ) -> Result<User, AccountError> {
         let update = UserUpdate {
-            first_name: Some(first_name.trim().to_owned()),
-            last_name: Some(last_name.trim().to_owned()),
+            first_name: Some(first_name.to_string()),
+            last_name: Some(last_name.to_string()),
             ..Default::default()
         };
         let user = self.store.update_user(user_id, &update, crate::store::now()).await?;

@@ -1,5 +1,6 @@
 //! The rules for account fields, shared by the REST bodies (through `#[validate(custom(...))]`)
-//! and the admin bootstrap.
+//! and the admin bootstrap. Names are bounded text (`services::text::Name`), parsed where they
+//! are read.
 
 use std::borrow::Cow;
 
@@ -9,18 +10,6 @@ use crate::auth::password;
 
 fn problem(code: &'static str, message: &'static str) -> ValidationError {
     ValidationError::new(code).with_message(Cow::Borrowed(message))
-}
-
-/// 1 to 100 characters, no control characters, not only spaces.
-pub fn name(value: &str) -> Result<(), ValidationError> {
-    let count = value.chars().count();
-    if value.trim().is_empty() || count > 100 {
-        return Err(problem("length", "must be 1 to 100 characters"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(problem("control_characters", "must not contain control characters"));
-    }
-    Ok(())
 }
 
 /// 8 to 128 characters (never truncated) and not one of the 10,000 most common passwords.

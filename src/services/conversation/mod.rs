@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use super::credits::{CreditError, CreditService};
 use super::idempotency::{self, Claim, ClaimGuard, Idempotency, IdempotencyError};
 use super::paging::{Page, PageError, PageLimit};
+use super::text::ChatTitle;
 use super::{Event, Notify};
 use crate::assistant::{Assistant, ChatTurn, TurnRole};
 use crate::images::ImageGenerator;
@@ -25,8 +26,6 @@ use crate::store::{Chat, ChatMessage, DynStore, IdempotentOutcome, MessageRole, 
 
 /// Longest chat message, characters.
 const MAX_CONTENT_CHARS: usize = 16_000;
-/// Longest chat title, characters.
-const MAX_TITLE_CHARS: usize = 200;
 /// The title of a chat created without one.
 const DEFAULT_TITLE: &str = "New chat";
 
@@ -126,11 +125,13 @@ impl ConversationService {
         ConversationService { store, credits, assistant, images, paid_limit, max_chats, idempotency }
     }
 
-    /// Starts a chat (title trimmed, "New chat" when empty).
-    pub async fn create_chat(&self, user_id: &str, title: Option<String>) -> Result<Chat, ConversationError> {
-        let title = title.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
-        let title = title.unwrap_or_else(|| DEFAULT_TITLE.into());
-        check_title(&title)?;
+    /// Starts a chat ("New chat" without a title).
+    pub async fn create_chat(
+        &self,
+        user_id: &str,
+        title: Option<ChatTitle>,
+    ) -> Result<Chat, ConversationError> {
+        let title = title.map_or_else(|| DEFAULT_TITLE.to_owned(), ChatTitle::into_string);
         if self.store.chat_count(user_id).await? >= self.max_chats {
             return Err(ConversationError::QuotaExceeded(format!(
                 "You have reached the limit of {} chats; delete one to start another",
@@ -166,16 +167,15 @@ impl ConversationService {
         }
     }
 
-    /// Renames the user's chat (title trimmed, 1 to 200 characters, no control characters); its
+    /// Renames the user's chat; its
     /// place in the list stays, as no message arrived.
     pub async fn rename_chat(
         &self,
         user_id: &str,
         chat_id: &str,
-        title: &str,
+        title: &ChatTitle,
     ) -> Result<Chat, ConversationError> {
-        let title = title.trim();
-        check_title(title)?;
+        let title = title.as_str();
         self.own_chat(user_id, chat_id).await?;
         self.store.rename_chat(chat_id, title).await?.ok_or(ConversationError::NotFound)
     }
@@ -411,16 +411,6 @@ impl ConversationService {
         );
         Ok(())
     }
-}
-
-/// A chat title: 1 to 200 characters (already trimmed), no control characters.
-fn check_title(title: &str) -> Result<(), ConversationError> {
-    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
-        return Err(ConversationError::Invalid(
-            "title must be 1 to 200 characters without control characters".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// A paid request once begun: answered from its key's stored result, or charged (with the

@@ -2,7 +2,7 @@
 //! under the unique `(user_id, seq)` index. A duplicate key means another writer (another
 //! session or another server process) won the race, so the change is re-read and retried.
 
-use super::{LedgerEntry, ServiceType, Store, StoreError};
+use crate::store::{LedgerEntry, ServiceType, Store, StoreError};
 
 /// How often a change is retried after losing a race before giving up as unavailable.
 const MAX_ATTEMPTS: usize = 64;

@@ -9,9 +9,12 @@ use std::time::Duration;
 use switchboard_actors::credit::{CreditFailure, CreditRegistry, Ledger, LedgerFuture};
 
 use super::paging::{Page, PageError, PageLimit};
+use super::text::Reason;
 use super::{Event, Notify};
-pub use crate::store::ledger::CreditError;
-use crate::store::ledger::{self, CreditChange, Position};
+pub mod ledger;
+
+pub use self::ledger::CreditError;
+use self::ledger::{CreditChange, Position};
 use crate::store::{CreditsUsed, DynStore, LedgerDay, LedgerEntry, ServiceType, StoreError};
 
 /// Credit actors stop after this long without a change.
@@ -222,13 +225,13 @@ impl CreditService {
         admin_id: &str,
         user_id: &str,
         amount: i64,
-        reason: &str,
+        reason: &Reason,
     ) -> Result<LedgerEntry, CreditError> {
         self.apply(CreditChange {
             user_id: user_id.to_owned(),
             service_type: ServiceType::Grant,
             amount,
-            reference: Some(reason.to_owned()),
+            reference: Some(reason.to_string()),
             actor_id: Some(admin_id.to_owned()),
             refund_of: None,
         })

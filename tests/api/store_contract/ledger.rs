@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use switchboard::store::ledger::{self, CreditChange, CreditError};
+use switchboard::services::credits::ledger::{self, CreditChange, CreditError};
 use switchboard::store::*;
 
 use super::{change, insert_new_user};

@@ -11,7 +11,7 @@ mod properties;
 mod sessions;
 mod users;
 
-use switchboard::store::ledger::CreditChange;
+use switchboard::services::credits::ledger::CreditChange;
 use switchboard::store::*;
 use time::OffsetDateTime;
 

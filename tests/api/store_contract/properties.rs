@@ -10,8 +10,8 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use switchboard::services::credits::ledger::{self, CreditError, Position};
 use switchboard::services::paging::{Page, PageLimit};
-use switchboard::store::ledger::{self, CreditError, Position};
 use switchboard::store::*;
 
 use super::{change, insert_new_user};

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use switchboard::store::ledger;
+use switchboard::services::credits::ledger;
 use switchboard::store::*;
 use time::{Duration, OffsetDateTime};
 
