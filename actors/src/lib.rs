@@ -10,7 +10,7 @@
 //!   (logins, reset tokens) per account or IP.
 //! - [`presence`]: [`presence::PresenceActor`] knows every session of the node, keeps the
 //!   `active_users`/`ws_sessions` gauges, fans presence out to admins and routes pushes to
-//!   every session of a user.
+//!   every session of a user, each through its [`presence::SessionInbox`].
 
 pub mod credit;
 pub mod presence;

@@ -1,9 +1,13 @@
 //! Seams: the interfaces through which the node reaches what several nodes must share — the bus
 //! to sessions, presence, limits, failure throttles and the per-user session cap. Each is a
-//! trait with the in-process implementation beside it, built on the actors of
+//! trait with the in-process implementation beside it, built on the engines of
 //! `switchboard-actors`, and a Redis one in [`redis`] for several nodes; callers hold the trait,
 //! never an actor address or a connection, and each implementation states once what happens
 //! when its engine cannot answer. [`Seams`] builds one or the other.
+//!
+//! No seam's API carries an actix type: a session is known by its
+//! [`presence::SessionInbox`], and the addresses of the presence actor stay inside
+//! [`bus::LocalBus`] and [`presence::LocalPresence`].
 
 pub mod bus;
 pub mod limiter;
@@ -16,12 +20,10 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
-use switchboard_actors::presence::PresenceActor;
 use switchboard_actors::rate_limit::RateLimiterActor;
 use switchboard_actors::throttle::Backoff;
 
-use self::bus::{Bus, LocalBus};
+use self::bus::Bus;
 use self::limiter::{Limiter, LocalLimiter, WhenUnavailable};
 use self::presence::{LocalPresence, PresenceRegistry};
 use self::redis::{RedisBus, RedisFailureThrottle, RedisLimiter, RedisLink, RedisPresence, RedisSessionCap};
@@ -56,9 +58,9 @@ impl Seams {
             None => Realtime::local(max_sessions_per_user, heartbeat),
             Some(link) => {
                 let cap = Arc::new(RedisSessionCap::new(link.clone(), max_sessions_per_user));
-                let (presence, actor, directory) = RedisPresence::start(link.clone(), heartbeat, cap.clone());
+                let (presence, local_bus) = RedisPresence::start(link.clone(), heartbeat, cap.clone());
                 Realtime {
-                    bus: Arc::new(RedisBus::new(link.clone(), actor, directory)),
+                    bus: Arc::new(RedisBus::new(link.clone(), local_bus)),
                     presence: Arc::new(presence),
                     session_cap: cap,
                 }
@@ -107,12 +109,10 @@ impl Realtime {
     /// The in-process seams: one presence actor behind the bus and the registry, which also
     /// sweeps every session's heartbeat each `heartbeat`.
     pub fn local(max_sessions_per_user: usize, heartbeat: Duration) -> Realtime {
-        let actor = PresenceActor::with_heartbeat(heartbeat);
-        let directory = actor.directory();
-        let presence = actor.start();
+        let (presence, bus) = LocalPresence::start(heartbeat, None);
         Realtime {
-            bus: Arc::new(LocalBus::new(presence.clone(), directory)),
-            presence: Arc::new(LocalPresence::new(presence)),
+            bus: Arc::new(bus),
+            presence: Arc::new(presence),
             session_cap: Arc::new(LocalSessionCap::new(max_sessions_per_user)),
         }
     }
