@@ -16,19 +16,15 @@ pub mod redis;
 pub mod session_cap;
 pub mod throttle;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_actors::rate_limit::RateLimiterActor;
-use switchboard_actors::throttle::Backoff;
-
 use self::bus::Bus;
-use self::limiter::{Limiter, LocalLimiter, WhenUnavailable};
+use self::limiter::{Limiter, LocalLimiter};
 use self::presence::{LocalPresence, PresenceRegistry};
 use self::redis::{RedisBus, RedisFailureThrottle, RedisLimiter, RedisLink, RedisPresence, RedisSessionCap};
 use self::session_cap::{LocalSessionCap, SessionCap};
-use self::throttle::{FailureThrottle, LocalFailureThrottle};
+use self::throttle::{Backoff, FailureThrottle, LocalFailureThrottle};
 
 /// Builds every seam: in process, or over Redis when the node has a link to it.
 pub struct Seams {
@@ -69,15 +65,8 @@ impl Seams {
     }
 
     /// `limit` requests per `window` per key of `scope`.
-    pub fn limiter(
-        &self,
-        scope: &'static str,
-        limit: u32,
-        window: Duration,
-        when_unavailable: WhenUnavailable,
-    ) -> Arc<dyn Limiter> {
-        let nonzero = NonZeroU32::new(limit).unwrap_or(NonZeroU32::MIN);
-        let local = LocalLimiter::new(RateLimiterActor::per_window(nonzero, window), when_unavailable);
+    pub fn limiter(&self, scope: &'static str, limit: u32, window: Duration) -> Arc<dyn Limiter> {
+        let local = LocalLimiter::new(limit, window);
         match &self.redis {
             None => Arc::new(local),
             Some(link) => Arc::new(RedisLimiter::new(link.clone(), scope, limit, window, Box::new(local))),
@@ -116,4 +105,17 @@ impl Realtime {
             session_cap: Arc::new(LocalSessionCap::new(max_sessions_per_user)),
         }
     }
+}
+
+/// Calls `prune` on `table` every `every` for as long as anything else holds it, so an
+/// in-process table forgets keys it no longer needs without a timer of its own in the hot path.
+fn prune_while_alive<T: Send + Sync + 'static>(table: &Arc<T>, every: Duration, prune: fn(&T)) {
+    let table = Arc::downgrade(table);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(table) = table.upgrade() else { return };
+            prune(&table);
+        }
+    });
 }

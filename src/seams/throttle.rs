@@ -1,13 +1,14 @@
 //! Failure throttles: a key (an account, a client IP) gets a few free failures, then growing
 //! delays. An attempt counts as a failure from the moment it is let through until it is taken
 //! back, so parallel guesses cannot pass the check together. In one process it is a
-//! [`FailureThrottleActor`] per throttle.
+//! [`Failures`] table per throttle, called in place.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr};
 use async_trait::async_trait;
-use switchboard_actors::throttle::{Attempt, Backoff, Failed, FailureThrottleActor, Forget, TakeBack};
+pub use switchboard_actors::throttle::Backoff;
+use switchboard_actors::throttle::{Failures, PRUNE_EVERY};
 
 /// One failure throttle.
 #[async_trait]
@@ -23,35 +24,35 @@ pub trait FailureThrottle: Send + Sync + 'static {
     fn forget(&self, key: &str);
 }
 
-/// A [`FailureThrottle`] over an actor of this process. When the actor cannot answer (the
-/// system is stopping) attempts are let through: a throttle slows guessing, and the stopping
-/// server answers nothing more for long.
+/// A [`FailureThrottle`] of this process: one [`Failures`] table, pruned in the background.
 pub struct LocalFailureThrottle {
-    actor: Addr<FailureThrottleActor>,
+    failures: Arc<Failures>,
 }
 
 impl LocalFailureThrottle {
     /// A throttle with `backoff`.
     pub fn new(backoff: Backoff) -> LocalFailureThrottle {
-        LocalFailureThrottle { actor: FailureThrottleActor::new(backoff).start() }
+        let failures = Arc::new(Failures::new(backoff));
+        super::prune_while_alive(&failures, PRUNE_EVERY, |failures| failures.prune(Instant::now()));
+        LocalFailureThrottle { failures }
     }
 }
 
 #[async_trait]
 impl FailureThrottle for LocalFailureThrottle {
     async fn attempt(&self, key: &str) -> Result<(), Duration> {
-        self.actor.send(Attempt { key: key.to_owned() }).await.unwrap_or(Ok(()))
+        self.failures.attempt(key, Instant::now())
     }
 
     fn failed(&self, key: &str) {
-        self.actor.do_send(Failed { key: key.to_owned() });
+        self.failures.failed(key, Instant::now());
     }
 
     fn take_back(&self, key: &str) {
-        self.actor.do_send(TakeBack { key: key.to_owned() });
+        self.failures.take_back(key);
     }
 
     fn forget(&self, key: &str) {
-        self.actor.do_send(Forget { key: key.to_owned() });
+        self.failures.forget(key);
     }
 }

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::types::scripts::Script;
-use switchboard_actors::throttle::Backoff;
 
 use super::{RedisLink, arg, num};
 use crate::seams::limiter::{Decision, Limiter};
-use crate::seams::throttle::FailureThrottle;
+use crate::seams::throttle::{Backoff, FailureThrottle};
 
 static GCRA: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!("gcra.lua")));
 static THROTTLE: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!("throttle.lua")));
