@@ -10,18 +10,18 @@ use async_trait::async_trait;
 pub use switchboard_actors::throttle::Backoff;
 use switchboard_actors::throttle::{Failures, PRUNE_EVERY};
 
-/// One failure throttle.
+/// One failure throttle. Each call is done when it returns, so a caller's next attempt sees it.
 #[async_trait]
 pub trait FailureThrottle: Send + Sync + 'static {
     /// Lets an attempt of `key` through (counted as a failure), or answers how long to wait.
     async fn attempt(&self, key: &str) -> Result<(), Duration>;
     /// The attempt of `key` failed: the delay it earned runs from now, not from when it was let
     /// through (checking a password can take a while on a busy server).
-    fn failed(&self, key: &str);
+    async fn failed(&self, key: &str);
     /// The attempt of `key` succeeded: its failure is taken back, earlier ones stay.
-    fn take_back(&self, key: &str);
+    async fn take_back(&self, key: &str);
     /// Forgets every failure of `key` (its owner proved who they are).
-    fn forget(&self, key: &str);
+    async fn forget(&self, key: &str);
 }
 
 /// A [`FailureThrottle`] of this process: one [`Failures`] table, pruned in the background.
@@ -44,15 +44,15 @@ impl FailureThrottle for LocalFailureThrottle {
         self.failures.attempt(key, Instant::now())
     }
 
-    fn failed(&self, key: &str) {
+    async fn failed(&self, key: &str) {
         self.failures.failed(key, Instant::now());
     }
 
-    fn take_back(&self, key: &str) {
+    async fn take_back(&self, key: &str) {
         self.failures.take_back(key);
     }
 
-    fn forget(&self, key: &str) {
+    async fn forget(&self, key: &str) {
         self.failures.forget(key);
     }
 }
