@@ -7,7 +7,8 @@
 //!
 //! No seam's API carries an actix type: a session is known by its
 //! [`presence::SessionInbox`], and the addresses of the presence actor stay inside
-//! [`bus::LocalBus`] and [`presence::LocalPresence`].
+//! [`bus::LocalBus`] and [`presence::LocalPresence`]. `tests/api/seam_contract/` holds every
+//! in-process and Redis implementation to the same cases.
 
 pub mod bus;
 pub mod limiter;
