@@ -10,7 +10,6 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::{Compress, Logger, from_fn};
 use actix_web::{App, HttpServer, web};
-use switchboard_actors::throttle::Backoff;
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
@@ -18,8 +17,8 @@ use crate::auth::tokens;
 use crate::config::Config;
 use crate::mail::Mailer;
 use crate::seams::Seams;
-use crate::seams::limiter::WhenUnavailable;
 use crate::seams::redis::RedisLink;
+use crate::seams::throttle::Backoff;
 use crate::services::accounts::throttles::AuthThrottles;
 use crate::services::accounts::{AccountSeams, AccountService, AccountSettings};
 use crate::services::conversation::ConversationService;
@@ -183,18 +182,14 @@ fn assemble(config: Config, store: DynStore, secret: &[u8], seams: &Seams) -> Re
     let realtime = seams.realtime(config.ws_max_sessions_per_user as usize, heartbeat);
 
     let (minute, hour) = (Duration::from_secs(60), Duration::from_secs(3600));
-    // The REST limit and the account throttles let requests through when their engine cannot
-    // answer: they guard cheap requests against abuse. The WebSocket limits refuse: they guard
-    // paid or stored work.
-    let (allow, refuse) = (WhenUnavailable::Allow, WhenUnavailable::Refuse);
     let failures = |scope, free: u32| seams.throttle(scope, Backoff::standard(free));
     let throttles = AuthThrottles {
         login_account: failures("login_account", config.login_failures_per_account),
         login_ip: failures("login_ip", config.login_failures_per_ip),
         reset_ip: failures("reset_ip", config.reset_failures_per_ip),
-        forgot_email: seams.limiter("forgot_email", config.forgot_per_email_per_hour, hour, allow),
-        forgot_ip: seams.limiter("forgot_ip", config.forgot_per_ip_per_hour, hour, allow),
-        register_ip: seams.limiter("register_ip", config.registrations_per_ip_per_hour, hour, allow),
+        forgot_email: seams.limiter("forgot_email", config.forgot_per_email_per_hour, hour),
+        forgot_ip: seams.limiter("forgot_ip", config.forgot_per_ip_per_hour, hour),
+        register_ip: seams.limiter("register_ip", config.registrations_per_ip_per_hour, hour),
     };
     let settings =
         AccountSettings { starting_credits: config.starting_credits, public_url: config.public_url() };
@@ -215,7 +210,7 @@ fn assemble(config: Config, store: DynStore, secret: &[u8], seams: &Seams) -> Re
         credits.clone(),
         crate::assistant::from_config(&config),
         crate::images::from_config(&config),
-        seams.limiter("ws", config.ws_rate_limit_per_minute, minute, refuse),
+        seams.limiter("ws", config.ws_rate_limit_per_minute, minute),
         i64::from(config.max_chats_per_user),
     );
     let overview = OverviewService::new(store.clone(), credits.clone(), realtime.presence.clone());
@@ -227,10 +222,10 @@ fn assemble(config: Config, store: DynStore, secret: &[u8], seams: &Seams) -> Re
         conversation: Arc::new(conversation),
         overview: Arc::new(overview),
         realtime,
-        rest_limit: seams.limiter("rest", config.rate_limit_per_minute, minute, allow),
-        ws_free_limit: seams.limiter("ws_free", config.ws_free_per_minute, minute, refuse),
+        rest_limit: seams.limiter("rest", config.rate_limit_per_minute, minute),
+        ws_free_limit: seams.limiter("ws_free", config.ws_free_per_minute, minute),
         redis: seams.redis_link(),
-        ws_upgrade_limit: seams.limiter("ws_upgrade_ip", config.ws_upgrades_per_ip_per_minute, minute, allow),
+        ws_upgrade_limit: seams.limiter("ws_upgrade_ip", config.ws_upgrades_per_ip_per_minute, minute),
         ws_ip_cap: crate::security::ip_cap::IpCap::new(config.ws_max_per_ip as usize),
         store,
         config: Arc::new(config),

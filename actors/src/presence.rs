@@ -85,7 +85,7 @@ pub enum PresenceEvent {
     },
 }
 
-/// What a session actor is told.
+/// What a session is told.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub enum SessionEvent {
@@ -104,6 +104,31 @@ pub enum SessionEvent {
     /// Time for the session's heartbeat: ping the client, or close a silent one. One sweep
     /// of the presence actor sends it to every session, instead of a timer in each.
     Heartbeat,
+}
+
+/// Where a session's events go. Presence and the directory hold inboxes, never a session's
+/// type or address, so whatever can queue a [`SessionEvent`] can be a session: the WebSocket
+/// session actor (through the impl for [`Addr`] below), or a channel in a test.
+pub trait SessionInbox: Send + Sync + 'static {
+    /// Queues `event` for the session without waiting. It must not drop frames (a long streamed
+    /// reply would be corrupted): a session whose client stops reading is closed by its own byte
+    /// budget, which bounds what waits in its inbox.
+    fn deliver(&self, event: SessionEvent);
+}
+
+/// A session's inbox, shared by presence and the directory.
+pub type Inbox = Arc<dyn SessionInbox>;
+
+/// A session actor's mailbox is its inbox. `do_send`, not `try_send`: a burst may pass the
+/// mailbox capacity, and dropping frames would corrupt the stream (see [`SessionInbox::deliver`]).
+impl<A> SessionInbox for Addr<A>
+where
+    A: Actor + Handler<SessionEvent>,
+    A::Context: actix::dev::ToEnvelope<A, SessionEvent>,
+{
+    fn deliver(&self, event: SessionEvent) {
+        self.do_send(event);
+    }
 }
 
 /// One user's presence.
@@ -208,7 +233,7 @@ pub struct Join {
     /// after this moment covers the session even if it joins later.
     pub verified_at: Instant,
     /// Where to deliver events.
-    pub recipient: Recipient<SessionEvent>,
+    pub inbox: Inbox,
 }
 
 /// A session closed.
@@ -381,7 +406,7 @@ struct SessionEntry {
     user_id: Arc<str>,
     auth_session: Option<Arc<str>>,
     api_key: Option<Arc<str>>,
-    recipient: Recipient<SessionEvent>,
+    inbox: Inbox,
 }
 
 struct UserEntry {
@@ -398,24 +423,23 @@ pub struct Directory {
     users: Arc<DashMap<Arc<str>, Vec<Listed>>>,
 }
 
-/// One listed session: its id and its mailbox.
-type Listed = (Arc<str>, Recipient<SessionEvent>);
+/// One listed session: its id and its inbox.
+type Listed = (Arc<str>, Inbox);
 
 impl Directory {
     /// Queues `event` for every session of `user_id` on this node; answers how many.
     pub fn to_user(&self, user_id: &str, event: SessionEvent) -> usize {
         let Some(sessions) = self.users.get(user_id) else { return 0 };
-        // do_send, not try_send: a burst (a long streamed reply) may pass the mailbox capacity,
-        // and dropping frames would corrupt the stream. A session whose client stops reading is
-        // closed by its own byte budget, which bounds what waits in its mailbox.
-        for (_, recipient) in sessions.iter() {
-            recipient.do_send(event.clone());
+        // Queued without waiting and never dropped (see `SessionInbox::deliver`); the shard's
+        // read lock is held only while the events are queued.
+        for (_, inbox) in sessions.iter() {
+            inbox.deliver(event.clone());
         }
         sessions.len()
     }
 
-    fn add(&self, user_id: &Arc<str>, session_id: &Arc<str>, recipient: &Recipient<SessionEvent>) {
-        self.users.entry(user_id.clone()).or_default().push((session_id.clone(), recipient.clone()));
+    fn add(&self, user_id: &Arc<str>, session_id: &Arc<str>, inbox: &Inbox) {
+        self.users.entry(user_id.clone()).or_default().push((session_id.clone(), inbox.clone()));
     }
 
     fn remove(&self, user_id: &str, session_id: &str) {
@@ -458,10 +482,7 @@ impl PresenceActor {
 
     fn deliver(&self, session_id: &str, event: SessionEvent) {
         if let Some(session) = self.sessions.get(session_id) {
-            // do_send, not try_send: a burst (a long streamed reply) may pass the mailbox
-            // capacity, and dropping frames would corrupt the stream. A session whose client
-            // stops reading is closed by its own byte budget, which bounds what waits here.
-            session.recipient.do_send(event);
+            session.inbox.deliver(event);
         }
     }
 
@@ -535,7 +556,7 @@ impl Handler<Join> for PresenceActor {
     fn handle(&mut self, msg: Join, _: &mut Context<Self>) {
         if let Some(reason) = self.revocations.covering(&msg) {
             // Never registered: the socket closes itself, and its `Leave` finds nothing.
-            msg.recipient.do_send(SessionEvent::Revoked { reason });
+            msg.inbox.deliver(SessionEvent::Revoked { reason });
             return;
         }
         self.users
@@ -543,14 +564,14 @@ impl Handler<Join> for PresenceActor {
             .or_insert_with(|| UserEntry { email: msg.email.clone(), sessions: HashMap::new() })
             .sessions
             .insert(msg.session_id.clone(), SystemTime::now());
-        self.directory.add(&msg.user_id, &msg.session_id, &msg.recipient);
+        self.directory.add(&msg.user_id, &msg.session_id, &msg.inbox);
         self.sessions.insert(
             msg.session_id,
             SessionEntry {
                 user_id: msg.user_id.clone(),
                 auth_session: msg.auth_session,
                 api_key: msg.api_key,
-                recipient: msg.recipient,
+                inbox: msg.inbox,
             },
         );
         self.update_gauges();
@@ -722,30 +743,25 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// Records every event it gets.
+    /// An inbox that records every event it gets, as it gets it.
     #[derive(Default)]
     struct Probe {
         events: Arc<Mutex<Vec<SessionEvent>>>,
     }
 
-    impl Actor for Probe {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<SessionEvent> for Probe {
-        type Result = ();
-        fn handle(&mut self, msg: SessionEvent, _: &mut Context<Self>) {
-            self.events.lock().unwrap().push(msg);
+    impl SessionInbox for Probe {
+        fn deliver(&self, event: SessionEvent) {
+            self.events.lock().unwrap().push(event);
         }
     }
 
-    fn probe() -> (Recipient<SessionEvent>, Arc<Mutex<Vec<SessionEvent>>>) {
+    fn probe() -> (Inbox, Arc<Mutex<Vec<SessionEvent>>>) {
         let probe = Probe::default();
         let events = probe.events.clone();
-        (probe.start().recipient(), events)
+        (Arc::new(probe), events)
     }
 
-    fn join(session: &str, user: &str, recipient: Recipient<SessionEvent>) -> Join {
+    fn join(session: &str, user: &str, inbox: Inbox) -> Join {
         Join {
             session_id: session.into(),
             user_id: user.into(),
@@ -753,12 +769,8 @@ mod tests {
             auth_session: Some(format!("login-{session}").into()),
             api_key: None,
             verified_at: Instant::now(),
-            recipient,
+            inbox,
         }
-    }
-
-    async fn settle() {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
     #[actix::test]
@@ -778,7 +790,6 @@ mod tests {
         assert_eq!(presence.send(GetSnapshot).await.unwrap().active_users, 2, "ada still has a tab");
         presence.send(Leave { session_id: "ws2".into(), reason: LeaveReason::Timeout }).await.unwrap();
         assert_eq!(presence.send(GetSnapshot).await.unwrap().active_users, 1);
-        settle().await;
 
         let events = admin_events.lock().unwrap();
         let kinds: Vec<String> = events
@@ -808,8 +819,8 @@ mod tests {
             ("ws5", "bob", Some("login-3")),
         ];
         for (session, user, login) in joins {
-            let (recipient, _) = probe();
-            let join = Join { auth_session: login.map(Into::into), ..join(session, user, recipient) };
+            let (inbox, _) = probe();
+            let join = Join { auth_session: login.map(Into::into), ..join(session, user, inbox) };
             presence.send(join).await.unwrap();
         }
         let counts = presence.send(SocketsByLoginSession { user_id: "ada".into() }).await.unwrap();
@@ -840,7 +851,6 @@ mod tests {
             .send(ToUser { user_id: "ada".into(), event: SessionEvent::Frame(ByteString::from_static("{}")) })
             .await
             .unwrap();
-        settle().await;
         assert!(matches!(a_events.lock().unwrap()[0], SessionEvent::Revoked { reason: "logout" }));
         assert_eq!(b_events.lock().unwrap().len(), 1, "b only got the frame");
     }
@@ -872,11 +882,9 @@ mod tests {
         ];
         let mut accepted = 0;
         for (case, session, login, verified_at, refused) in cases {
-            let (recipient, events) = probe();
-            let join =
-                Join { auth_session: Some(login.into()), verified_at, ..join(session, "ada", recipient) };
+            let (inbox, events) = probe();
+            let join = Join { auth_session: Some(login.into()), verified_at, ..join(session, "ada", inbox) };
             presence.send(join).await.unwrap();
-            settle().await;
             let revoked = events.lock().unwrap().iter().any(|e| matches!(e, SessionEvent::Revoked { .. }));
             assert_eq!(revoked, refused, "{case}");
             accepted += usize::from(!refused);

@@ -1,11 +1,12 @@
-//! Rate limits as an actor: GCRA buckets (the `governor` crate) per key — a user id or a client
-//! IP — for one scope (paid WebSocket messages, REST requests…). One actor per scope; every
-//! check is a message, answered with what the `RateLimit-*` headers and `retry_after_ms` need.
+//! Rate limits: GCRA buckets (the `governor` crate) per key — a user id or a client IP — for one
+//! scope (paid WebSocket messages, REST requests…). A plain struct, not an actor: governor keeps
+//! its buckets in a sharded map and updates each with one compare-and-swap, so checks from every
+//! worker thread run side by side, and a mailbox in front of it would only queue them. Each check
+//! answers what the `RateLimit-*` headers and `retry_after_ms` need.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use actix::prelude::*;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -14,18 +15,10 @@ use governor::{Quota, RateLimiter};
 type KeyedLimiter =
     RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
-/// How often buckets that are full again are dropped, bounding memory.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often buckets that are full again should be dropped ([`RateLimits::prune`]), bounding memory.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// Ask whether one more request of `key` fits.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Decision")]
-pub struct Check {
-    /// The user id or client IP the limit is counted for.
-    pub key: String,
-}
-
-/// The answer to [`Check`].
+/// The answer to a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     /// Whether the request may proceed (and was counted).
@@ -40,23 +33,23 @@ pub struct Decision {
     pub reset_after: Duration,
 }
 
-/// GCRA buckets for one scope.
-pub struct RateLimiterActor {
+/// GCRA buckets for one scope, shared by every thread that checks it.
+pub struct RateLimits {
     limiter: KeyedLimiter,
     clock: DefaultClock,
     limit: u32,
     window: Duration,
 }
 
-impl RateLimiterActor {
+impl RateLimits {
     /// `limit` requests per minute per key, with bursts of up to `limit`.
-    pub fn per_minute(limit: NonZeroU32) -> RateLimiterActor {
-        RateLimiterActor::per_window(limit, Duration::from_secs(60))
+    pub fn per_minute(limit: NonZeroU32) -> RateLimits {
+        RateLimits::per_window(limit, Duration::from_secs(60))
     }
 
     /// `limit` requests per `window` per key, with bursts of up to `limit` (for slow scopes such
     /// as password-reset mails per hour). A zero window counts as one second.
-    pub fn per_window(limit: NonZeroU32, window: Duration) -> RateLimiterActor {
+    pub fn per_window(limit: NonZeroU32, window: Duration) -> RateLimits {
         let window = window.max(Duration::from_secs(1));
         let clock = DefaultClock::default();
         let quota = Quota::with_period(window / limit.get())
@@ -64,12 +57,13 @@ impl RateLimiterActor {
             .allow_burst(limit);
         let limiter = RateLimiter::dashmap_with_clock(quota, clock.clone())
             .with_middleware::<StateInformationMiddleware>();
-        RateLimiterActor { limiter, clock, limit: limit.get(), window }
+        RateLimits { limiter, clock, limit: limit.get(), window }
     }
 
-    fn check(&self, key: &String) -> Decision {
+    /// Counts one request of `key` if it fits, and says so.
+    pub fn check(&self, key: &str) -> Decision {
         let per_request = self.window / self.limit;
-        match self.limiter.check_key(key) {
+        match self.limiter.check_key(&key.to_owned()) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 Decision {
@@ -92,26 +86,22 @@ impl RateLimiterActor {
             }
         }
     }
-}
 
-impl Actor for RateLimiterActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        // Thousands of checks per second queue here; the default mailbox of 16 would push back.
-        ctx.set_mailbox_capacity(4096);
-        ctx.run_interval(PRUNE_EVERY, |actor, _| {
-            actor.limiter.retain_recent();
-            actor.limiter.shrink_to_fit();
-        });
+    /// Drops the buckets that are full again (a key seen again starts full, so nothing
+    /// changes for it); call every [`PRUNE_EVERY`].
+    pub fn prune(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
     }
-}
 
-impl Handler<Check> for RateLimiterActor {
-    type Result = MessageResult<Check>;
+    /// Keys with a bucket (for tests and memory checks).
+    pub fn len(&self) -> usize {
+        self.limiter.len()
+    }
 
-    fn handle(&mut self, msg: Check, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.check(&msg.key))
+    /// Whether no key has a bucket.
+    pub fn is_empty(&self) -> bool {
+        self.limiter.is_empty()
     }
 }
 
@@ -119,35 +109,56 @@ impl Handler<Check> for RateLimiterActor {
 mod tests {
     use super::*;
 
-    #[actix::test]
-    async fn the_request_over_the_limit_is_refused_with_a_retry_time_and_other_keys_are_untouched() {
-        let limiter = RateLimiterActor::per_minute(NonZeroU32::new(3).unwrap()).start();
-        let check = |key: &str| limiter.send(Check { key: key.to_owned() });
-        let first = check("alice").await.unwrap();
+    #[test]
+    fn the_request_over_the_limit_is_refused_with_a_retry_time_and_other_keys_are_untouched() {
+        let limits = RateLimits::per_minute(NonZeroU32::new(3).unwrap());
+        let first = limits.check("alice");
         assert!(first.allowed && first.limit == 3 && first.remaining == 2, "{first:?}");
-        assert!(check("alice").await.unwrap().allowed);
-        assert!(check("alice").await.unwrap().allowed);
-        let refused = check("alice").await.unwrap();
+        assert!(limits.check("alice").allowed);
+        assert!(limits.check("alice").allowed);
+        let refused = limits.check("alice");
         assert!(!refused.allowed, "the 4th request in a minute is refused");
         assert!(
             refused.retry_after > Duration::from_secs(15) && refused.retry_after <= Duration::from_secs(20),
             "{refused:?}"
         );
-        assert!(check("bob").await.unwrap().allowed, "another key has its own bucket");
+        assert!(limits.check("bob").allowed, "another key has its own bucket");
     }
 
-    #[actix::test]
-    async fn a_window_of_an_hour_refills_one_request_per_window_over_limit() {
+    #[test]
+    fn a_window_of_an_hour_refills_one_request_per_window_over_limit() {
         let hour = Duration::from_secs(3600);
-        let limiter = RateLimiterActor::per_window(NonZeroU32::new(2).unwrap(), hour).start();
-        let check = || limiter.send(Check { key: "carol@example.com".to_owned() });
-        assert!(check().await.unwrap().allowed && check().await.unwrap().allowed, "a burst of 2");
-        let refused = check().await.unwrap();
+        let limits = RateLimits::per_window(NonZeroU32::new(2).unwrap(), hour);
+        let check = || limits.check("carol@example.com");
+        assert!(check().allowed && check().allowed, "a burst of 2");
+        let refused = check();
         assert!(!refused.allowed, "the 3rd within the hour is refused");
         assert!(
             refused.retry_after > hour / 2 - Duration::from_secs(5) && refused.retry_after <= hour / 2,
             "{refused:?}"
         );
         assert_eq!(refused.reset_after, hour, "{refused:?}");
+    }
+
+    #[test]
+    fn checks_from_many_threads_at_once_allow_exactly_the_burst() {
+        let limits = RateLimits::per_minute(NonZeroU32::new(50).unwrap());
+        let allowed: usize = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| (0..40).filter(|_| limits.check("dave").allowed).count()))
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).sum()
+        });
+        assert_eq!(allowed, 50, "320 checks at once, a burst of 50");
+    }
+
+    #[test]
+    fn pruning_drops_only_buckets_that_are_full_again() {
+        let limits = RateLimits::per_window(NonZeroU32::new(2).unwrap(), Duration::from_secs(3600));
+        limits.check("erin");
+        assert_eq!(limits.len(), 1);
+        limits.prune();
+        assert_eq!(limits.len(), 1, "a bucket still refilling is kept");
+        assert_eq!(limits.check("erin").remaining, 0, "and still counts");
     }
 }

@@ -1,20 +1,21 @@
-//! Failure throttles as an actor: per key (an account, a client IP), a few free failures, then a
+//! Failure throttles: per key (an account, a client IP), a few free failures, then a
 //! delay that doubles with every further failure up to a cap, as OWASP's authentication cheat
 //! sheet suggests for brute-force defence.
 //!
-//! Why not a [`crate::rate_limit::RateLimiterActor`]: a GCRA bucket counts every request and
+//! Why not a [`crate::rate_limit::RateLimits`]: a GCRA bucket counts every request and
 //! refills at a fixed rate. A login throttle must count only failures, forget them when the real
 //! user gets in, and make each further failure cost more than the last; no bucket does that.
 //! Nothing here is ever permanent: every block ends after at most `max_delay`, and a key with no
 //! failure for `forget_after` starts afresh.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
+use dashmap::DashMap;
+use dashmap::mapref::one::RefMut;
 
-/// How often keys that are neither blocked nor remembered any longer are dropped.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often keys that are neither blocked nor remembered any longer should be dropped
+/// ([`Failures::prune`]).
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// How the delays grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +58,12 @@ struct Entry {
     blocked_until: Instant,
 }
 
-/// The throttle's bookkeeping without the actor, so it can be tested with a chosen clock.
+/// One throttle (for example "login failures per account"): failures per key, with the time
+/// passed in so it can be tested with a chosen clock.
+///
+/// A plain struct, not an actor: keys live in a sharded map and every operation on a key is one
+/// step under that key's shard lock (no await inside), so a check and its count cannot be split
+/// and different keys never wait for each other. A mailbox in front would only queue them.
 ///
 /// An attempt counts as a failure from the moment it is let through, and is taken back when it
 /// succeeds. Counting afterwards would let a burst of parallel guesses all pass the check before
@@ -65,13 +71,13 @@ struct Entry {
 #[derive(Debug)]
 pub struct Failures {
     backoff: Backoff,
-    entries: HashMap<String, Entry>,
+    entries: DashMap<String, Entry>,
 }
 
 impl Failures {
     /// An empty table.
     pub fn new(backoff: Backoff) -> Failures {
-        Failures { backoff, entries: HashMap::new() }
+        Failures { backoff, entries: DashMap::new() }
     }
 
     /// How long `key` must still wait at `now`, if it is blocked.
@@ -81,39 +87,27 @@ impl Failures {
     }
 
     /// Lets an attempt of `key` through at `now` and counts it as a failure, or answers how long
-    /// `key` must still wait.
-    pub fn attempt(&mut self, key: &str, now: Instant) -> Result<(), Duration> {
-        if let Some(wait) = self.blocked_for(key, now) {
-            return Err(wait);
+    /// `key` must still wait. One step: parallel attempts of one key are counted one by one.
+    pub fn attempt(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let mut entry = self.entry(key, now);
+        if entry.blocked_until > now {
+            return Err(entry.blocked_until - now);
         }
-        self.fail(key, now);
+        self.count_failure(&mut entry, now);
         Ok(())
     }
 
     /// Counts a failure of `key` at `now`; returns the block it now has (zero while free).
-    pub fn fail(&mut self, key: &str, now: Instant) -> Duration {
-        let backoff = self.backoff;
-        let entry = self.entries.entry(key.to_owned()).or_insert(Entry {
-            failures: 0,
-            last_failure: now,
-            blocked_until: now,
-        });
-        if now.saturating_duration_since(entry.last_failure) > backoff.forget_after {
-            entry.failures = 0;
-        }
-        entry.failures = entry.failures.saturating_add(1);
-        entry.last_failure = now;
-        let delay = backoff.delay_after(entry.failures);
-        entry.blocked_until = entry.blocked_until.max(now + delay);
-        delay
+    pub fn fail(&self, key: &str, now: Instant) -> Duration {
+        self.count_failure(&mut self.entry(key, now), now)
     }
 
     /// The attempt of `key` let through at some earlier moment has now failed: the delay its
     /// failure earned runs from `now`, so checking a password slowly (a busy server) does not
     /// use the delay up before the client hears of the failure.
-    pub fn failed(&mut self, key: &str, now: Instant) {
+    pub fn failed(&self, key: &str, now: Instant) {
         let backoff = self.backoff;
-        if let Some(entry) = self.entries.get_mut(key) {
+        if let Some(mut entry) = self.entries.get_mut(key) {
             entry.last_failure = entry.last_failure.max(now);
             entry.blocked_until = entry.blocked_until.max(now + backoff.delay_after(entry.failures));
         }
@@ -121,19 +115,20 @@ impl Failures {
 
     /// Takes back the failure counted for an attempt that succeeded. Earlier failures, and a
     /// delay already running, stay.
-    pub fn take_back(&mut self, key: &str) {
-        if let Some(entry) = self.entries.get_mut(key) {
+    pub fn take_back(&self, key: &str) {
+        if let Some(mut entry) = self.entries.get_mut(key) {
             entry.failures = entry.failures.saturating_sub(1);
         }
     }
 
     /// Forgets every failure of `key` (its owner proved who they are).
-    pub fn forget(&mut self, key: &str) {
+    pub fn forget(&self, key: &str) {
         self.entries.remove(key);
     }
 
-    /// Drops keys that are not blocked and whose failures are old enough to forget.
-    pub fn prune(&mut self, now: Instant) {
+    /// Drops keys that are not blocked and whose failures are old enough to forget; call every
+    /// [`PRUNE_EVERY`].
+    pub fn prune(&self, now: Instant) {
         let forget_after = self.backoff.forget_after;
         self.entries.retain(|_, entry| {
             entry.blocked_until > now || now.saturating_duration_since(entry.last_failure) <= forget_after
@@ -149,93 +144,26 @@ impl Failures {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
-}
 
-/// Lets one attempt of `key` through, counted as a failure until taken back, or answers how
-/// long `key` must still wait.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<(), Duration>")]
-pub struct Attempt {
-    /// The account or client IP.
-    pub key: String,
-}
-
-/// The attempt of `key` succeeded: its failure is taken back, earlier ones stay.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct TakeBack {
-    /// The account or client IP.
-    pub key: String,
-}
-
-/// The attempt of `key` failed: the delay it earned runs from now.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct Failed {
-    /// The account or client IP.
-    pub key: String,
-}
-
-/// Forgets every failure of `key`, after its owner proved who they are.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct Forget {
-    /// The account or client IP.
-    pub key: String,
-}
-
-/// One throttle (for example "login failures per account"), an actor so that every check and
-/// count of one key is serialised without locks.
-pub struct FailureThrottleActor {
-    failures: Failures,
-}
-
-impl FailureThrottleActor {
-    /// A throttle with this backoff.
-    pub fn new(backoff: Backoff) -> FailureThrottleActor {
-        FailureThrottleActor { failures: Failures::new(backoff) }
+    /// `key`'s entry, locked until the guard is dropped.
+    fn entry(&self, key: &str, now: Instant) -> RefMut<'_, String, Entry> {
+        let fresh = Entry { failures: 0, last_failure: now, blocked_until: now };
+        match self.entries.get_mut(key) {
+            Some(entry) => entry,
+            None => self.entries.entry(key.to_owned()).or_insert(fresh),
+        }
     }
-}
 
-impl Actor for FailureThrottleActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        // A password-spraying burst queues here; the default mailbox of 16 would push back.
-        ctx.set_mailbox_capacity(4096);
-        ctx.run_interval(PRUNE_EVERY, |actor, _| actor.failures.prune(Instant::now()));
-    }
-}
-
-impl Handler<Attempt> for FailureThrottleActor {
-    type Result = Result<(), Duration>;
-
-    fn handle(&mut self, msg: Attempt, _: &mut Context<Self>) -> Result<(), Duration> {
-        self.failures.attempt(&msg.key, Instant::now())
-    }
-}
-
-impl Handler<TakeBack> for FailureThrottleActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: TakeBack, _: &mut Context<Self>) {
-        self.failures.take_back(&msg.key);
-    }
-}
-
-impl Handler<Failed> for FailureThrottleActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Failed, _: &mut Context<Self>) {
-        self.failures.failed(&msg.key, Instant::now());
-    }
-}
-
-impl Handler<Forget> for FailureThrottleActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
-        self.failures.forget(&msg.key);
+    fn count_failure(&self, entry: &mut Entry, now: Instant) -> Duration {
+        let backoff = self.backoff;
+        if now.saturating_duration_since(entry.last_failure) > backoff.forget_after {
+            entry.failures = 0;
+        }
+        entry.failures = entry.failures.saturating_add(1);
+        entry.last_failure = now;
+        let delay = backoff.delay_after(entry.failures);
+        entry.blocked_until = entry.blocked_until.max(now + delay);
+        delay
     }
 }
 
@@ -247,7 +175,7 @@ mod tests {
 
     #[test]
     fn free_failures_cost_nothing_then_each_failure_doubles_the_delay_up_to_the_cap() {
-        let mut table = Failures::new(Backoff::standard(3));
+        let table = Failures::new(Backoff::standard(3));
         let start = Instant::now();
         let delays: Vec<Duration> = (0..16).map(|i| table.fail("alice", start + SECOND * i)).collect();
         assert_eq!(&delays[..3], &[Duration::ZERO, Duration::ZERO, SECOND], "the third starts 1 s");
@@ -258,7 +186,7 @@ mod tests {
 
     #[test]
     fn a_block_ends_by_itself_and_other_keys_are_untouched() {
-        let mut table = Failures::new(Backoff::standard(1));
+        let table = Failures::new(Backoff::standard(1));
         let start = Instant::now();
         assert_eq!(table.fail("alice", start), SECOND);
         assert_eq!(table.blocked_for("alice", start + SECOND / 2), Some(SECOND / 2));
@@ -268,7 +196,7 @@ mod tests {
 
     #[test]
     fn a_failure_known_late_gets_its_whole_delay_from_the_moment_it_is_known() {
-        let mut table = Failures::new(Backoff::standard(1));
+        let table = Failures::new(Backoff::standard(1));
         let start = Instant::now();
         table.attempt("alice", start).expect("let through");
         // The password check took two seconds: the one-second delay would be over already.
@@ -281,7 +209,7 @@ mod tests {
 
     #[test]
     fn forgetting_a_key_after_a_success_starts_it_afresh() {
-        let mut table = Failures::new(Backoff::standard(2));
+        let table = Failures::new(Backoff::standard(2));
         let start = Instant::now();
         for i in 0..5 {
             table.fail("alice", start + SECOND * i);
@@ -294,7 +222,7 @@ mod tests {
     #[test]
     fn old_failures_are_forgotten_and_pruned() {
         let backoff = Backoff { forget_after: SECOND * 10, ..Backoff::standard(2) };
-        let mut table = Failures::new(backoff);
+        let table = Failures::new(backoff);
         let start = Instant::now();
         table.fail("alice", start);
         table.fail("alice", start);
@@ -305,7 +233,7 @@ mod tests {
 
     #[test]
     fn attempts_count_as_failures_so_a_parallel_burst_cannot_pass_the_check_together() {
-        let mut table = Failures::new(Backoff::standard(3));
+        let table = Failures::new(Backoff::standard(3));
         let now = Instant::now();
         let answers: Vec<bool> = (0..10).map(|_| table.attempt("alice", now).is_ok()).collect();
         assert_eq!(answers.iter().filter(|ok| **ok).count(), 3, "three in flight at most: {answers:?}");
@@ -313,7 +241,7 @@ mod tests {
 
     #[test]
     fn a_successful_attempt_is_taken_back_and_earlier_failures_stay() {
-        let mut table = Failures::new(Backoff::standard(3));
+        let table = Failures::new(Backoff::standard(3));
         let now = Instant::now();
         table.attempt("10.0.0.1", now).unwrap();
         table.attempt("10.0.0.1", now).unwrap();
@@ -322,15 +250,17 @@ mod tests {
         assert_eq!(table.fail("10.0.0.1", now), SECOND, "the third starts the delay");
     }
 
-    #[actix::test]
-    async fn the_actor_refuses_while_blocked_and_forgets() {
-        let throttle = FailureThrottleActor::new(Backoff::standard(1)).start();
-        let key = || "10.0.0.1".to_owned();
-        assert_eq!(throttle.send(Attempt { key: key() }).await.unwrap(), Ok(()));
-        let refused = throttle.send(Attempt { key: key() }).await.unwrap();
-        assert!(refused.is_err_and(|wait| wait <= SECOND), "{refused:?}");
-        throttle.send(Forget { key: key() }).await.unwrap();
-        assert_eq!(throttle.send(Attempt { key: key() }).await.unwrap(), Ok(()));
-        throttle.send(TakeBack { key: key() }).await.unwrap();
+    #[test]
+    fn attempts_from_many_threads_at_once_let_exactly_the_free_failures_through() {
+        let table = Failures::new(Backoff::standard(3));
+        let now = Instant::now();
+        let passed: usize = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| (0..25).filter(|_| table.attempt("mallory", now).is_ok()).count()))
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).sum()
+        });
+        assert_eq!(passed, 3, "200 parallel guesses, 3 let through");
+        assert!(table.blocked_for("mallory", now).is_some(), "and the key is blocked");
     }
 }

@@ -1,7 +1,7 @@
 //! The bus: how a frame reaches one session or every session of a user, and how a revocation
 //! reaches the sockets it covers. In one process it is the presence actor and its directory of
-//! sessions; with several nodes ([`super::redis::RedisBus`]) it also carries them between nodes. Frames are
-//! already encoded text: the bus never looks inside.
+//! sessions' inboxes; with several nodes ([`super::redis::RedisBus`]) it also carries them between
+//! nodes. Frames are already encoded text: the bus never looks inside.
 
 use actix::Addr;
 pub use switchboard_actors::presence::RevokeScope;
@@ -32,11 +32,13 @@ pub trait Bus: Send + Sync + 'static {
     fn revoke(&self, user_id: &str, scope: RevokeScope, reason: &'static str);
 }
 
-/// The bus of one process. Frames for a user go straight to the mailboxes of their sessions
+/// The bus of one process. Frames for a user go straight to the inboxes of their sessions
 /// through the presence actor's directory, so fan-out is not bound to one thread; revocations go
 /// through the presence actor itself, which knows sessions by credential and remembers
-/// revocations. Messages are queued without waiting (`do_send`): a frame must not be
-/// dropped mid-stream, and a session whose client stops reading is closed by its own byte budget.
+/// revocations. Events are queued without waiting: a frame must not be dropped mid-stream, and a
+/// session whose client stops reading is closed by its own byte budget. Built with the
+/// registry over the same actor ([`super::presence::LocalPresence`]).
+#[derive(Clone)]
 pub struct LocalBus {
     presence: Addr<PresenceActor>,
     directory: Directory,
@@ -44,7 +46,7 @@ pub struct LocalBus {
 
 impl LocalBus {
     /// A bus over the node's presence actor and its directory.
-    pub fn new(presence: Addr<PresenceActor>, directory: Directory) -> LocalBus {
+    pub(super) fn new(presence: Addr<PresenceActor>, directory: Directory) -> LocalBus {
         LocalBus { presence, directory }
     }
 }

@@ -1,13 +1,15 @@
 //! Rate limits: a key (a user id, a client IP, an email) is allowed one more request, or told how
-//! long to wait. The in-process implementation is a GCRA [`RateLimiterActor`] per scope.
+//! long to wait. The in-process implementation is the GCRA table [`RateLimits`] per scope, called
+//! in place: it is shared by every worker thread, so no check waits for another.
 
 use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
 use async_trait::async_trait;
 pub use switchboard_actors::rate_limit::Decision;
-use switchboard_actors::rate_limit::{Check, RateLimiterActor};
+use switchboard_actors::rate_limit::{PRUNE_EVERY, RateLimits};
 
 /// The key of per-IP limits. IPv6 clients are grouped by their /64, since one subscriber
 /// usually holds a whole /64 and could otherwise use a fresh address for every request.
@@ -33,39 +35,24 @@ pub trait Limiter: Send + Sync + 'static {
     async fn check(&self, key: &str) -> Decision;
 }
 
-/// What a limiter answers when its engine cannot (the actor system is stopping).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WhenUnavailable {
-    /// Let the request through: for limits that protect against abuse of cheap requests, where
-    /// refusing the last requests of a stopping server would only lose them.
-    Allow,
-    /// Refuse it (retry in a second): for limits in front of paid or stored work.
-    Refuse,
-}
-
-/// A [`Limiter`] over a [`RateLimiterActor`] of this process.
+/// A [`Limiter`] of this process: one [`RateLimits`] table, pruned in the background.
 pub struct LocalLimiter {
-    actor: Addr<RateLimiterActor>,
-    when_unavailable: WhenUnavailable,
+    limits: Arc<RateLimits>,
 }
 
 impl LocalLimiter {
-    /// A limiter over `actor`, answering `when_unavailable` if it cannot be reached.
-    pub fn new(actor: RateLimiterActor, when_unavailable: WhenUnavailable) -> LocalLimiter {
-        LocalLimiter { actor: actix::Actor::start(actor), when_unavailable }
+    /// `limit` requests per `window` per key (at least one per second).
+    pub fn new(limit: u32, window: Duration) -> LocalLimiter {
+        let limit = NonZeroU32::new(limit).unwrap_or(NonZeroU32::MIN);
+        let limits = Arc::new(RateLimits::per_window(limit, window));
+        super::prune_while_alive(&limits, PRUNE_EVERY, RateLimits::prune);
+        LocalLimiter { limits }
     }
 }
 
 #[async_trait]
 impl Limiter for LocalLimiter {
     async fn check(&self, key: &str) -> Decision {
-        match self.actor.send(Check { key: key.to_owned() }).await {
-            Ok(decision) => decision,
-            Err(_) => {
-                let allowed = self.when_unavailable == WhenUnavailable::Allow;
-                let wait = if allowed { Duration::ZERO } else { Duration::from_secs(1) };
-                Decision { allowed, limit: 0, remaining: 0, retry_after: wait, reset_after: wait }
-            }
-        }
+        self.limits.check(key)
     }
 }

@@ -1,9 +1,14 @@
 //! Seams: the interfaces through which the node reaches what several nodes must share — the bus
 //! to sessions, presence, limits, failure throttles and the per-user session cap. Each is a
-//! trait with the in-process implementation beside it, built on the actors of
+//! trait with the in-process implementation beside it, built on the engines of
 //! `switchboard-actors`, and a Redis one in [`redis`] for several nodes; callers hold the trait,
 //! never an actor address or a connection, and each implementation states once what happens
 //! when its engine cannot answer. [`Seams`] builds one or the other.
+//!
+//! No seam's API carries an actix type: a session is known by its
+//! [`presence::SessionInbox`], and the addresses of the presence actor stay inside
+//! [`bus::LocalBus`] and [`presence::LocalPresence`]. `tests/api/seam_contract/` holds every
+//! in-process and Redis implementation to the same cases.
 
 pub mod bus;
 pub mod limiter;
@@ -12,21 +17,15 @@ pub mod redis;
 pub mod session_cap;
 pub mod throttle;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
-use switchboard_actors::presence::PresenceActor;
-use switchboard_actors::rate_limit::RateLimiterActor;
-use switchboard_actors::throttle::Backoff;
-
-use self::bus::{Bus, LocalBus};
-use self::limiter::{Limiter, LocalLimiter, WhenUnavailable};
+use self::bus::Bus;
+use self::limiter::{Limiter, LocalLimiter};
 use self::presence::{LocalPresence, PresenceRegistry};
 use self::redis::{RedisBus, RedisFailureThrottle, RedisLimiter, RedisLink, RedisPresence, RedisSessionCap};
 use self::session_cap::{LocalSessionCap, SessionCap};
-use self::throttle::{FailureThrottle, LocalFailureThrottle};
+use self::throttle::{Backoff, FailureThrottle, LocalFailureThrottle};
 
 /// Builds every seam: in process, or over Redis when the node has a link to it.
 pub struct Seams {
@@ -56,9 +55,9 @@ impl Seams {
             None => Realtime::local(max_sessions_per_user, heartbeat),
             Some(link) => {
                 let cap = Arc::new(RedisSessionCap::new(link.clone(), max_sessions_per_user));
-                let (presence, actor, directory) = RedisPresence::start(link.clone(), heartbeat, cap.clone());
+                let (presence, local_bus) = RedisPresence::start(link.clone(), heartbeat, cap.clone());
                 Realtime {
-                    bus: Arc::new(RedisBus::new(link.clone(), actor, directory)),
+                    bus: Arc::new(RedisBus::new(link.clone(), local_bus)),
                     presence: Arc::new(presence),
                     session_cap: cap,
                 }
@@ -67,15 +66,8 @@ impl Seams {
     }
 
     /// `limit` requests per `window` per key of `scope`.
-    pub fn limiter(
-        &self,
-        scope: &'static str,
-        limit: u32,
-        window: Duration,
-        when_unavailable: WhenUnavailable,
-    ) -> Arc<dyn Limiter> {
-        let nonzero = NonZeroU32::new(limit).unwrap_or(NonZeroU32::MIN);
-        let local = LocalLimiter::new(RateLimiterActor::per_window(nonzero, window), when_unavailable);
+    pub fn limiter(&self, scope: &'static str, limit: u32, window: Duration) -> Arc<dyn Limiter> {
+        let local = LocalLimiter::new(limit, window);
         match &self.redis {
             None => Arc::new(local),
             Some(link) => Arc::new(RedisLimiter::new(link.clone(), scope, limit, window, Box::new(local))),
@@ -107,13 +99,24 @@ impl Realtime {
     /// The in-process seams: one presence actor behind the bus and the registry, which also
     /// sweeps every session's heartbeat each `heartbeat`.
     pub fn local(max_sessions_per_user: usize, heartbeat: Duration) -> Realtime {
-        let actor = PresenceActor::with_heartbeat(heartbeat);
-        let directory = actor.directory();
-        let presence = actor.start();
+        let (presence, bus) = LocalPresence::start(heartbeat, None);
         Realtime {
-            bus: Arc::new(LocalBus::new(presence.clone(), directory)),
-            presence: Arc::new(LocalPresence::new(presence)),
+            bus: Arc::new(bus),
+            presence: Arc::new(presence),
             session_cap: Arc::new(LocalSessionCap::new(max_sessions_per_user)),
         }
     }
+}
+
+/// Calls `prune` on `table` every `every` for as long as anything else holds it, so an
+/// in-process table forgets keys it no longer needs without a timer of its own in the hot path.
+fn prune_while_alive<T: Send + Sync + 'static>(table: &Arc<T>, every: Duration, prune: fn(&T)) {
+    let table = Arc::downgrade(table);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(table) = table.upgrade() else { return };
+            prune(&table);
+        }
+    });
 }

@@ -1,19 +1,42 @@
 //! Presence: which sessions are open, by user. Sessions join when they open and leave with a
 //! reason; admins read a snapshot and subscribe to changes; the gauges `active_users` and
-//! `ws_sessions` follow. In one process it is the presence actor.
+//! `ws_sessions` follow. A session is known by its [`SessionInbox`], never by an actor address.
+//! In one process it is the presence actor.
 
-use actix::Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Addr};
 use async_trait::async_trait;
-/// A session announcing itself: its id, user, login session, when its credential check began
-/// (see [`super::bus::Bus::revoke`]) and where this node delivers its events.
-pub use switchboard_actors::presence::Join as Joining;
 use switchboard_actors::presence::{
-    GetSnapshot, Leave, LocalSockets, PresenceActor, ShutdownAll, SocketsByLoginSession, Subscribe,
-    Unsubscribe,
+    Announce, GetSnapshot, Join, Leave, LocalChange, LocalSockets, LocalUsers, PresenceActor, Relay,
+    ShutdownAll, SocketsByLoginSession, Subscribe, Unsubscribe,
 };
 pub use switchboard_actors::presence::{
-    LeaveReason, PresenceEvent, Snapshot, SocketCounts, SocketCredential, UserPresence,
+    Inbox, LeaveReason, PresenceEvent, SessionEvent, SessionInbox, Snapshot, SocketCounts, SocketCredential,
+    UserPresence,
 };
+
+use super::bus::LocalBus;
+
+/// A session announcing itself.
+pub struct Joining {
+    /// The WebSocket session id.
+    pub session_id: Arc<str>,
+    /// Its user.
+    pub user_id: Arc<str>,
+    /// The user's email.
+    pub email: Arc<str>,
+    /// The login session its credential belongs to (none for API keys).
+    pub auth_session: Option<Arc<str>>,
+    /// For a socket opened with the API key (or a ticket it bought): a fingerprint of that key.
+    pub api_key: Option<Arc<str>>,
+    /// When its credential check began: a revocation handled after this moment covers the
+    /// session even if it joins later (see [`super::bus::Bus::revoke`]).
+    pub verified_at: Instant,
+    /// Where this node delivers the session's events.
+    pub inbox: Inbox,
+}
 
 /// The registry could not answer (the node is stopping).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -45,22 +68,43 @@ pub trait PresenceRegistry: Send + Sync + 'static {
     async fn close_all(&self) -> usize;
 }
 
-/// The registry of one process: the presence actor.
+/// The registry of one process: the presence actor, whose address stays in here.
+#[derive(Clone)]
 pub struct LocalPresence {
     presence: Addr<PresenceActor>,
 }
 
 impl LocalPresence {
-    /// A registry over the node's presence actor.
-    pub fn new(presence: Addr<PresenceActor>) -> LocalPresence {
-        LocalPresence { presence }
+    /// Starts the node's presence actor, sweeping every session's heartbeat each `heartbeat`;
+    /// with a `relay` (several nodes) it tells its changes there instead of to its admins.
+    /// Answers the registry and the bus of this node over the same actor.
+    pub(super) fn start(heartbeat: Duration, relay: Option<Relay>) -> (LocalPresence, LocalBus) {
+        let actor = match relay {
+            Some(relay) => PresenceActor::relayed(heartbeat, relay),
+            None => PresenceActor::with_heartbeat(heartbeat),
+        };
+        let directory = actor.directory();
+        let presence = actor.start();
+        let bus = LocalBus::new(presence.clone(), directory);
+        (LocalPresence { presence }, bus)
+    }
+
+    /// Tells this node's subscribed admins of a change (one a relay learnt of).
+    pub(super) fn announce(&self, event: PresenceEvent) {
+        self.presence.do_send(Announce(event));
+    }
+
+    /// Every user with sessions on this node, as changes to publish again.
+    pub(super) async fn local_users(&self) -> Result<Vec<LocalChange>, PresenceUnavailable> {
+        self.presence.send(LocalUsers).await.map_err(|_| PresenceUnavailable)
     }
 }
 
 #[async_trait]
 impl PresenceRegistry for LocalPresence {
     fn join(&self, session: Joining) {
-        self.presence.do_send(session);
+        let Joining { session_id, user_id, email, auth_session, api_key, verified_at, inbox } = session;
+        self.presence.do_send(Join { session_id, user_id, email, auth_session, api_key, verified_at, inbox });
     }
 
     fn leave(&self, session_id: &str, reason: LeaveReason) {

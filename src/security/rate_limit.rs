@@ -1,5 +1,5 @@
 //! The REST rate limit (docs/API.md §4): `RATE_LIMIT_PER_MINUTE` per user when the request carries a
-//! valid credential, else per client IP, counted by the "rest" [`RateLimiterActor`]. Every
+//! valid credential, else per client IP, counted by the "rest" limiter seam. Every
 //! `/api/*` answer carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; the
 //! request over the limit gets 429 with `Retry-After`. Probes, `/metrics`, pages and `/ws` are
 //! not counted.

@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
-use switchboard_actors::presence::SessionEvent;
 
 use super::error::RequestError;
 use super::outbox::{Outbound, Outbox};
 use super::protocol::{self, ClientMessage, ServerMessage, close};
 use super::requests::{self, Reply, ReplyTo, Request};
-use crate::seams::presence::{Joining, LeaveReason};
+use crate::seams::presence::{Joining, LeaveReason, SessionEvent};
 use crate::seams::session_cap::SessionPlace;
 use crate::security::ip_cap::IpPlace;
 use crate::state::AppState;
@@ -203,7 +202,7 @@ impl Actor for WsSession {
             auth_session: self.credential.auth_session.as_deref().map(Into::into),
             api_key: self.credential.api_key.as_deref().map(Into::into),
             verified_at: self.credential.verified_at,
-            recipient: ctx.address().recipient(),
+            inbox: Arc::new(ctx.address()),
         });
         let hello = ServerMessage::Hello {
             session_id: self.id.to_string(),

@@ -19,6 +19,7 @@ mod operations;
 mod outage;
 mod process;
 mod profile;
+mod seam_contract;
 mod security;
 mod sessions;
 mod store_contract;

@@ -13,15 +13,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
 use fred::interfaces::PubsubInterface;
 use fred::prelude::Value;
 use serde::{Deserialize, Serialize};
-use switchboard_actors::presence::{Directory, PresenceActor, Revoke, SessionEvent};
 use tokio::sync::mpsc;
 
 use super::RedisLink;
-use crate::seams::bus::{Bus, Frame, RevokeScope};
+use crate::seams::bus::{Bus, Frame, LocalBus, RevokeScope};
 
 /// Messages waiting to be published; beyond this, frames for other nodes are dropped (and
 /// counted) rather than held without bound while Redis is slow.
@@ -69,39 +67,46 @@ pub(super) struct RevokeMessage {
     pub reason: String,
 }
 
+/// A revocation another node published, for this node's sessions.
+#[derive(Debug, PartialEq)]
+pub(super) struct Revocation {
+    pub user_id: String,
+    pub scope: RevokeScope,
+    pub reason: &'static str,
+}
+
 impl RevokeMessage {
-    /// The revocation for this node's presence actor (`None` for a scope it does not know).
-    /// Reasons are turned back into the server's own static names; an unknown one reads `revoked`.
-    pub fn into_revoke(self) -> Option<Revoke> {
+    /// The revocation for this node's sessions (`None` for a scope it does not know). Reasons
+    /// are turned back into the server's own static names; an unknown one reads `revoked`.
+    pub fn into_revocation(self) -> Option<Revocation> {
         let scope = match self.scope.as_str() {
             "all" => RevokeScope::All,
             "api_keys" => RevokeScope::ApiKeys,
             other => RevokeScope::LoginSession(other.strip_prefix("login:")?.into()),
         };
         let known = crate::seams::bus::REVOKE_REASONS.iter().find(|r| **r == self.reason);
-        Some(Revoke { user_id: self.user_id.into(), scope, reason: known.copied().unwrap_or("revoked") })
+        Some(Revocation { user_id: self.user_id, scope, reason: known.copied().unwrap_or("revoked") })
     }
 }
 
 /// How long a revocation waits before its publication is tried again while Redis is down.
 const REVOCATION_RETRY: Duration = Duration::from_millis(250);
 
-/// The bus of a node in a cluster.
+/// The bus of a node in a cluster: this node's own bus for its sessions, and Redis for the others.
 pub struct RedisBus {
     link: Arc<RedisLink>,
-    presence: Addr<PresenceActor>,
-    directory: Directory,
+    local: LocalBus,
     outgoing: mpsc::Sender<(String, Vec<u8>)>,
     revocations: mpsc::UnboundedSender<Vec<u8>>,
 }
 
 impl RedisBus {
-    /// A bus over this node's presence actor and directory, publishing through `link`.
-    pub fn new(link: Arc<RedisLink>, presence: Addr<PresenceActor>, directory: Directory) -> RedisBus {
+    /// A bus over this node's `local` one, publishing through `link`.
+    pub fn new(link: Arc<RedisLink>, local: LocalBus) -> RedisBus {
         let (outgoing, frames) = mpsc::channel(PUBLISH_QUEUE);
         let (revocations, revocation_queue) = mpsc::unbounded_channel();
         tokio::spawn(publish(link.clone(), frames, revocation_queue));
-        RedisBus { link, presence, directory, outgoing, revocations }
+        RedisBus { link, local, outgoing, revocations }
     }
 
     fn publish(&self, channel: String, message: Vec<u8>) {
@@ -117,7 +122,7 @@ impl RedisBus {
 impl Bus for RedisBus {
     fn to_user(&self, user_id: &str, frame: Frame) {
         self.publish(user_channel(user_id), frame_message(self.link.node(), &frame));
-        self.directory.to_user(user_id, SessionEvent::Frame(frame));
+        self.local.to_user(user_id, frame);
     }
 
     fn revoke(&self, user_id: &str, scope: RevokeScope, reason: &'static str) {
@@ -136,7 +141,7 @@ impl Bus for RedisBus {
             // Revocations are rare and must arrive: never dropped, also while Redis is down.
             let _ = self.revocations.send(json);
         }
-        self.presence.do_send(Revoke { user_id: user_id.into(), scope, reason });
+        self.local.revoke(user_id, scope, reason);
     }
 }
 
@@ -216,12 +221,12 @@ mod tests {
             scope: scope.into(),
             reason: reason.into(),
         };
-        let revoke = message("login:l-1", "logout").into_revoke().expect("known scope");
+        let revoke = message("login:l-1", "logout").into_revocation().expect("known scope");
         assert_eq!((revoke.scope, revoke.reason), (RevokeScope::LoginSession("l-1".into()), "logout"));
-        let revoke = message("all", "made-up").into_revoke().expect("known scope");
+        let revoke = message("all", "made-up").into_revocation().expect("known scope");
         assert_eq!((revoke.scope, revoke.reason), (RevokeScope::All, "revoked"));
-        let revoke = message("api_keys", "api_key_regenerated").into_revoke().expect("known scope");
+        let revoke = message("api_keys", "api_key_regenerated").into_revocation().expect("known scope");
         assert_eq!(revoke.scope, RevokeScope::ApiKeys);
-        assert!(message("something-else", "logout").into_revoke().is_none());
+        assert!(message("something-else", "logout").into_revocation().is_none());
     }
 }

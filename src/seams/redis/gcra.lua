@@ -1,7 +1,8 @@
 -- One GCRA check (the same arithmetic as the in-process limiter): KEYS[1] holds the theoretical
 -- arrival time in microseconds of Redis's clock.
 -- ARGV[1] microseconds per request (window / limit), ARGV[2] limit (the burst)
--- Returns {allowed 1|0, remaining, retry after (µs), reset after (µs)}.
+-- Returns {allowed 1|0, remaining, retry after (µs), reset after (µs)}. Held to the Rust rules
+-- (actors/src/rate_limit.rs, governor's GCRA) by tests/api/seam_contract/limiter.rs.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local period = tonumber(ARGV[1])

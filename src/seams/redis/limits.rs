@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::types::scripts::Script;
-use switchboard_actors::throttle::Backoff;
 
 use super::{RedisLink, arg, num};
 use crate::seams::limiter::{Decision, Limiter};
-use crate::seams::throttle::FailureThrottle;
+use crate::seams::throttle::{Backoff, FailureThrottle};
 
 static GCRA: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!("gcra.lua")));
 static THROTTLE: LazyLock<Script> = LazyLock::new(|| Script::from_lua(include_str!("throttle.lua")));
@@ -89,12 +88,9 @@ impl RedisFailureThrottle {
         vec![format!("sb:ft:{}:{}", self.scope, key_digest(key))]
     }
 
-    /// Runs `op` in the background: taking back and forgetting need no answer.
-    fn tell(&self, key: &str, op: &'static str) {
-        let (link, keys, args) = (self.link.clone(), self.key(key), self.args(op));
-        tokio::spawn(async move {
-            let _: Result<i64, _> = link.eval(&THROTTLE, keys, args).await;
-        });
+    /// Runs `op` of the script for `key`; false when Redis did not answer.
+    async fn tell(&self, key: &str, op: &'static str) -> bool {
+        self.link.eval::<i64>(&THROTTLE, self.key(key), self.args(op)).await.is_ok()
     }
 
     /// The script's arguments: the operation, then the backoff.
@@ -115,26 +111,22 @@ impl FailureThrottle for RedisFailureThrottle {
         }
     }
 
-    fn failed(&self, key: &str) {
-        if self.link.is_up() {
-            self.tell(key, "failed");
-        } else {
-            self.fallback.failed(key);
+    async fn failed(&self, key: &str) {
+        if !self.tell(key, "failed").await {
+            self.fallback.failed(key).await;
         }
     }
 
-    fn take_back(&self, key: &str) {
-        if self.link.is_up() {
-            self.tell(key, "take_back");
-        } else {
-            self.fallback.take_back(key);
+    async fn take_back(&self, key: &str) {
+        if !self.tell(key, "take_back").await {
+            self.fallback.take_back(key).await;
         }
     }
 
-    fn forget(&self, key: &str) {
+    async fn forget(&self, key: &str) {
         // Forgotten everywhere: the owner proved who they are.
-        self.tell(key, "forget");
-        self.fallback.forget(key);
+        self.tell(key, "forget").await;
+        self.fallback.forget(key).await;
     }
 }
 

@@ -1,4 +1,4 @@
-//! Presence over every node. The node's presence actor still holds its own sessions (the
+//! Presence over every node. The node's in-process presence still holds its own sessions (the
 //! directory, revocation memory and heartbeat sweep) but tells each change of a user's sessions
 //! here instead of to its admins. Three tasks keep the node in step with the others:
 //!
@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix::Addr;
 use async_trait::async_trait;
 use fred::interfaces::{EventInterface, PubsubInterface};
 use fred::prelude::Value;
@@ -26,8 +25,7 @@ use fred::types::scripts::Script;
 use serde::Deserialize;
 use std::sync::LazyLock;
 use switchboard_actors::presence::{
-    ACTIVE_USERS, Announce, Directory, GetSnapshot, LeaveReason, LocalChange, LocalUsers, PresenceActor,
-    PresenceEvent, Relay, SessionEvent, Snapshot, Subscribe, UserPresence, WS_SESSIONS,
+    ACTIVE_USERS, LeaveReason, LocalChange, PresenceEvent, Relay, Snapshot, UserPresence, WS_SESSIONS,
 };
 use tokio::sync::mpsc;
 
@@ -35,6 +33,7 @@ use super::bus::{REVOKE_CHANNEL, RevokeMessage, channel_user, parse_frame_messag
 use super::session_cap::RedisSessionCap;
 use super::{RedisLink, arg, num};
 use crate::metrics::names::CLUSTER_NODES;
+use crate::seams::bus::{Bus, LocalBus};
 use crate::seams::presence::{
     Joining, LocalPresence, PresenceRegistry, PresenceUnavailable, SocketCounts, SocketCredential,
 };
@@ -61,35 +60,30 @@ enum SyncJob {
 /// The presence registry of a node in a cluster.
 pub struct RedisPresence {
     link: Arc<RedisLink>,
-    actor: Addr<PresenceActor>,
     local: LocalPresence,
     /// Nodes listed in Redis at the last heartbeat.
     nodes: Arc<AtomicUsize>,
 }
 
 impl RedisPresence {
-    /// Starts the node's presence actor, relayed through Redis, and the tasks that keep it in
-    /// step; answers the registry and what the bus needs (the actor and its directory).
+    /// Starts the node's in-process presence, relayed through Redis, and the tasks that keep it
+    /// in step; answers the registry and the node's own bus (for [`super::RedisBus`]).
     pub fn start(
         link: Arc<RedisLink>,
         heartbeat: Duration,
         cap: Arc<RedisSessionCap>,
-    ) -> (RedisPresence, Addr<PresenceActor>, Directory) {
+    ) -> (RedisPresence, LocalBus) {
         let (jobs, queue) = mpsc::unbounded_channel();
         let relay_jobs = jobs.clone();
         let relay: Relay = Box::new(move |change| {
             let _ = relay_jobs.send(SyncJob::Change(change));
         });
-        let actor = PresenceActor::relayed(heartbeat, relay);
-        let directory = actor.directory();
-        let actor = actix::Actor::start(actor);
-        tokio::spawn(sync(link.clone(), actor.clone(), cap, queue));
+        let (local, bus) = LocalPresence::start(heartbeat, Some(relay));
+        tokio::spawn(sync(link.clone(), local.clone(), cap, queue));
         let nodes = Arc::new(AtomicUsize::new(1));
         tokio::spawn(beat(link.clone(), heartbeat, jobs, nodes.clone()));
-        tokio::spawn(listen(link.clone(), actor.clone(), directory.clone()));
-        let local = LocalPresence::new(actor.clone());
-        let registry = RedisPresence { link, actor: actor.clone(), local, nodes };
-        (registry, actor, directory)
+        tokio::spawn(listen(link.clone(), local.clone(), bus.clone()));
+        (RedisPresence { link, local, nodes }, bus)
     }
 
     /// Everyone online on every node, or `None` when Redis cannot say.
@@ -128,7 +122,7 @@ impl PresenceRegistry for RedisPresence {
     async fn snapshot(&self) -> Result<Snapshot, PresenceUnavailable> {
         match self.global_snapshot().await {
             Some(snapshot) => Ok(snapshot),
-            None => self.actor.send(GetSnapshot).await.map_err(|_| PresenceUnavailable),
+            None => self.local.snapshot().await,
         }
     }
 
@@ -149,11 +143,7 @@ impl PresenceRegistry for RedisPresence {
 
     async fn subscribe(&self, session_id: &str) -> Result<Snapshot, PresenceUnavailable> {
         // Subscribed first, so no event falls between the snapshot and the first event.
-        let local = self
-            .actor
-            .send(Subscribe { session_id: session_id.into() })
-            .await
-            .map_err(|_| PresenceUnavailable)?;
+        let local = self.local.subscribe(session_id).await?;
         Ok(self.global_snapshot().await.unwrap_or(local))
     }
 
@@ -189,7 +179,7 @@ fn set_global_gauges(users: i64, sessions: i64) {
 /// The sync task: publishes the node's changes in order.
 async fn sync(
     link: Arc<RedisLink>,
-    actor: Addr<PresenceActor>,
+    local: LocalPresence,
     cap: Arc<RedisSessionCap>,
     mut queue: mpsc::UnboundedReceiver<SyncJob>,
 ) {
@@ -200,18 +190,18 @@ async fn sync(
             match job {
                 SyncJob::Change(change) => changes.push(change),
                 SyncJob::Everything(reason) => {
-                    publish_changes(&link, &actor, std::mem::take(&mut changes)).await;
-                    publish_everything(&link, &actor, &cap, reason).await;
+                    publish_changes(&link, &local, std::mem::take(&mut changes)).await;
+                    publish_everything(&link, &local, &cap, reason).await;
                 }
             }
         }
-        publish_changes(&link, &actor, changes).await;
+        publish_changes(&link, &local, changes).await;
     }
 }
 
 /// Publishes some changes, and follows the users' frame channels; without Redis, tells this
 /// node's admins itself.
-async fn publish_changes(link: &RedisLink, actor: &Addr<PresenceActor>, changes: Vec<LocalChange>) {
+async fn publish_changes(link: &RedisLink, local: &LocalPresence, changes: Vec<LocalChange>) {
     if changes.is_empty() {
         return;
     }
@@ -228,7 +218,7 @@ async fn publish_changes(link: &RedisLink, actor: &Addr<PresenceActor>, changes:
         Ok((users, sessions)) => set_global_gauges(users, sessions),
         Err(_) => {
             for change in &changes {
-                actor.do_send(Announce(change.local_event()));
+                local.announce(change.local_event());
             }
         }
     }
@@ -243,11 +233,11 @@ async fn publish_changes(link: &RedisLink, actor: &Addr<PresenceActor>, changes:
 /// subscribes the frame channels of every user it holds.
 async fn publish_everything(
     link: &RedisLink,
-    actor: &Addr<PresenceActor>,
+    local: &LocalPresence,
     cap: &RedisSessionCap,
     gone_reason: LeaveReason,
 ) {
-    let Ok(users) = actor.send(LocalUsers).await else { return };
+    let Ok(users) = local.local_users().await else { return };
     let mut args = vec![arg(link.node()), arg(format!("full:{}", gone_reason.as_str()))];
     for user in &users {
         change_args(&mut args, user);
@@ -336,7 +326,7 @@ impl WireEvent {
 }
 
 /// The listen task: everything the node's subscriptions bring.
-async fn listen(link: Arc<RedisLink>, actor: Addr<PresenceActor>, directory: Directory) {
+async fn listen(link: Arc<RedisLink>, local: LocalPresence, bus: LocalBus) {
     let mut messages = link.subscriber.message_rx();
     // Tracked by the subscriber, so made again after every reconnection.
     let _ = link.subscriber.subscribe(vec![PRESENCE_CHANNEL, REVOKE_CHANNEL]).await;
@@ -358,20 +348,20 @@ async fn listen(link: Arc<RedisLink>, actor: Addr<PresenceActor>, directory: Dir
             if let Some((origin, frame)) = parse_frame_message(bytes)
                 && origin != node
             {
-                directory.to_user(user_id, SessionEvent::Frame(frame));
+                bus.to_user(user_id, frame);
             }
         } else if channel == PRESENCE_CHANNEL {
             if let Some(event) =
                 serde_json::from_slice::<WireEvent>(bytes).ok().and_then(WireEvent::into_event)
             {
-                actor.do_send(Announce(event));
+                local.announce(event);
             }
         } else if channel == REVOKE_CHANNEL
             && let Ok(revocation) = serde_json::from_slice::<RevokeMessage>(bytes)
             && revocation.origin.as_bytes() != node
-            && let Some(revoke) = revocation.into_revoke()
+            && let Some(revocation) = revocation.into_revocation()
         {
-            actor.do_send(revoke);
+            bus.revoke(&revocation.user_id, revocation.scope, revocation.reason);
         }
     }
 }

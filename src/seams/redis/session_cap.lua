@@ -1,5 +1,6 @@
 -- The per-user session cap over every node. Each node counts its own places in a hash; a
--- reserve sums the user's places on every listed node and takes one if there is room.
+-- reserve sums the user's places on every listed node and takes one if there is room. Held to the
+-- in-process cap's rules by tests/api/seam_contract/session_cap.rs.
 --
 -- ARGV[1] this node, ARGV[2] "reserve" | "release" | "sync", then:
 --   reserve: user, max             -> 1 taken, 0 full

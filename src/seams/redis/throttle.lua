@@ -3,7 +3,8 @@
 -- ARGV[1] "attempt" | "failed" | "take_back" | "forget"; for attempt and failed: free failures,
 -- base delay, max delay, forget after (ms).
 -- attempt returns the wait in ms (0: let through, counted as a failure); failed (the attempt let
--- through earlier has failed) restarts the delay its failure earned from now.
+-- through earlier has failed) restarts the delay its failure earned from now. Held to the Rust
+-- rules (actors/src/throttle.rs) by tests/api/seam_contract/throttle.rs.
 local op = ARGV[1]
 if op == 'forget' then redis.call('DEL', KEYS[1]) return 0 end
 if op == 'take_back' then
@@ -15,13 +16,19 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local free, base, max, forget = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local blocked = tonumber(redis.call('HGET', KEYS[1], 'b') or '0')
 if op == 'failed' then
-  local failures = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
-  if failures >= free and failures > 0 then
+  -- A key never let through is left alone; otherwise its failures are remembered from now (also
+  -- while still free), and a delay it earned runs from now.
+  local failures = redis.call('HGET', KEYS[1], 'f')
+  if not failures then return 0 end
+  failures = tonumber(failures)
+  if failures >= free then
     local delay = math.min(base * 2 ^ math.min(failures - free, 31), max)
     if now + delay > blocked then blocked = now + delay end
-    redis.call('HSET', KEYS[1], 'l', string.format('%d', now), 'b', string.format('%d', blocked))
-    redis.call('PEXPIRE', KEYS[1], forget + max)
   end
+  local last = tonumber(redis.call('HGET', KEYS[1], 'l') or '0')
+  if now > last then last = now end
+  redis.call('HSET', KEYS[1], 'l', string.format('%d', last), 'b', string.format('%d', blocked))
+  redis.call('PEXPIRE', KEYS[1], forget + max)
   return 0
 end
 if blocked > now then return blocked - now end

@@ -240,14 +240,14 @@ impl AccountService {
         let user = match user {
             Some(user) if matches => user,
             _ => {
-                self.throttles.login_failed(ip, &email);
+                self.throttles.login_failed(ip, &email).await;
                 crate::metrics::record_login("failure");
                 let user_id = user.as_ref().map(|u| u.id.as_str());
                 tracing::info!(event = "login_failed", user_id, client_ip = %ip, "login failed");
                 return Err(AccountError::InvalidCredentials);
             }
         };
-        self.throttles.login_succeeded(ip, &email);
+        self.throttles.login_succeeded(ip, &email).await;
         if !user.active {
             crate::metrics::record_login("disabled");
             tracing::info!(event = "login_refused_disabled", user_id = %user.id, client_ip = %ip,

@@ -43,13 +43,13 @@ impl AccountService {
         let user = &principal.user;
         self.throttles.begin_login(ip, &user.email).await?;
         if !self.hasher.verify(current_password, Some(&user.password_hash)).await? {
-            self.throttles.login_failed(ip, &user.email);
+            self.throttles.login_failed(ip, &user.email).await;
             return Err(AccountError::Invalid {
                 field: "current_password",
                 problem: "is not the current password".into(),
             });
         }
-        self.throttles.login_succeeded(ip, &user.email);
+        self.throttles.login_succeeded(ip, &user.email).await;
         Ok(())
     }
 
@@ -108,11 +108,11 @@ impl AccountService {
         let Some(user_id) = self.store.consume_reset_token(&tokens::sha256_hex(token), now).await? else {
             // Tokens carry 256 random bits, so guessing is hopeless anyway; the throttle (which
             // counted this attempt already) keeps a guesser from even trying at speed.
-            self.throttles.reset_failed(ip);
+            self.throttles.reset_failed(ip).await;
             tracing::info!(event = "password_reset_failed", client_ip = %ip, "password reset with a bad token");
             return Err(AccountError::InvalidResetToken);
         };
-        self.throttles.reset_succeeded(ip);
+        self.throttles.reset_succeeded(ip).await;
         // A deactivated account keeps its password: its tokens were voided at deactivation, and
         // one issued while that was under way must not act on it either.
         let active = self.store.user_by_id(&user_id).await?.is_some_and(|user| user.active);

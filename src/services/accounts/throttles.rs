@@ -50,7 +50,7 @@ impl AuthThrottles {
         }
         if let Err(wait) = self.login_account.attempt(email).await {
             // No password was tried, so the IP's count is given back.
-            self.login_ip.take_back(&ip_key(ip));
+            self.login_ip.take_back(&ip_key(ip)).await;
             crate::metrics::record_login("throttled");
             return Err(refuse("login_account", ip, wait));
         }
@@ -59,17 +59,17 @@ impl AuthThrottles {
 
     /// The login attempt failed (wrong password, or the current password in a change): the
     /// delays it earned for the account and the IP run from now.
-    pub fn login_failed(&self, ip: IpAddr, email: &str) {
-        self.login_account.failed(email);
-        self.login_ip.failed(&ip_key(ip));
+    pub async fn login_failed(&self, ip: IpAddr, email: &str) {
+        self.login_account.failed(email).await;
+        self.login_ip.failed(&ip_key(ip)).await;
     }
 
     /// The password was right: the account's failures are forgotten, and the IP gets back the
     /// one counted for this attempt. The IP's earlier failures stay, so an attacker who owns an
     /// account cannot wipe the IP's record by logging into it between guesses.
-    pub fn login_succeeded(&self, ip: IpAddr, email: &str) {
-        self.login_account.forget(email);
-        self.login_ip.take_back(&ip_key(ip));
+    pub async fn login_succeeded(&self, ip: IpAddr, email: &str) {
+        self.login_account.forget(email).await;
+        self.login_ip.take_back(&ip_key(ip)).await;
     }
 
     /// Lets a password reset through, or refuses it while its IP is in a delay after bad
@@ -79,13 +79,13 @@ impl AuthThrottles {
     }
 
     /// The reset token was bad: the delay it earned for the IP runs from now.
-    pub fn reset_failed(&self, ip: IpAddr) {
-        self.reset_ip.failed(&ip_key(ip));
+    pub async fn reset_failed(&self, ip: IpAddr) {
+        self.reset_ip.failed(&ip_key(ip)).await;
     }
 
     /// The reset token was good: the attempt is not a failure.
-    pub fn reset_succeeded(&self, ip: IpAddr) {
-        self.reset_ip.take_back(&ip_key(ip));
+    pub async fn reset_succeeded(&self, ip: IpAddr) {
+        self.reset_ip.take_back(&ip_key(ip)).await;
     }
 
     /// Counts a reset request against its IP, then its email; refuses when either is spent.
