@@ -81,7 +81,12 @@ pub struct Config {
         value_parser = SMTP_FROM)]
     pub smtp_from: Mailbox,
 
-    /// OpenAI-compatible chat completions base URL; unset: the built-in echo assistant.
+    /// The model catalogue: a TOML file of chat and image models, their upstreams and prices
+    /// (docs/API.md §8); unset: the built-in models, priced by PRICE_CHAT_MESSAGE and PRICE_IMAGE.
+    #[arg(long, env = "SWITCHBOARD_MODELS")]
+    pub models: Option<std::path::PathBuf>,
+
+    /// OpenAI-compatible chat completions base URL, without a models file; unset: the built-in echo assistant.
     #[arg(long, env = "ASSISTANT_URL")]
     pub assistant_url: Option<String>,
 
@@ -118,11 +123,11 @@ pub struct Config {
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
 
-    /// Credits charged per chat message.
+    /// Credits charged per chat turn by the built-in catalogue (a models file sets its own prices).
     #[arg(long, env = "PRICE_CHAT_MESSAGE", default_value_t = 1, value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
     pub price_chat_message: i64,
 
-    /// Credits charged per image.
+    /// Credits charged per image by the built-in catalogue (a models file sets its own prices).
     #[arg(long, env = "PRICE_IMAGE", default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
     pub price_image: i64,
 
@@ -208,14 +213,19 @@ pub struct Config {
 /// The commands besides the server (docs/API.md §7).
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Checks every user's ledger (no gaps in seq, each balance_after following from the one
-    /// before, no negative balance, the cached balance equal to the newest entry's) and prints a
-    /// report. Exit 0 when consistent (stale cached balances alone are reported, not damage), 1
-    /// when damage remains. Uses the server's settings; safe while a server runs on the store.
+    /// Checks every user's ledger (no gaps in seq, each balance_after and held_after following
+    /// from the one before, no negative balance, no hold left open longer than --hold-age, the
+    /// cached balance equal to the newest entry's) and prints a report. Exit 0 when consistent
+    /// (stale cached balances alone are reported, not damage), 1 when damage remains. Uses the
+    /// server's settings; safe while a server runs on the store.
     CheckLedger {
-        /// Rewrite stale cached balances.
+        /// Rewrite stale cached balances, and settle holds left open (with what their stored
+        /// reply or image was charged, else 0).
         #[arg(long)]
         repair: bool,
+        /// Minutes after which a hold without its settle is damage: longer than any generation runs.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=10_080))]
+        hold_age: u32,
     },
 }
 

@@ -1,40 +1,26 @@
-//! The image generator behind `image.generate`: a built-in one that draws a PNG from the prompt, and an
-//! OpenAI-compatible client.
-//!
-//! Both return PNG bytes, which the caller stores with the image record.
+//! The image generator behind `image.generate`: a built-in one that draws a PNG from the prompt,
+//! or an image model of an OpenAI-compatible upstream (`crate::openai`). Both return PNG bytes,
+//! which the caller stores with the image record.
 
-use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine as _;
-use futures_util::StreamExt;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
+use crate::catalogue::{ImageModel, Upstream};
+use crate::openai::{OpenAiClient, OpenAiError};
 
-/// The smallest width or height a client may ask for.
+/// The smallest width or height the built-in generator draws.
 pub const MIN_SIZE: u32 = 256;
-/// The largest width or height a client may ask for.
+/// The largest width or height the built-in generator draws.
 pub const MAX_SIZE: u32 = 1024;
 /// The width and height used when a client names none.
 pub const DEFAULT_SIZE: u32 = 512;
 
-/// Every PNG file starts with these bytes.
-const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
-/// How long connecting to the image service may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one whole generation may take, answer included; image models are slow.
-const TOTAL_TIMEOUT: Duration = Duration::from_secs(120);
-/// A 1024×1024 PNG in base64 inside JSON stays well below this; more means a broken or hostile server.
-const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
-
 /// Why an image could not be produced; messages never contain the API key.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    /// The width or height is outside `MIN_SIZE..=MAX_SIZE`.
+    /// The width or height is outside what the built-in generator draws.
     #[error("image size {width}x{height} is outside {MIN_SIZE}..={MAX_SIZE}")]
     InvalidSize {
         /// The width asked for.
@@ -42,21 +28,9 @@ pub enum ImageError {
         /// The height asked for.
         height: u32,
     },
-    /// The request could not be sent or its answer not read.
-    #[error("could not reach the image generator")]
-    Request(#[source] reqwest::Error),
-    /// The image service answered with a non-2xx status.
-    #[error("the image generator answered with HTTP status {0}")]
-    Status(reqwest::StatusCode),
-    /// The image service took longer than its time limit.
-    #[error("the image generator did not answer within {0:?}")]
-    Timeout(Duration),
-    /// The answer was larger than any real image answer.
-    #[error("the image generator's answer is larger than {MAX_RESPONSE_BYTES} bytes")]
-    TooLarge,
-    /// The answer was not JSON with a base64 PNG in `data[0].b64_json`.
-    #[error("the image generator's answer was malformed: {0}")]
-    Protocol(String),
+    /// The upstream failed.
+    #[error(transparent)]
+    Upstream(#[from] OpenAiError),
     /// The built-in generator failed to draw or encode the picture.
     #[error("drawing the image failed: {0}")]
     Draw(String),
@@ -65,17 +39,18 @@ pub enum ImageError {
 /// Something that turns a prompt into a PNG.
 #[async_trait]
 pub trait ImageGenerator: Send + Sync + 'static {
-    /// Produces a PNG of `width`×`height` pixels (each within `MIN_SIZE..=MAX_SIZE`) for `prompt`.
+    /// Produces a PNG of `width`×`height` pixels for `prompt`.
     async fn generate(&self, prompt: &str, width: u32, height: u32) -> Result<Vec<u8>, ImageError>;
 }
 
-/// The OpenAI-compatible client when `IMAGE_URL` is set, else the built-in generator.
-pub fn from_config(config: &Config) -> Arc<dyn ImageGenerator> {
-    match &config.image_url {
-        Some(url) => {
-            Arc::new(OpenAiImageGenerator::new(url, config.image_model.clone(), config.image_api_key.clone()))
-        }
-        None => Arc::new(BuiltinGenerator),
+/// The generator of a catalogue's image model.
+pub fn for_model(model: &ImageModel) -> Arc<dyn ImageGenerator> {
+    match &model.upstream {
+        Upstream::BuiltIn => Arc::new(BuiltinGenerator),
+        Upstream::OpenAi { url, api_key } => Arc::new(OpenAiImageGenerator {
+            client: OpenAiClient::new(url, api_key.clone()),
+            model: model.id.clone(),
+        }),
     }
 }
 
@@ -222,161 +197,23 @@ fn draw_png(seed: [u8; 32], width: u32, height: u32) -> Result<Vec<u8>, ImageErr
     Ok(png)
 }
 
-/// A client of an OpenAI-compatible `/v1/images/generations` endpoint.
+/// An image model of an OpenAI-compatible upstream.
+#[derive(Debug)]
 pub struct OpenAiImageGenerator {
-    client: reqwest::Client,
-    url: String,
+    client: OpenAiClient,
     model: String,
-    api_key: Option<String>,
-}
-
-impl fmt::Debug for OpenAiImageGenerator {
-    // Written by hand so that logging the generator can never print its API key.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpenAiImageGenerator")
-            .field("url", &self.url)
-            .field("model", &self.model)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
-impl OpenAiImageGenerator {
-    /// A client of `<base_url>/v1/images/generations`, or `<base_url>/images/generations` when the base
-    /// already ends in `/v1`.
-    pub fn new(base_url: &str, model: impl Into<String>, api_key: Option<String>) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(TOTAL_TIMEOUT)
-            .build()
-            .expect("a reqwest client with only timeouts set always builds");
-        let base = base_url.trim_end_matches('/');
-        let url = if base.ends_with("/v1") {
-            format!("{base}/images/generations")
-        } else {
-            format!("{base}/v1/images/generations")
-        };
-        OpenAiImageGenerator { client, url, model: model.into(), api_key }
-    }
-
-    fn request_body(&self, prompt: &str, width: u32, height: u32) -> serde_json::Value {
-        let mut body = serde_json::json!({
-            "model": self.model,
-            "prompt": prompt,
-            "n": 1,
-            "size": format!("{width}x{height}"),
-        });
-        // OpenAI's gpt-image models always answer in base64 and refuse `response_format` as unknown;
-        // DALL·E and most compatible servers need it to answer in base64 rather than with a URL.
-        if !self.model.starts_with("gpt-image") {
-            body["response_format"] = "b64_json".into();
-        }
-        body
-    }
-
-    /// Reads the answer body, refusing to hold more than `MAX_RESPONSE_BYTES`.
-    async fn read_limited(response: reqwest::Response) -> Result<Vec<u8>, ImageError> {
-        if response.content_length().is_some_and(|length| length > MAX_RESPONSE_BYTES as u64) {
-            return Err(ImageError::TooLarge);
-        }
-        let mut body = Vec::new();
-        let mut chunks = response.bytes_stream();
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(request_error)?;
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(ImageError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    }
-}
-
-/// Classifies a reqwest failure; the URL is dropped because an operator may have put credentials in it.
-fn request_error(error: reqwest::Error) -> ImageError {
-    if error.is_timeout() {
-        // Connect timeouts also land here; the total limit is the one worth reporting.
-        ImageError::Timeout(TOTAL_TIMEOUT)
-    } else {
-        ImageError::Request(error.without_url())
-    }
-}
-
-/// The parts of an images answer that we read.
-#[derive(Deserialize)]
-struct ImagesAnswer {
-    data: Vec<ImageDatum>,
-}
-
-#[derive(Deserialize)]
-struct ImageDatum {
-    b64_json: Option<String>,
 }
 
 #[async_trait]
 impl ImageGenerator for OpenAiImageGenerator {
     async fn generate(&self, prompt: &str, width: u32, height: u32) -> Result<Vec<u8>, ImageError> {
-        check_size(width, height)?;
-        let mut request = self.client.post(&self.url).json(&self.request_body(prompt, width, height));
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
-        }
-        tracing::debug!(url = %self.url, model = %self.model, width, height, "asking the image generator");
-        let response = request.send().await.map_err(request_error)?;
-        // The body of an error answer is not quoted: some servers echo part of the key back in it.
-        if !response.status().is_success() {
-            return Err(ImageError::Status(response.status()));
-        }
-        let body = Self::read_limited(response).await?;
-        let answer: ImagesAnswer = serde_json::from_slice(&body)
-            .map_err(|e| ImageError::Protocol(format!("the answer is not the expected JSON ({e})")))?;
-        let encoded = answer
-            .data
-            .into_iter()
-            .next()
-            .and_then(|datum| datum.b64_json)
-            .ok_or_else(|| ImageError::Protocol("the answer has no data[0].b64_json".into()))?;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .map_err(|e| ImageError::Protocol(format!("b64_json is not base64 ({e})")))?;
-        if !png.starts_with(PNG_SIGNATURE) {
-            return Err(ImageError::Protocol("the image is not a PNG".into()));
-        }
-        Ok(png)
+        Ok(self.client.generate_image(&self.model, prompt, width, height).await?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
-
-    use crate::test_support::{Recorded, read_request};
-    use tokio::net::TcpListener;
-    use tokio::sync::oneshot;
-
-    /// Starts an HTTP/1.1 server on a free port that answers one request with `answer` and closes.
-    async fn serve_once(answer: Vec<u8>) -> (String, oneshot::Receiver<Recorded>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (sender, receiver) = oneshot::channel();
-        tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let _ = sender.send(read_request(&mut socket).await);
-            // The client may hang up early (an oversized answer), so write errors are expected.
-            let _ = socket.write_all(&answer).await;
-            let _ = socket.shutdown().await;
-        });
-        (base, receiver)
-    }
-
-    fn json_answer(status: &str, body: &str) -> Vec<u8> {
-        format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes()
-    }
 
     /// Decodes a PNG and returns its width, height and colour type.
     fn png_info(bytes: &[u8]) -> (u32, u32, png::ColorType) {
@@ -409,84 +246,5 @@ mod tests {
             let result = BuiltinGenerator.generate("x", width, height).await;
             assert!(matches!(result, Err(ImageError::InvalidSize { .. })), "{width}x{height}: {result:?}");
         }
-    }
-
-    #[tokio::test]
-    async fn the_openai_client_sends_the_request_and_decodes_the_b64_json_png() {
-        let png = BuiltinGenerator.generate("served", 256, 256).await.unwrap();
-        let encoded = base64::engine::general_purpose::STANDARD.encode(&png);
-        let answer =
-            json_answer("200 OK", &format!(r#"{{"created":1,"data":[{{"b64_json":"{encoded}"}}]}}"#));
-        let (base, request) = serve_once(answer).await;
-        let generator =
-            OpenAiImageGenerator::new(&format!("{base}/v1"), "dall-e-2", Some("sk-image-key".into()));
-
-        assert_eq!(generator.generate("a lighthouse", 512, 256).await.unwrap(), png);
-
-        let request = request.await.unwrap();
-        assert!(request.head.starts_with("POST /v1/images/generations HTTP/1.1\r\n"), "{}", request.head);
-        assert!(request.head.to_ascii_lowercase().contains("authorization: bearer sk-image-key\r\n"));
-        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
-        assert_eq!(
-            body,
-            serde_json::json!({
-                "model": "dall-e-2", "prompt": "a lighthouse", "n": 1, "size": "512x256",
-                "response_format": "b64_json",
-            })
-        );
-        assert!(!format!("{generator:?}").contains("sk-image-key"));
-    }
-
-    #[tokio::test]
-    async fn the_openai_client_leaves_out_response_format_for_gpt_image_models() {
-        let png = BuiltinGenerator.generate("served", 256, 256).await.unwrap();
-        let encoded = base64::engine::general_purpose::STANDARD.encode(&png);
-        let (base, request) =
-            serve_once(json_answer("200 OK", &format!(r#"{{"data":[{{"b64_json":"{encoded}"}}]}}"#))).await;
-        OpenAiImageGenerator::new(&base, "gpt-image-1", None).generate("p", 1024, 1024).await.unwrap();
-        let request = request.await.unwrap();
-        assert!(request.head.starts_with("POST /v1/images/generations "), "{}", request.head);
-        assert!(!request.head.to_ascii_lowercase().contains("authorization"), "{}", request.head);
-        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
-        assert_eq!(body.get("response_format"), None, "{body}");
-    }
-
-    #[tokio::test]
-    async fn the_openai_client_refuses_a_payload_that_is_not_a_png() {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(b"GIF89a not a png at all");
-        for (payload, description) in [
-            (format!(r#"{{"data":[{{"b64_json":"{encoded}"}}]}}"#), "a GIF"),
-            (r#"{"data":[{"b64_json":"@@@ not base64"}]}"#.to_owned(), "not base64"),
-            (r#"{"data":[{"url":"http://example.com/a.png"}]}"#.to_owned(), "a URL instead"),
-            (r#"{"data":[]}"#.to_owned(), "no images"),
-            ("<html>oops</html>".to_owned(), "not JSON"),
-        ] {
-            let (base, _request) = serve_once(json_answer("200 OK", &payload)).await;
-            let result = OpenAiImageGenerator::new(&base, "m", None).generate("p", 512, 512).await;
-            assert!(matches!(result, Err(ImageError::Protocol(_))), "{description}: {result:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_server_error_status_is_an_error_that_names_the_status() {
-        let answer = json_answer("500 Internal Server Error", r#"{"error":{"message":"bad key sk-secret"}}"#);
-        let (base, _request) = serve_once(answer).await;
-        let error = OpenAiImageGenerator::new(&base, "m", Some("sk-secret".into()))
-            .generate("p", 512, 512)
-            .await
-            .unwrap_err();
-        assert!(matches!(error, ImageError::Status(status) if status.as_u16() == 500), "{error:?}");
-        assert!(error.to_string().contains("500") && !error.to_string().contains("sk-secret"), "{error}");
-    }
-
-    #[tokio::test]
-    async fn an_answer_over_32_mib_is_refused() {
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"data\":",
-            MAX_RESPONSE_BYTES + 1
-        );
-        let (base, _request) = serve_once(answer.into_bytes()).await;
-        let result = OpenAiImageGenerator::new(&base, "m", None).generate("p", 512, 512).await;
-        assert!(matches!(result, Err(ImageError::TooLarge)), "{result:?}");
     }
 }

@@ -38,12 +38,14 @@
 
 pub mod assistant;
 pub mod auth;
+pub mod catalogue;
 pub mod config;
 pub mod http;
 pub mod images;
 pub mod input;
 pub mod mail;
 pub mod metrics;
+pub mod openai;
 pub mod pages;
 pub mod seams;
 pub mod security;
@@ -54,5 +56,6 @@ pub mod store;
 pub mod telemetry;
 #[doc(hidden)]
 pub mod test_support;
+pub mod tokenizer;
 pub mod views;
 pub mod ws;

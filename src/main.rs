@@ -11,8 +11,8 @@ use switchboard::telemetry;
 async fn main() -> ExitCode {
     let config = Config::from_env_and_args();
     telemetry::init(config.log_format);
-    if let Some(Command::CheckLedger { repair }) = config.command {
-        return check_ledger(&config, repair).await;
+    if let Some(Command::CheckLedger { repair, hold_age }) = config.command {
+        return check_ledger(&config, repair, hold_age).await;
     }
     let app = match Application::build(config.clone()).await {
         Ok(app) => app,
@@ -32,13 +32,17 @@ async fn main() -> ExitCode {
     }
 }
 
-/// `switchboard check-ledger [--repair]`: the report on stdout; exit 0 when consistent, 1 when
-/// damage remains, 2 when storage cannot be read.
-async fn check_ledger(config: &Config, repair: bool) -> ExitCode {
+/// `switchboard check-ledger [--repair] [--hold-age MINUTES]`: the report on stdout; exit 0 when
+/// consistent, 1 when damage remains, 2 when storage cannot be read.
+async fn check_ledger(config: &Config, repair: bool, hold_age: u32) -> ExitCode {
     let report = match startup::open_store(config).await {
         // Not closed: the embedded store's close folds the write-ahead log into the database,
         // which would hold up a server running on the same file.
-        Ok(store) => ledger_check::check_ledger(&*store, repair).await.map_err(startup::StartError::from),
+        Ok(store) => {
+            let options =
+                ledger_check::Options { repair, hold_age: time::Duration::minutes(i64::from(hold_age)) };
+            ledger_check::check_ledger(store, options).await.map_err(startup::StartError::from)
+        }
         Err(e) => Err(e),
     };
     match report {

@@ -45,6 +45,16 @@ pub mod names {
     pub const WS_CONNECTS_TOTAL: &str = "ws_connects_total";
     /// Counter `{reason}`: frames for a client that were never sent.
     pub const WS_OUTBOUND_DROPPED_TOTAL: &str = "ws_outbound_dropped_total";
+    /// Gauge: generations running on this node.
+    pub const GENERATIONS_RUNNING: &str = "generations_running";
+    /// Gauge: credits held by the generations running on this node.
+    pub const CREDITS_HELD: &str = "credits_held";
+    /// Counter `{model, direction}`: tokens of chat turns, `input` and `output`.
+    pub const TOKENS_TOTAL: &str = "tokens_total";
+    /// Counter `{model}`: credits charged for generations when they were settled.
+    pub const CREDITS_CHARGED_TOTAL: &str = "credits_charged_total";
+    /// Counter `{kind, status}`: generations that ended, by kind (`chat`, `image`) and how.
+    pub const GENERATIONS_TOTAL: &str = "generations_total";
 }
 
 /// Label values known up front. Each is registered at zero by [`install`], so a scrape shows
@@ -82,6 +92,10 @@ pub mod labels {
     /// `SWITCHBOARD_WS_OUTBOUND_BYTES` (the frame refused, or skipped on the way to the 4002
     /// close), or the client took no frame for the send timeout (the connection is dropped).
     pub const WS_DROP_REASONS: [&str; 2] = ["slow_consumer", "send_timeout"];
+    /// `kind` of `generations_total`.
+    pub const GENERATION_KINDS: [&str; 2] = ["chat", "image"];
+    /// `status` of `generations_total`: how a generation ended.
+    pub const GENERATION_STATUSES: [&str; 4] = ["complete", "stopped", "failed", "interrupted"];
     /// `direction` of `ws_messages_total`.
     pub const WS_DIRECTIONS: [&str; 2] = ["in", "out"];
     /// `route` of requests that matched no route (the raw path would explode cardinality).
@@ -164,6 +178,14 @@ fn describe() {
         LEDGER_WRITE_BATCH_SIZE,
         "Writes (ledger entries, messages, chat updates, balances) committed in one group."
     );
+    describe_gauge!(GENERATIONS_RUNNING, "Generations (chat replies, images) running on this node.");
+    describe_gauge!(CREDITS_HELD, "Credits held by the generations running on this node.");
+    describe_counter!(TOKENS_TOTAL, "Tokens of chat turns, by model and direction (input, output).");
+    describe_counter!(CREDITS_CHARGED_TOTAL, "Credits charged for generations, by model, when settled.");
+    describe_counter!(
+        GENERATIONS_TOTAL,
+        "Generations that ended, by kind (chat, image) and status (complete, stopped, failed, interrupted)."
+    );
 }
 
 /// Creates every series whose labels are known up front, without changing any value.
@@ -200,6 +222,13 @@ fn register_known_series() {
         counter!(HTTP_REQUESTS_TOTAL, "method" => "GET", "route" => labels::METRICS_ROUTE, "status" => "200");
     let _ = histogram!(HTTP_REQUEST_DURATION_SECONDS, "method" => "GET", "route" => labels::METRICS_ROUTE);
     let _ = histogram!(LEDGER_WRITE_BATCH_SIZE);
+    let _ = gauge!(GENERATIONS_RUNNING);
+    let _ = gauge!(CREDITS_HELD);
+    for kind in labels::GENERATION_KINDS {
+        for status in labels::GENERATION_STATUSES {
+            let _ = counter!(GENERATIONS_TOTAL, "kind" => kind, "status" => status);
+        }
+    }
 }
 
 /// Folds histogram samples into buckets every few seconds, so their buffers stay small between
@@ -256,4 +285,29 @@ pub fn record_rate_limited(scope: &'static str) {
 /// Counts a login attempt by `result` (`success`, `failure`, `disabled`, `throttled`).
 pub fn record_login(result: &'static str) {
     ::metrics::counter!(names::AUTH_LOGINS_TOTAL, "result" => result).increment(1);
+}
+
+/// Adds `credits` charged for a generation of `model` (a catalogue id: a short, fixed list).
+pub fn record_generation_charge(model: &str, credits: u64) {
+    ::metrics::counter!(names::CREDITS_CHARGED_TOTAL, "model" => model.to_owned()).increment(credits);
+}
+
+/// Adds the tokens a chat turn of `model` read and wrote.
+pub fn record_tokens(model: &str, input: u64, output: u64) {
+    ::metrics::counter!(names::TOKENS_TOTAL, "model" => model.to_owned(), "direction" => "input")
+        .increment(input);
+    ::metrics::counter!(names::TOKENS_TOTAL, "model" => model.to_owned(), "direction" => "output")
+        .increment(output);
+}
+
+/// Counts a generation of `kind` (`chat`, `image`) that ended with `status` (one of
+/// [`labels::GENERATION_STATUSES`]).
+pub fn record_generation_end(kind: &'static str, status: &'static str) {
+    ::metrics::counter!(names::GENERATIONS_TOTAL, "kind" => kind, "status" => status).increment(1);
+}
+
+/// Sets this node's running generations and the credits they hold.
+pub fn set_generations_running(running: usize, held: i64) {
+    ::metrics::gauge!(names::GENERATIONS_RUNNING).set(running as f64);
+    ::metrics::gauge!(names::CREDITS_HELD).set(held as f64);
 }

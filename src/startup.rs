@@ -14,6 +14,7 @@ use actix_web::{App, HttpServer, web};
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::tokens;
+use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::mail::Mailer;
 use crate::seams::Seams;
@@ -21,8 +22,8 @@ use crate::seams::redis::RedisLink;
 use crate::seams::throttle::Backoff;
 use crate::services::accounts::throttles::AuthThrottles;
 use crate::services::accounts::{AccountSeams, AccountService, AccountSettings};
-use crate::services::conversation::ConversationService;
-use crate::services::credits::{CreditService, Prices};
+use crate::services::conversation::{ConversationService, Models};
+use crate::services::credits::CreditService;
 use crate::services::overview::OverviewService;
 use crate::state::AppState;
 use crate::store::DynStore;
@@ -55,6 +56,10 @@ pub struct Application {
 impl Application {
     /// Opens storage, loads secrets, ensures the first admin and binds the listener.
     pub async fn build(mut config: Config) -> Result<Application, StartError> {
+        // The tokenizer's vocabulary loads in the background, so the first chat turn need not wait.
+        tokio::task::spawn_blocking(crate::tokenizer::warm);
+        // A bad models file stops start-up before anything is opened.
+        let catalogue = Catalogue::from_config(&config).map_err(StartError::Config)?;
         // Named once: without SWITCHBOARD_NODE_ID the name is read from the host.
         config.node_id = Some(config.node_id());
         std::fs::create_dir_all(&config.data_dir).map_err(|e| unusable_data_dir(&config.data_dir, e))?;
@@ -76,7 +81,7 @@ impl Application {
             }
             None => Seams::local(),
         };
-        let state = web::Data::new(assemble(config, store, &secret, &seams)?);
+        let state = web::Data::new(assemble(config, catalogue, store, &secret, &seams)?);
         if let Some(link) = seams.redis_link() {
             revalidate_after_resubscribing(&link, state.accounts.clone());
         }
@@ -173,7 +178,13 @@ fn revalidate_after_resubscribing(link: &RedisLink, accounts: Arc<AccountService
 }
 
 /// The engines, seams and services the settings ask for, in one [`AppState`].
-fn assemble(config: Config, store: DynStore, secret: &[u8], seams: &Seams) -> Result<AppState, StartError> {
+fn assemble(
+    config: Config,
+    catalogue: Catalogue,
+    store: DynStore,
+    secret: &[u8],
+    seams: &Seams,
+) -> Result<AppState, StartError> {
     let concurrency = config.hash_concurrency.map(usize::from).unwrap_or_else(default_hash_concurrency);
     let hasher = PasswordHasher::new(concurrency).map_err(|e| StartError::Config(e.to_string()))?;
     let mailer =
@@ -202,18 +213,21 @@ fn assemble(config: Config, store: DynStore, secret: &[u8], seams: &Seams) -> Re
         throttles,
         settings,
     );
-    let prices = Prices { chat: config.price_chat_message, image: config.price_image };
     let notify = Arc::new(Frames::unrequested(realtime.bus.clone()));
-    let credits = Arc::new(CreditService::new(store.clone(), notify, prices));
+    let credits = Arc::new(CreditService::new(store.clone(), notify));
     let conversation = ConversationService::new(
         store.clone(),
         credits.clone(),
-        crate::assistant::from_config(&config),
-        crate::images::from_config(&config),
+        Models::new(catalogue),
         seams.limiter("ws", config.ws_rate_limit_per_minute, minute),
         i64::from(config.max_chats_per_user),
     );
-    let overview = OverviewService::new(store.clone(), credits.clone(), realtime.presence.clone());
+    let overview = OverviewService::new(
+        store.clone(),
+        credits.clone(),
+        realtime.presence.clone(),
+        conversation.generations().clone(),
+    );
     Ok(AppState {
         node: config.node_id().into(),
         csrf_key: tokens::hmac_token(secret, "csrf").into_bytes(),

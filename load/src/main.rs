@@ -19,6 +19,7 @@ use scenarios::{chat, connect, fanout, guard, idle, image, login, mixed, ping, p
 
 fn main() {
     let command = Cli::parse().command;
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let code = runtime.block_on(run(command));
     // Leave at once: thousands of held sockets need no orderly drop at the end of a run.

@@ -142,7 +142,7 @@ pub async fn list_users(
     let (users, total) = state.accounts.list_users(search, limit.get(), offset).await?;
     let mut views = Vec::with_capacity(users.len());
     for user in &users {
-        views.push(UserView::new(user, state.credits.balance(&user.id).await?));
+        views.push(UserView::new(user, state.credits.standing(&user.id).await?));
     }
     Ok(HttpResponse::Ok().json(UserListView { users: views, total }))
 }
@@ -159,8 +159,10 @@ pub async fn get_user(
 ) -> Result<HttpResponse, ApiError> {
     let user = state.accounts.user(&id).await?;
     let stats = state.credits.stats(&user.id).await?;
-    Ok(HttpResponse::Ok()
-        .json(AdminUserView { user: UserView::new(&user, stats.credits), stats: stats.into() }))
+    Ok(HttpResponse::Ok().json(AdminUserView {
+        user: UserView::new(&user, state.credits.standing(&user.id).await?),
+        stats: stats.into(),
+    }))
 }
 
 /// Changes a user's role or active flag. A role change or a deactivation ends every session of
@@ -183,8 +185,8 @@ pub async fn update_user(
     }
     let change = AccountChange { role: body.role, active: body.active };
     let user = state.accounts.change_account(&admin, &id, change, ip.0).await?;
-    let credits = state.credits.balance(&user.id).await?;
-    Ok(HttpResponse::Ok().json(UserView::new(&user, credits)))
+    let standing = state.credits.standing(&user.id).await?;
+    Ok(HttpResponse::Ok().json(UserView::new(&user, standing)))
 }
 
 /// Adds (or, with a negative amount, takes) credits: a ledger entry of type `grant` whose `ref` is
@@ -215,8 +217,8 @@ pub async fn grant_credits(
         client_ip = %ip, amount = entry.amount, balance_after = entry.balance_after, entry_id = %entry.id,
         "admin granted credits");
     // The balance right after this grant, or a newer one if another change landed meanwhile.
-    let credits = state.credits.balance(&user.id).await.unwrap_or(entry.balance_after);
-    Ok(HttpResponse::Ok().json(UserView::new(&user, credits)))
+    let standing = state.credits.standing(&user.id).await?;
+    Ok(HttpResponse::Ok().json(UserView::new(&user, standing)))
 }
 
 /// A user's ledger, newest first, paged like `GET /api/me/usage`.

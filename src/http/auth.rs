@@ -141,8 +141,8 @@ pub async fn register(
         last_name: body.last_name,
     };
     let (user, api_key) = state.accounts.register(account, ip.0).await?;
-    let credits = state.credits.balance(&user.id).await?;
-    Ok(HttpResponse::Created().json(RegisterResponse { user: UserView::new(&user, credits), api_key }))
+    let standing = state.credits.standing(&user.id).await?;
+    Ok(HttpResponse::Created().json(RegisterResponse { user: UserView::new(&user, standing), api_key }))
 }
 
 /// Checks email and password and opens a session (tokens in the body and as cookies).
@@ -276,7 +276,7 @@ async fn token_response(
             secure,
         ),
     ];
-    let credits = state.credits.balance(&user.id).await?;
+    let standing = state.credits.standing(&user.id).await?;
     let mut response = HttpResponse::Ok();
     for c in cookies {
         response.cookie(c);
@@ -286,7 +286,7 @@ async fn token_response(
         token_type: "Bearer",
         expires_in: ACCESS_TOKEN_SECONDS,
         refresh_token: tokens.refresh_token,
-        user: UserView::new(user, credits),
+        user: UserView::new(user, standing),
     }))
 }
 

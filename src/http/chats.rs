@@ -55,7 +55,11 @@ pub async fn chat_messages(
 ) -> Result<HttpResponse, ApiError> {
     let messages =
         state.conversation.history(&current.user.id, &path, page.before.as_deref(), page.limit).await?;
-    Ok(HttpResponse::Ok().json(messages.iter().map(MessageView::from).collect::<Vec<_>>()))
+    let views: Vec<MessageView> = messages
+        .iter()
+        .map(|(message, seq)| MessageView { seq: *seq, ..MessageView::from(message) })
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
 }
 
 /// Renames one of the user's chats (its place in the list stays); others' chats are 404.

@@ -181,6 +181,8 @@ impl From<CreditError> for ApiError {
     fn from(e: CreditError) -> ApiError {
         match e {
             CreditError::Insufficient { .. } => ApiError::Conflict("The balance would drop below zero"),
+            // Only holds are limited, and REST makes none.
+            CreditError::DailyLimit { .. } => ApiError::Conflict("The daily limit is reached"),
             CreditError::UnknownUser => ApiError::NotFound,
             CreditError::Store(e) => e.into(),
         }

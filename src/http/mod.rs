@@ -9,6 +9,7 @@ pub mod error;
 pub mod health;
 pub mod images;
 pub mod metrics;
+pub mod models;
 pub mod openapi;
 pub mod profile;
 pub mod sessions;
@@ -49,6 +50,7 @@ fn route_table() -> RouteTable {
     t.resource("/api/password/reset").to(M::POST, auth::reset_password).add();
     t.resource("/api/ws-ticket").to(M::POST, auth::ws_ticket).add();
     t.resource("/api/me").to(M::GET, profile::get_me).to(M::PUT, profile::update_me).add();
+    t.resource("/api/models").to(M::GET, models::list_models).add();
     t.resource("/api/me/stats").to(M::GET, profile::stats).add();
     t.resource("/api/me/usage").to(M::GET, profile::usage).add();
     t.resource("/api/me/usage/daily").to(M::GET, profile::daily_usage).add();

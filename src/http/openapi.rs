@@ -9,7 +9,7 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, auth, chats, health, images, metrics, profile, sessions};
+use super::{admin, auth, chats, health, images, metrics, models, profile, sessions};
 use crate::http::error::ErrorBody;
 use crate::views;
 
@@ -19,7 +19,7 @@ use crate::views;
     info(title = "Switchboard", description = "Accounts, credits and realtime presence for an AI chat and image service."),
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::forgot_password, auth::reset_password,
-        auth::ws_ticket, profile::get_me, profile::update_me, profile::stats, profile::usage,
+        auth::ws_ticket, models::list_models, profile::get_me, profile::update_me, profile::stats, profile::usage,
         profile::regenerate_api_key, profile::change_password, profile::daily_usage, sessions::my_sessions,
         sessions::end_my_session, sessions::end_other_sessions, chats::list_chats, chats::chat_messages,
         chats::rename_chat, chats::delete_chat, images::list_images, images::get_image, images::image_content,

@@ -81,8 +81,8 @@ pub struct ApiKeyResponse {
 /// The signed-in user.
 #[utoipa::path(get, path = "/api/me", tag = "profile", responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
 pub async fn get_me(state: web::Data<AppState>, current: CurrentUser) -> Result<HttpResponse, ApiError> {
-    let credits = state.credits.balance(&current.user.id).await?;
-    Ok(HttpResponse::Ok().json(UserView::new(&current.user, credits)))
+    let standing = state.credits.standing(&current.user.id).await?;
+    Ok(HttpResponse::Ok().json(UserView::new(&current.user, standing)))
 }
 
 /// Changes first and last name.
@@ -94,8 +94,8 @@ pub async fn update_me(
     ValidJson(body): ValidJson<UpdateProfileRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = state.accounts.update_names(&current.user.id, &body.first_name, &body.last_name).await?;
-    let credits = state.credits.balance(&user.id).await?;
-    Ok(HttpResponse::Ok().json(UserView::new(&user, credits)))
+    let standing = state.credits.standing(&user.id).await?;
+    Ok(HttpResponse::Ok().json(UserView::new(&user, standing)))
 }
 
 /// Balance, counts and credits spent per service.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::store::{DynStore, IdempotencyRecord, IdempotentOutcome, StoreError};
+use crate::store::{DynStore, IdempotencyRecord, IdempotentOutcome, MessageStatus, StoreError};
 
 /// How long a key holds: a retry after this runs afresh.
 const KEY_LIFETIME: time::Duration = time::Duration::hours(24);
@@ -170,7 +170,10 @@ impl Idempotency {
     /// Whether the result a claim names is stored.
     async fn result_stored(&self, outcome: &IdempotentOutcome) -> Result<bool, StoreError> {
         Ok(match outcome {
-            IdempotentOutcome::Chat { reply_id, .. } => self.store.message(reply_id).await?.is_some(),
+            // A reply is stored from its start; it is a result once it has ended.
+            IdempotentOutcome::Chat { reply_id, .. } => {
+                self.store.message(reply_id).await?.is_some_and(|m| m.status != MessageStatus::Streaming)
+            }
             IdempotentOutcome::Image { image_id } => self.store.image(image_id).await?.is_some(),
         })
     }

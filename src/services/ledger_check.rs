@@ -5,10 +5,22 @@
 //! (every view reads the ledger; a crash between an insert and the cache refresh leaves one), and
 //! `--repair` rewrites it with a compare-and-set, so the check is safe beside a running server.
 //! Gaps, broken chains and negative balances are damage it cannot repair.
+//!
+//! Holds (docs/API.md §8) are checked too: `held_after` must follow from the holds and settles
+//! before it, and a hold without its settle older than `--hold-age` (longer than any generation
+//! runs) is damage: its generation's node died or its settle kept failing. `--repair` settles it
+//! through the credits service, with what its stored reply or image was charged (a reply still
+//! marked streaming is ended `interrupted` and charged 0), so no credits stay held for nothing.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
-use crate::store::{CachedBalance, LedgerEntry, Store, StoreError, User};
+use super::credits::{CreditService, Hold};
+use super::{Event, Notify};
+use crate::store::{
+    CachedBalance, DynStore, EntryKind, LedgerEntry, MessageEnd, MessageStatus, Store, StoreError, User,
+};
 
 /// Users read per page.
 const USER_PAGE: i64 = 500;
@@ -43,6 +55,27 @@ pub enum Problem {
         /// Its `balance_after`.
         balance: i64,
     },
+    /// An entry's `held_after` does not follow from the holds and settles before it.
+    BrokenHeld {
+        /// The entry.
+        seq: i64,
+        /// What the holds and settles add up to.
+        expected: i64,
+        /// Its `held_after`.
+        found: i64,
+    },
+    /// A hold without its settle, older than `--hold-age`. `repaired` is what its settle charged
+    /// when `--repair` closed it.
+    OpenHold {
+        /// The hold's entry.
+        seq: i64,
+        /// Its generation.
+        reference: String,
+        /// Credits it holds.
+        held: i64,
+        /// What `--repair` charged when it settled it.
+        repaired: Option<i64>,
+    },
     /// The balance cached on the user is not the newest entry's (not damage: views read the
     /// ledger). `repaired` says whether `--repair` rewrote it.
     StaleCache {
@@ -58,7 +91,7 @@ pub enum Problem {
 impl Problem {
     /// Damage that no repair can undo (everything but a stale cache).
     pub fn is_damage(&self) -> bool {
-        !matches!(self, Problem::StaleCache { .. })
+        !matches!(self, Problem::StaleCache { .. } | Problem::OpenHold { repaired: Some(_), .. })
     }
 }
 
@@ -70,6 +103,16 @@ impl fmt::Display for Problem {
                 write!(f, "broken chain at seq {seq}: balance_after {found}, expected {expected}")
             }
             Problem::Negative { seq, balance } => write!(f, "negative balance {balance} at seq {seq}"),
+            Problem::BrokenHeld { seq, expected, found } => {
+                write!(f, "broken held chain at seq {seq}: held_after {found}, expected {expected}")
+            }
+            Problem::OpenHold { seq, reference, held, repaired } => {
+                write!(f, "hold of {held} at seq {seq} for {reference} has no settle")?;
+                match repaired {
+                    Some(charged) => write!(f, ": settled, charged {charged}"),
+                    None => Ok(()),
+                }
+            }
             Problem::StaleCache { cached, ledger, repaired } => write!(
                 f,
                 "stale cached balance {} (seq {}), ledger says {} (seq {}){}",
@@ -114,9 +157,14 @@ impl Report {
         self.findings.iter().filter(|f| !f.problem.is_damage()).count()
     }
 
-    /// Stale cached balances rewritten.
+    /// Stale cached balances rewritten and open holds settled.
     pub fn repaired(&self) -> usize {
-        let repaired = |f: &&Finding| matches!(f.problem, Problem::StaleCache { repaired: true, .. });
+        let repaired = |f: &&Finding| {
+            matches!(
+                f.problem,
+                Problem::StaleCache { repaired: true, .. } | Problem::OpenHold { repaired: Some(_), .. }
+            )
+        };
         self.findings.iter().filter(repaired).count()
     }
 
@@ -125,7 +173,7 @@ impl Report {
         let mut lines: Vec<String> =
             self.findings.iter().map(|f| format!("user {}: {}", f.user_id, f.problem)).collect();
         lines.push(format!(
-            "checked {} users, {} ledger entries: {} damaged, {} stale cached balances, {} repaired",
+            "checked {} users, {} ledger entries: {} damaged, {} stale cached balances, {} repaired (cached balances and holds)",
             self.users,
             self.entries,
             self.damaged(),
@@ -136,14 +184,32 @@ impl Report {
     }
 }
 
-/// Checks every user's ledger; with `repair`, rewrites stale cached balances.
-pub async fn check_ledger(store: &dyn Store, repair: bool) -> Result<Report, StoreError> {
+/// How the check runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Rewrite stale cached balances and settle open holds.
+    pub repair: bool,
+    /// How old a hold without its settle must be to count as left open.
+    pub hold_age: time::Duration,
+}
+
+/// Tells nobody: `check-ledger` runs beside the servers, whose sockets it does not hold.
+struct Nobody;
+
+impl Notify for Nobody {
+    fn notify(&self, _: &str, _: Event) {}
+}
+
+/// Checks every user's ledger; with `repair`, rewrites stale cached balances and settles holds
+/// left open.
+pub async fn check_ledger(store: DynStore, options: Options) -> Result<Report, StoreError> {
+    let credits = CreditService::new(store.clone(), Arc::new(Nobody));
     let mut report = Report::default();
     let mut offset = 0;
     loop {
         let (users, _) = store.list_users(None, USER_PAGE, offset).await?;
         for user in &users {
-            check_user(store, user, repair, &mut report).await?;
+            check_user(&*store, &credits, user, options, &mut report).await?;
         }
         if (users.len() as i64) < USER_PAGE {
             return Ok(report);
@@ -152,11 +218,12 @@ pub async fn check_ledger(store: &dyn Store, repair: bool) -> Result<Report, Sto
     }
 }
 
-/// Checks one user: the chain of entries, then the cached balance.
+/// Checks one user: the chain of entries, the holds, then the cached balance.
 async fn check_user(
     store: &dyn Store,
+    credits: &CreditService,
     user: &User,
-    repair: bool,
+    options: Options,
     report: &mut Report,
 ) -> Result<(), StoreError> {
     // The user is read before the entries, so a server running beside the check can only make
@@ -164,25 +231,97 @@ async fn check_user(
     let entries = all_entries(store, &user.id).await?;
     report.users += 1;
     report.entries += entries.len();
-    let mut found = |problem| report.findings.push(Finding { user_id: user.id.clone(), problem });
-    for problem in chain_problems(user.initial_credits, &entries) {
-        found(problem);
+    let mut problems = chain_problems(user.initial_credits, &entries);
+    for hold in open_holds(&entries, crate::store::now() - options.hold_age) {
+        let repaired = if options.repair { settle_open(store, credits, hold).await? } else { None };
+        let reference = hold.reference.clone().unwrap_or_default();
+        problems.push(Problem::OpenHold { seq: hold.seq, reference, held: -hold.amount, repaired });
     }
     let ledger = entries.last().map_or(CachedBalance { seq: 0, credits: user.initial_credits }, |last| {
         CachedBalance { seq: last.seq, credits: last.balance_after }
     });
     if user.cached_balance() != ledger {
-        let repaired = repair && repair_cache(store, user, ledger).await?;
-        found(Problem::StaleCache { cached: user.cached_balance(), ledger, repaired });
+        let repaired = options.repair && repair_cache(store, user, ledger).await?;
+        problems.push(Problem::StaleCache { cached: user.cached_balance(), ledger, repaired });
     }
+    report.findings.extend(problems.into_iter().map(|problem| Finding { user_id: user.id.clone(), problem }));
     Ok(())
+}
+
+/// The holds of `entries` that have no settle and were made before `older_than`.
+fn open_holds(entries: &[LedgerEntry], older_than: time::OffsetDateTime) -> Vec<&LedgerEntry> {
+    let settled: std::collections::HashSet<&str> = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Settle)
+        .filter_map(|e| e.reference.as_deref())
+        .collect();
+    entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Hold && e.created_at < older_than)
+        .filter(|e| !e.reference.as_deref().is_some_and(|r| settled.contains(r)))
+        .collect()
+}
+
+/// Settles a hold left open with what its generation was charged, as stored: an ended reply's or
+/// a stored image's charge; a reply still marked streaming is ended `interrupted` (its text so far
+/// kept) and charged 0, like anything whose result was never stored. Answers the charge.
+async fn settle_open(
+    store: &dyn Store,
+    credits: &CreditService,
+    hold: &LedgerEntry,
+) -> Result<Option<i64>, StoreError> {
+    let reference = hold.reference.clone().unwrap_or_default();
+    let held = -hold.amount;
+    let charged = match store.message(&reference).await? {
+        Some(message) if message.status == MessageStatus::Streaming => {
+            let end = MessageEnd {
+                content: message.content,
+                status: MessageStatus::Interrupted,
+                charged: 0,
+                usage: None,
+            };
+            store.finish_message(&reference, &end).await?;
+            0
+        }
+        Some(message) => message.charged.unwrap_or(0),
+        None => match store.image(&reference).await? {
+            Some(image) => image.charged.unwrap_or(held),
+            None => 0,
+        },
+    };
+    let open = Hold {
+        user_id: hold.user_id.clone(),
+        service: hold.service_type,
+        model: hold.model.clone().unwrap_or_default(),
+        reference,
+        amount: held,
+        balance_after: hold.balance_after,
+    };
+    Ok(credits.settle(&open, charged, None).await.map(|_| charged.clamp(0, held)))
 }
 
 /// The problems of a chain of entries (oldest first) that starts from `initial` credits.
 pub fn chain_problems(initial: i64, entries: &[LedgerEntry]) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let (mut expected_seq, mut balance) = (1, initial);
+    let (mut expected_seq, mut balance, mut held) = (1, initial, 0);
+    let mut holds: HashMap<&str, i64> = HashMap::new();
     for entry in entries {
+        match entry.kind {
+            EntryKind::Hold => {
+                held += -entry.amount;
+                if let Some(reference) = &entry.reference {
+                    holds.insert(reference, -entry.amount);
+                }
+            }
+            EntryKind::Settle => {
+                held -= entry.reference.as_deref().and_then(|r| holds.remove(r)).unwrap_or(0);
+            }
+            _ => {}
+        }
+        if entry.held_after != held {
+            problems.push(Problem::BrokenHeld { seq: entry.seq, expected: held, found: entry.held_after });
+            held = entry.held_after;
+        }
         if entry.seq != expected_seq {
             problems.push(Problem::Gap { expected: expected_seq, found: entry.seq });
         }

@@ -26,7 +26,7 @@ use crate::store::{ChatMessage, Image};
 /// Something a service tells every session of a user.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// The balance changed (a charge, grant or refund).
+    /// The balance changed (a hold, settle, grant or allowance).
     CreditsUpdated {
         /// The balance now.
         credits: i64,
@@ -38,27 +38,42 @@ pub enum Event {
         /// The message.
         message: ChatMessage,
     },
+    /// A reply started: its id, model and what it holds.
+    ChatStarted {
+        /// Its chat.
+        chat_id: String,
+        /// The reply's message id (the generation).
+        message_id: String,
+        /// The chat model writing it.
+        model: String,
+        /// Credits held for it.
+        held: i64,
+        /// The balance after the hold.
+        credits: i64,
+    },
     /// The next piece of the assistant's reply.
     ChatDelta {
         /// Its chat.
         chat_id: String,
         /// The reply's message id.
         message_id: String,
+        /// Its place in the reply: 1, 2, 3…
+        seq: u64,
         /// The text.
         delta: String,
     },
-    /// The assistant's reply is complete and stored.
+    /// The assistant's reply ended (complete, stopped or failed) and is stored and settled.
     ChatDone {
         /// Its chat.
         chat_id: String,
-        /// The reply.
+        /// The reply, with its status, model, charge and usage.
         message: ChatMessage,
         /// The balance now.
         credits: i64,
     },
-    /// An image was generated and stored.
+    /// An image was generated, stored and settled.
     ImageCreated {
-        /// The image.
+        /// The image, with its model and charge.
         image: Image,
         /// The balance now.
         credits: i64,

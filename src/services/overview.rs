@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::credits::{CreditError, CreditService, DayWindow};
 use crate::seams::presence::{PresenceRegistry, PresenceUnavailable};
+use crate::services::conversation::Generations;
 use crate::store::{CreditsUsed, DynStore, StoreError};
 
 /// Days the overview's chart covers.
@@ -41,6 +42,10 @@ pub struct Overview {
     pub signups_today: i64,
     /// The last 30 UTC days, oldest first, today last.
     pub days: Vec<OverviewDay>,
+    /// Generations running now.
+    pub generations_running: usize,
+    /// Credits they hold.
+    pub credits_held: i64,
 }
 
 /// Why the overview could not be read.
@@ -68,12 +73,19 @@ pub struct OverviewService {
     store: DynStore,
     credits: Arc<CreditService>,
     presence: Arc<dyn PresenceRegistry>,
+    generations: Generations,
 }
 
 impl OverviewService {
-    /// The service over the store, the credits service (daily sums) and presence.
-    pub fn new(store: DynStore, credits: Arc<CreditService>, presence: Arc<dyn PresenceRegistry>) -> Self {
-        OverviewService { store, credits, presence }
+    /// The service over the store, the credits service (daily sums), presence and the running
+    /// generations.
+    pub fn new(
+        store: DynStore,
+        credits: Arc<CreditService>,
+        presence: Arc<dyn PresenceRegistry>,
+        generations: Generations,
+    ) -> Self {
+        OverviewService { store, credits, presence, generations }
     }
 
     /// The overview now.
@@ -94,7 +106,10 @@ impl OverviewService {
             })
             .collect();
         let today = days.last().copied();
+        let (generations_running, credits_held) = self.generations.totals();
         Ok(Overview {
+            generations_running,
+            credits_held,
             users,
             active_users: snapshot.active_users,
             ws_sessions: snapshot.sessions,

@@ -189,6 +189,9 @@ pub trait ChatStore: Send + Sync {
 
     /// Stores a new message; [`StoreError::Duplicate`] when the id exists.
     async fn insert_message(&self, message: &ChatMessage) -> StoreResult<()>;
+    /// Writes how an assistant reply ended (its content, status, charge and usage); false when
+    /// there is no such message (its chat was deleted meanwhile).
+    async fn finish_message(&self, id: &str, end: &MessageEnd) -> StoreResult<bool>;
     /// Deletes one message (of a chat turn whose chat was deleted meanwhile); false when there was
     /// no such message.
     async fn delete_message(&self, id: &str) -> StoreResult<bool>;

@@ -180,8 +180,10 @@ pub enum ServiceType {
     Image,
     /// Credits given by an admin.
     Grant,
-    /// A charge given back because the work failed.
+    /// A charge given back because the work failed (before metering).
     Refund,
+    /// The periodic top-up of a balance to the allowance.
+    Allowance,
 }
 
 impl ServiceType {
@@ -192,6 +194,7 @@ impl ServiceType {
             ServiceType::Image => "image",
             ServiceType::Grant => "grant",
             ServiceType::Refund => "refund",
+            ServiceType::Allowance => "allowance",
         }
     }
 
@@ -202,9 +205,76 @@ impl ServiceType {
             "image" => ServiceType::Image,
             "grant" => ServiceType::Grant,
             "refund" => ServiceType::Refund,
+            "allowance" => ServiceType::Allowance,
             _ => return None,
         })
     }
+}
+
+/// What a ledger entry does (docs/API.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// A flat charge before the work (entries made before metering).
+    Charge,
+    /// Credits reserved for a generation, its worst case (negative).
+    Hold,
+    /// The end of a generation: what its hold did not use, given back (≥ 0), with the usage.
+    Settle,
+    /// An admin's grant or take-back.
+    Grant,
+    /// A flat charge given back (entries made before metering).
+    Refund,
+    /// The periodic top-up to the allowance.
+    Allowance,
+}
+
+impl EntryKind {
+    /// The stored and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Charge => "charge",
+            EntryKind::Hold => "hold",
+            EntryKind::Settle => "settle",
+            EntryKind::Grant => "grant",
+            EntryKind::Refund => "refund",
+            EntryKind::Allowance => "allowance",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<EntryKind> {
+        Some(match s {
+            "charge" => EntryKind::Charge,
+            "hold" => EntryKind::Hold,
+            "settle" => EntryKind::Settle,
+            "grant" => EntryKind::Grant,
+            "refund" => EntryKind::Refund,
+            "allowance" => EntryKind::Allowance,
+            _ => return None,
+        })
+    }
+
+    /// The kind of an entry stored before kinds were (its service tells it).
+    pub fn of_legacy(service: ServiceType) -> EntryKind {
+        match service {
+            ServiceType::Chat | ServiceType::Image => EntryKind::Charge,
+            ServiceType::Grant => EntryKind::Grant,
+            ServiceType::Refund => EntryKind::Refund,
+            ServiceType::Allowance => EntryKind::Allowance,
+        }
+    }
+}
+
+/// Tokens a chat turn used: the upstream's own figures, or the server's count (`estimated`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenUsage {
+    /// Tokens read.
+    pub input_tokens: u64,
+    /// Tokens written.
+    pub output_tokens: u64,
+    /// Whether the server counted them because the upstream reported none.
+    pub estimated: bool,
 }
 
 /// One change of a user's balance. Entries of a user are numbered 1, 2, 3… without gaps;
@@ -231,6 +301,35 @@ pub struct LedgerEntry {
     pub refund_of: Option<ServiceType>,
     /// When it happened.
     pub created_at: OffsetDateTime,
+    /// What it does.
+    pub kind: EntryKind,
+    /// For a hold or settle: the model of the generation.
+    pub model: Option<String>,
+    /// For a settle: the tokens the generation used (chat) or none (image).
+    pub usage: Option<TokenUsage>,
+    /// Credits held by the user's running generations after this entry: each hold adds what it
+    /// reserved, each settle takes its hold away. `user.credits_held` is the newest entry's.
+    pub held_after: i64,
+    /// Credits spent on this entry's UTC day after it, holds counted (what the daily limit
+    /// counts); `None` for entries stored before it was kept.
+    pub day_spent_after: Option<i64>,
+}
+
+impl LedgerEntry {
+    /// What this entry adds to its day's spending: the use of paid work (holds and flat charges),
+    /// less what settles and refunds give back. Grants and allowances spend nothing.
+    pub fn spend(&self) -> i64 {
+        spend_of(self.service_type, self.amount)
+    }
+}
+
+/// What an entry of `service` moving `amount` adds to its day's spending (see
+/// [`LedgerEntry::spend`]).
+pub fn spend_of(service: ServiceType, amount: i64) -> i64 {
+    match service {
+        ServiceType::Chat | ServiceType::Image | ServiceType::Refund => -amount,
+        ServiceType::Grant | ServiceType::Allowance => 0,
+    }
 }
 
 /// Credits a user has spent, per paid service.
@@ -268,12 +367,14 @@ pub struct LedgerDay {
     pub refund_chat: i64,
     /// Sum of refunds of image charges (positive).
     pub refund_image: i64,
+    /// Sum of allowance top-ups (positive).
+    pub allowance: i64,
 }
 
 impl LedgerDay {
     /// A day with nothing on it.
     pub fn empty(date: time::Date) -> LedgerDay {
-        LedgerDay { date, chat: 0, image: 0, grant: 0, refund_chat: 0, refund_image: 0 }
+        LedgerDay { date, chat: 0, image: 0, grant: 0, refund_chat: 0, refund_image: 0, allowance: 0 }
     }
 
     /// Adds one entry's amount to the sum of its kind.
@@ -282,6 +383,7 @@ impl LedgerDay {
             (ServiceType::Chat, _) => self.chat += amount,
             (ServiceType::Image, _) => self.image += amount,
             (ServiceType::Grant, _) => self.grant += amount,
+            (ServiceType::Allowance, _) => self.allowance += amount,
             (ServiceType::Refund, Some(ServiceType::Image)) => self.refund_image += amount,
             // Refunds are only ever of chat or image charges; one without a service counts as chat's.
             (ServiceType::Refund, _) => self.refund_chat += amount,
@@ -351,6 +453,60 @@ impl MessageRole {
     }
 }
 
+/// Where an assistant message stands (a user's message is always `Complete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Its reply is still being written.
+    Streaming,
+    /// Written to its end.
+    Complete,
+    /// Stopped by its user (`chat.stop`); charged for what was written.
+    Stopped,
+    /// The upstream failed; charged nothing.
+    Failed,
+    /// Its node stopped before it ended; charged nothing.
+    Interrupted,
+}
+
+impl MessageStatus {
+    /// The stored and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Streaming => "streaming",
+            MessageStatus::Complete => "complete",
+            MessageStatus::Stopped => "stopped",
+            MessageStatus::Failed => "failed",
+            MessageStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<MessageStatus> {
+        Some(match s {
+            "streaming" => MessageStatus::Streaming,
+            "complete" => MessageStatus::Complete,
+            "stopped" => MessageStatus::Stopped,
+            "failed" => MessageStatus::Failed,
+            "interrupted" => MessageStatus::Interrupted,
+            _ => return None,
+        })
+    }
+}
+
+/// How a stored assistant reply ended: what [`ChatStore::finish_message`](super::ChatStore::finish_message) writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageEnd {
+    /// The whole reply (or what was written before it stopped).
+    pub content: String,
+    /// How it ended.
+    pub status: MessageStatus,
+    /// Credits it was charged.
+    pub charged: i64,
+    /// The tokens it used.
+    pub usage: Option<TokenUsage>,
+}
+
 /// One message of a chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
@@ -366,6 +522,32 @@ pub struct ChatMessage {
     pub content: String,
     /// When it was written.
     pub created_at: OffsetDateTime,
+    /// Where it stands (`Complete` for a user's message and for replies stored before metering).
+    pub status: MessageStatus,
+    /// An assistant reply's model.
+    pub model: Option<String>,
+    /// Credits an ended assistant reply was charged.
+    pub charged: Option<i64>,
+    /// The tokens an ended assistant reply used.
+    pub usage: Option<TokenUsage>,
+}
+
+impl ChatMessage {
+    /// A message of `role` in `chat`, complete, with no model or charge (a user's message).
+    pub fn new(id: String, chat: &Chat, role: MessageRole, content: String) -> ChatMessage {
+        ChatMessage {
+            id,
+            chat_id: chat.id.clone(),
+            user_id: chat.user_id.clone(),
+            role,
+            content,
+            created_at: crate::store::now(),
+            status: MessageStatus::Complete,
+            model: None,
+            charged: None,
+            usage: None,
+        }
+    }
 }
 
 /// A generated image's record. The PNG bytes are stored with it but read separately
@@ -384,6 +566,10 @@ pub struct Image {
     pub height: u32,
     /// When it was generated.
     pub created_at: OffsetDateTime,
+    /// The image model that made it (`None` for images made before models).
+    pub model: Option<String>,
+    /// Credits it was charged (`None` for images made before metering).
+    pub charged: Option<i64>,
 }
 
 /// What a paid request with an `idempotency_key` produces: its ids are chosen before the work

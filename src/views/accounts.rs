@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::services::accounts::sessions::{LiveSessions, LoginSession};
+use crate::services::credits::Standing;
 use crate::store::{Role, User};
 
 /// A user as clients see it (no hashes, no internal counters).
@@ -22,6 +23,10 @@ pub struct UserView {
     pub role: Role,
     /// Current balance.
     pub credits: i64,
+    /// Credits held by the user's running generations (their worst case, until they settle).
+    pub credits_held: i64,
+    /// Credits spent today (UTC), holds counted.
+    pub spent_today: i64,
     /// First 10 characters of the API key; null when there is none (a password change, a reset
     /// or signing out everywhere else voids it until a new one is made).
     pub api_key_prefix: Option<String>,
@@ -36,15 +41,17 @@ pub struct UserView {
 }
 
 impl UserView {
-    /// The view of `u` with its balance (from the credits service: the same everywhere).
-    pub fn new(u: &User, credits: i64) -> UserView {
+    /// The view of `u` with where its credits stand (from the credits service: the same everywhere).
+    pub fn new(u: &User, standing: Standing) -> UserView {
         UserView {
             id: u.id.clone(),
             email: u.email.clone(),
             first_name: u.first_name.clone(),
             last_name: u.last_name.clone(),
             role: u.role,
-            credits,
+            credits: standing.credits,
+            credits_held: standing.held,
+            spent_today: standing.spent_today,
             api_key_prefix: Some(u.api_key_prefix.clone()).filter(|prefix| !prefix.is_empty()),
             active: u.active,
             last_login: u.last_login,

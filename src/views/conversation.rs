@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::store::{Chat, ChatMessage, Image, MessageRole};
+use crate::store::{Chat, ChatMessage, Image, MessageRole, MessageStatus, TokenUsage};
 
 /// A chat as clients see it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -29,11 +29,39 @@ pub struct MessageView {
     pub chat_id: String,
     /// `user` or `assistant`.
     pub role: MessageRole,
-    /// Text.
+    /// Text (of a running reply: what was written so far).
     pub content: String,
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
+    /// `streaming`, `complete`, `stopped`, `failed` or `interrupted` (a user's message: `complete`).
+    pub status: MessageStatus,
+    /// An assistant reply's model.
+    pub model: Option<String>,
+    /// Credits an ended reply was charged.
+    pub charged: Option<i64>,
+    /// The tokens an ended reply used.
+    pub usage: Option<UsageView>,
+    /// A running reply: the `seq` of the last delta `content` includes (`chat.resume` from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+/// The tokens a chat turn used.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct UsageView {
+    /// Tokens read.
+    pub input_tokens: u64,
+    /// Tokens written.
+    pub output_tokens: u64,
+    /// Counted by the server because the upstream reported none.
+    pub estimated: bool,
+}
+
+impl From<TokenUsage> for UsageView {
+    fn from(u: TokenUsage) -> UsageView {
+        UsageView { input_tokens: u.input_tokens, output_tokens: u.output_tokens, estimated: u.estimated }
+    }
 }
 
 /// An image as frames and REST show it.
@@ -52,6 +80,10 @@ pub struct ImageView {
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
+    /// The image model that made it.
+    pub model: Option<String>,
+    /// Credits it was charged.
+    pub charged: Option<i64>,
 }
 
 impl From<&Chat> for ChatView {
@@ -73,6 +105,11 @@ impl From<&ChatMessage> for MessageView {
             role: m.role,
             content: m.content.clone(),
             created_at: m.created_at,
+            status: m.status,
+            model: m.model.clone(),
+            charged: m.charged,
+            usage: m.usage.map(UsageView::from),
+            seq: None,
         }
     }
 }
@@ -86,6 +123,8 @@ impl From<&Image> for ImageView {
             height: image.height,
             url: format!("/api/images/{}/content", image.id),
             created_at: image.created_at,
+            model: image.model.clone(),
+            charged: image.charged,
         }
     }
 }

@@ -4,9 +4,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use super::conversation::UsageView;
 use crate::services::credits::{DailyUsage, Stats};
 use crate::services::paging::Page;
-use crate::store::{LedgerEntry, ServiceType};
+use crate::store::{EntryKind, LedgerEntry, ServiceType};
 
 /// Balance, counts and credits spent per service (`GET /api/me/stats`, and `stats` of an admin's user view).
 #[derive(Debug, Serialize, ToSchema)]
@@ -46,15 +47,25 @@ impl From<Stats> for StatsResponse {
 pub struct LedgerEntryView {
     /// Opaque id.
     pub id: String,
-    /// `chat`, `image`, `grant` or `refund`.
+    /// Its place in the user's ledger: 1, 2, 3… without gaps.
+    pub seq: i64,
+    /// `chat`, `image`, `grant`, `refund` or `allowance`.
     pub service_type: ServiceType,
-    /// Negative for use.
+    /// `hold`, `settle`, `grant`, `refund`, `allowance`, or `charge` (a flat charge made before
+    /// metering).
+    pub kind: EntryKind,
+    /// Negative for use (a hold), positive for what comes back (a settle, a grant).
     pub amount: i64,
     /// Balance after this entry.
     pub balance_after: i64,
-    /// What the entry refers to.
+    /// What the entry refers to: the generation (its reply or image id) of a hold and its
+    /// settle, a grant's reason.
     #[serde(rename = "ref")]
     pub reference: Option<String>,
+    /// A hold's or settle's model.
+    pub model: Option<String>,
+    /// A chat settle's tokens.
+    pub usage: Option<UsageView>,
     /// When it happened.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -64,10 +75,14 @@ impl From<&LedgerEntry> for LedgerEntryView {
     fn from(e: &LedgerEntry) -> LedgerEntryView {
         LedgerEntryView {
             id: e.id.clone(),
+            seq: e.seq,
             service_type: e.service_type,
+            kind: e.kind,
             amount: e.amount,
             balance_after: e.balance_after,
             reference: e.reference.clone(),
+            model: e.model.clone(),
+            usage: e.usage.map(UsageView::from),
             created_at: e.created_at,
         }
     }

@@ -6,17 +6,20 @@
 //! - [`accounts`]: `UserView`, `SessionsView`.
 //! - [`credits`]: `StatsResponse`, `UsagePage`, `DailyUsageView`.
 //! - [`conversation`]: `ChatView`, `MessageView`, `ImageView`.
+//! - [`models`]: `ModelsView`, the catalogue as a role sees it.
 //! - [`presence`]: `PresenceSnapshotView`, `PresenceUserView`.
 //! - [`overview`]: `OverviewView`, the admin's figures.
 
 pub mod accounts;
 pub mod conversation;
 pub mod credits;
+pub mod models;
 pub mod overview;
 pub mod presence;
 
 pub use accounts::{SessionView, SessionsView, UserView};
-pub use conversation::{ChatView, ImageView, MessageView};
+pub use conversation::{ChatView, ImageView, MessageView, UsageView};
 pub use credits::{CreditsUsedView, DailyUsageView, DayUsageView, LedgerEntryView, StatsResponse, UsagePage};
+pub use models::ModelsView;
 pub use overview::{OverviewDayView, OverviewView};
 pub use presence::{PresenceSnapshotView, PresenceUserView};

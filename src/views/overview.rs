@@ -37,6 +37,10 @@ pub struct OverviewView {
     pub signups_today: i64,
     /// The last 30 UTC days, oldest first, today last (for the chart).
     pub days: Vec<OverviewDayView>,
+    /// Generations (chat replies, images) running now.
+    pub generations_running: usize,
+    /// Credits they hold.
+    pub credits_held: i64,
 }
 
 impl From<&Overview> for OverviewView {
@@ -51,6 +55,8 @@ impl From<&Overview> for OverviewView {
                 image: o.credits_used_today.image,
             },
             signups_today: o.signups_today,
+            generations_running: o.generations_running,
+            credits_held: o.credits_held,
             days: o
                 .days
                 .iter()

@@ -23,10 +23,20 @@ pub enum RequestError {
     NotFound,
     /// Not allowed for this user's role.
     #[error("{0}")]
-    Forbidden(&'static str),
+    Forbidden(String),
     /// A per-user cap on stored things is reached.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// The day's spending would pass the user's daily limit.
+    #[error("The daily limit of {limit} credits is reached ({spent} spent today); it resets at {}", resets_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default())]
+    DailyLimit {
+        /// The limit.
+        limit: i64,
+        /// Spent today, holds counted.
+        spent: i64,
+        /// When the day ends (midnight UTC).
+        resets_at: time::OffsetDateTime,
+    },
     /// Too many paid requests (`chat.send`, `image.generate`) this minute.
     #[error("Too many paid requests; retry in {} ms", millis(*.retry_after))]
     PaidLimit {
@@ -71,7 +81,7 @@ impl RequestError {
             RequestError::Invalid(_) => ErrorCode::InvalidMessage,
             RequestError::NotFound => ErrorCode::NotFound,
             RequestError::Forbidden(_) => ErrorCode::Forbidden,
-            RequestError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            RequestError::QuotaExceeded(_) | RequestError::DailyLimit { .. } => ErrorCode::QuotaExceeded,
             RequestError::PaidLimit { .. }
             | RequestError::FreeLimit { .. }
             | RequestError::TooManyWaiting(_) => ErrorCode::RateLimited,
@@ -98,7 +108,18 @@ impl RequestError {
             RequestError::InsufficientCredits { needed, balance } => (Some(*needed), Some(*balance)),
             _ => (None, None),
         };
-        ServerMessage::Error { code: self.code(), message: self.to_string(), retry_after_ms, needed, balance }
+        let resets_at = match self {
+            RequestError::DailyLimit { resets_at, .. } => Some(*resets_at),
+            _ => None,
+        };
+        ServerMessage::Error {
+            code: self.code(),
+            message: self.to_string(),
+            retry_after_ms,
+            needed,
+            balance,
+            resets_at,
+        }
     }
 }
 
@@ -109,8 +130,12 @@ impl From<ConversationError> for RequestError {
             ConversationError::NotFound => RequestError::NotFound,
             ConversationError::QuotaExceeded(message) => RequestError::QuotaExceeded(message),
             ConversationError::RateLimited { retry_after } => RequestError::PaidLimit { retry_after },
-            ConversationError::InsufficientCredits { price, balance } => {
-                RequestError::InsufficientCredits { needed: price, balance }
+            ConversationError::InsufficientCredits { needed, balance } => {
+                RequestError::InsufficientCredits { needed, balance }
+            }
+            ConversationError::Forbidden(why) => RequestError::Forbidden(why),
+            ConversationError::DailyLimit { limit, spent, resets_at } => {
+                RequestError::DailyLimit { limit, spent, resets_at }
             }
             ConversationError::Unavailable(message) => RequestError::Unavailable(message),
             ConversationError::Internal(cause) => RequestError::Internal(cause),

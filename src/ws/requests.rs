@@ -11,11 +11,12 @@ use actix_web::web::Data;
 use super::error::RequestError;
 use super::protocol::{ClientMessage, ServerMessage};
 use crate::seams::bus::Bus;
-use crate::services::conversation::ImageRequest;
+use crate::services::conversation::{Caller, ChatRequest, ImageRequest};
 use crate::services::paging::PageLimit;
 use crate::services::text::ChatTitle;
 use crate::services::{Event, Notify};
 use crate::state::AppState;
+use crate::store::Role;
 use crate::views::{ChatView, MessageView};
 
 /// A frame produced by a request's task for the asking session only.
@@ -40,6 +41,8 @@ pub struct Request {
     pub state: Data<AppState>,
     /// Who asked.
     pub user_id: String,
+    /// Their role when the session opened (which models they may use).
+    pub role: Role,
     /// The asking session.
     pub session: ReplyTo,
     /// The request's `id`.
@@ -103,6 +106,7 @@ async fn limit_free(request: &Request, message: &ClientMessage) -> Result<(), Re
         ClientMessage::ChatSend { idempotency_key, .. }
         | ClientMessage::ImageGenerate { idempotency_key, .. } => idempotency_key.is_some(),
         ClientMessage::Ping {}
+        | ClientMessage::ChatStop { .. }
         | ClientMessage::PresenceSubscribe {}
         | ClientMessage::PresenceUnsubscribe {} => false,
     };
@@ -119,6 +123,7 @@ async fn limit_free(request: &Request, message: &ClientMessage) -> Result<(), Re
 
 async fn run(request: &Request, message: ClientMessage) -> Result<(), RequestError> {
     let (state, user_id) = (&request.state, request.user_id.as_str());
+    let caller = Caller { user_id, role: request.role };
     let conversation = &state.conversation;
     match message {
         ClientMessage::CreditsGet {} => {
@@ -143,20 +148,30 @@ async fn run(request: &Request, message: ClientMessage) -> Result<(), RequestErr
         ClientMessage::ChatHistory { chat_id, before, limit } => {
             let limit = page_limit(limit)?;
             let messages = conversation.history(user_id, &chat_id, before.as_deref(), limit).await?;
-            let messages = messages.iter().map(MessageView::from).collect();
+            let messages = messages
+                .iter()
+                .map(|(message, seq)| MessageView { seq: *seq, ..MessageView::from(message) })
+                .collect();
             request.reply(ServerMessage::ChatHistory { chat_id, messages });
         }
-        ClientMessage::ChatSend { chat_id, content, idempotency_key } => {
-            let key = idempotency_key.as_deref();
-            let replayed = conversation.send(user_id, &chat_id, content, key, &request.events()).await?;
+        ClientMessage::ChatSend { chat_id, content, model, idempotency_key } => {
+            let turn = ChatRequest { chat_id, content, model, idempotency_key };
+            let replayed = conversation.send(caller, turn, &request.events()).await?;
             // A retry's answer goes to the asking session alone.
             if let Some(event) = replayed {
                 request.reply(ServerMessage::from(event));
             }
         }
-        ClientMessage::ImageGenerate { prompt, width, height, idempotency_key } => {
-            let image = ImageRequest { prompt, width, height, idempotency_key };
-            if let Some(event) = conversation.generate_image(user_id, image, &request.events()).await? {
+        ClientMessage::ChatStop { message_id } => {
+            // A reply that ended is answered with its chat.done again; a running one's own
+            // chat.done follows for every session.
+            if let Some(event) = conversation.stop(caller, &message_id).await? {
+                request.reply(ServerMessage::from(event));
+            }
+        }
+        ClientMessage::ImageGenerate { prompt, width, height, model, idempotency_key } => {
+            let image = ImageRequest { prompt, width, height, model, idempotency_key };
+            if let Some(event) = conversation.generate_image(caller, image, &request.events()).await? {
                 request.reply(ServerMessage::from(event));
             }
         }

@@ -13,11 +13,12 @@ use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
 
 use super::error::RequestError;
 use super::outbox::{Outbound, Outbox};
-use super::protocol::{self, ClientMessage, ServerMessage, close};
+use super::protocol::{self, ClientMessage, GenerationView, ServerMessage, close};
 use super::requests::{self, Reply, ReplyTo, Request};
 use crate::seams::presence::{Joining, LeaveReason, SessionEvent};
 use crate::seams::session_cap::SessionPlace;
 use crate::security::ip_cap::IpPlace;
+use crate::services::conversation::RunningGeneration;
 use crate::state::AppState;
 use crate::store::{Role, User};
 use crate::views::PresenceSnapshotView;
@@ -60,6 +61,8 @@ pub struct SessionCredential {
     pub ip_place: IpPlace,
     /// The balance for `hello`.
     pub credits: i64,
+    /// The user's running generations for `hello`.
+    pub generations: Vec<RunningGeneration>,
 }
 
 /// One WebSocket connection.
@@ -153,6 +156,7 @@ impl WsSession {
         let request = Request {
             state: self.state.clone(),
             user_id: self.user().id.to_string(),
+            role: self.user().role,
             session: ReplyTo(ctx.address().recipient()),
             reply_to,
         };
@@ -164,7 +168,7 @@ impl WsSession {
 
     fn subscribe(&mut self, reply_to: Option<Arc<str>>, ctx: &mut Context<Self>) {
         if self.user().role != Role::Admin {
-            let error = RequestError::Forbidden("Only admins can follow presence").frame();
+            let error = RequestError::Forbidden("Only admins can follow presence".into()).frame();
             return self.send(&error, reply_to.as_deref(), ctx);
         }
         let presence = self.state.realtime.presence.clone();
@@ -215,10 +219,7 @@ impl Actor for WsSession {
             credits: self.credential.credits,
             heartbeat_ms: self.heartbeat.as_millis() as u64,
             max_message_bytes: protocol::MAX_MESSAGE_BYTES,
-            prices: protocol::PricesView {
-                chat: self.state.credits.price(crate::store::ServiceType::Chat),
-                image: self.state.credits.price(crate::store::ServiceType::Image),
-            },
+            generations: self.credential.generations.iter().map(GenerationView::from).collect(),
         };
         self.send(&hello, None, ctx);
     }

@@ -78,6 +78,7 @@ async fn open(
         return Err(ApiError::RateLimited { retry_after_secs: 5 });
     };
     let credits = state.credits.balance(&principal.user.id).await?;
+    let generations = state.conversation.generations().of_user(&principal.user.id);
     // The frame guard ends the connection at the header of an oversized frame, before its bytes.
     let guarded: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
         Box::pin(FrameGuard::new(payload.into_inner(), MAX_MESSAGE_BYTES as u64));
@@ -105,6 +106,7 @@ async fn open(
         place,
         ip_place,
         credits,
+        generations,
     };
     let state = state.clone();
     WsSession::create(move |ctx| {

@@ -107,20 +107,7 @@ fn ids(list: &Value) -> Vec<String> {
 fn assert_user_shape(user: &Value, case: &str) {
     let mut keys: Vec<&str> = user.as_object().expect("a user object").keys().map(String::as_str).collect();
     keys.sort_unstable();
-    let mut expected = [
-        "id",
-        "email",
-        "first_name",
-        "last_name",
-        "role",
-        "credits",
-        "api_key_prefix",
-        "active",
-        "last_login",
-        "created_at",
-    ];
-    expected.sort_unstable();
-    assert_eq!(keys, expected, "{case}: the user's fields");
+    assert_eq!(keys, USER_FIELDS, "{case}: the user's fields");
 }
 
 // ---------------------------------------------------------------- listing and searching

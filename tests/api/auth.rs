@@ -13,20 +13,6 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::helpers::*;
 
-/// The keys of `user` in every answer, sorted.
-const USER_FIELDS: [&str; 10] = [
-    "active",
-    "api_key_prefix",
-    "created_at",
-    "credits",
-    "email",
-    "first_name",
-    "id",
-    "last_login",
-    "last_name",
-    "role",
-];
-
 /// What a browser keeps from a login: the answer, the tokens and the CSRF cookie.
 struct LoginSession {
     body: Value,

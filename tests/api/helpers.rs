@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::support::http_client;
 use clap::Parser;
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
@@ -133,7 +134,7 @@ pub async fn spawn_app_in(data_dir: Arc<TempDir>, extra: &[&str]) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        client: Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        client: http_client().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         data_dir,
         config,
     }
@@ -304,8 +305,95 @@ pub async fn spawn_app_sharing_store(app: &TestApp, extra: &[&str]) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        client: Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        client: http_client().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         data_dir: app.data_dir.clone(),
         config,
     }
+}
+
+/// The keys of `user` in every answer (docs/API.md §4), sorted.
+pub const USER_FIELDS: [&str; 12] = [
+    "active",
+    "api_key_prefix",
+    "created_at",
+    "credits",
+    "credits_held",
+    "email",
+    "first_name",
+    "id",
+    "last_login",
+    "last_name",
+    "role",
+    "spent_today",
+];
+
+/// One generation in a ledger: its hold and its settle (docs/API.md §8).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The entries' `ref`: the reply's or the image's id.
+    pub reference: String,
+    /// The hold's amount, positive.
+    pub held: i64,
+    /// What was kept: held − the settle's amount.
+    pub charged: i64,
+    /// The settle's `usage`.
+    pub usage: Value,
+    /// The entries' `model`.
+    pub model: Value,
+}
+
+/// Asserts that `oldest_first` (a user's whole ledger, oldest first, starting from `start`)
+/// chains: each `balance_after` is the one before plus the amount and never below 0, and `seq`
+/// runs 1, 2, 3…; every `hold` is followed by exactly one `settle` of the same `ref` (never more,
+/// never before it) giving back between 0 and what it held; other kinds only add up. Answers the
+/// generations in the order they were held.
+pub fn assert_generations(oldest_first: &[Value], start: i64, case: &str) -> Vec<Generation> {
+    let mut balance = start;
+    let mut open: Vec<Generation> = Vec::new();
+    let mut closed: Vec<Generation> = Vec::new();
+    for (k, entry) in oldest_first.iter().enumerate() {
+        let amount =
+            entry["amount"].as_i64().unwrap_or_else(|| panic!("{case}: entry {k} has an amount: {entry}"));
+        balance += amount;
+        assert_eq!(entry["balance_after"], balance, "{case}: entry {k} chains from the one before: {entry}");
+        assert!(balance >= 0, "{case}: the balance never goes below 0: entry {k}: {entry}");
+        assert_eq!(entry["seq"], k as i64 + 1, "{case}: seq counts 1, 2, 3…: {entry}");
+        let reference = entry["ref"].as_str().unwrap_or_default().to_owned();
+        match entry["kind"].as_str() {
+            Some("hold") => {
+                assert!(amount < 0, "{case}: a hold takes credits: {entry}");
+                let known = open.iter().chain(&closed).any(|g| g.reference == reference);
+                assert!(!known, "{case}: one hold per generation: {entry}");
+                open.push(Generation {
+                    reference,
+                    held: -amount,
+                    charged: 0,
+                    usage: Value::Null,
+                    model: entry["model"].clone(),
+                });
+            }
+            Some("settle") => {
+                let at = open.iter().position(|g| g.reference == reference).unwrap_or_else(|| {
+                    panic!("{case}: a settle closes an open hold of its ref: entry {k}: {entry}")
+                });
+                let mut generation = open.remove(at);
+                assert!(
+                    (0..=generation.held).contains(&amount),
+                    "{case}: a settle gives back 0..=held: {entry}"
+                );
+                assert_eq!(
+                    entry["model"], generation.model,
+                    "{case}: settle and hold name one model: {entry}"
+                );
+                generation.charged = generation.held - amount;
+                generation.usage = entry["usage"].clone();
+                closed.push(generation);
+            }
+            Some("grant" | "allowance" | "refund" | "charge") => {}
+            other => panic!("{case}: unknown ledger kind {other:?}: {entry}"),
+        }
+    }
+    assert!(open.is_empty(), "{case}: every hold was settled; still open: {open:?}");
+    closed.sort_by_key(|g| oldest_first.iter().position(|e| e["ref"] == g.reference.as_str()));
+    closed
 }

@@ -10,12 +10,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::crash::{Deployment, connect_ws, login, register};
-use crate::helpers::{PASSWORD, TestApp, spawn_app_sharing_store, spawn_app_with};
+use crate::helpers::{PASSWORD, TestApp, assert_generations, spawn_app_sharing_store, spawn_app_with};
 use crate::support::assistant::fake_assistant;
 use crate::ws_helpers::WsClient;
 
 /// Frames until the one that ends request `id` (`chat.done`, `image.created` or `error` with
-/// `reply_to` = `id`); returns it and the frames of that request before it.
+/// `reply_to` = `id`; a failed reply's `chat.done` is followed by its `unavailable`, which ends
+/// it); returns it and the frames of that request before it.
 async fn answer(ws: &mut WsClient, id: &str) -> (Value, Vec<Value>) {
     let mut before = Vec::new();
     loop {
@@ -23,7 +24,8 @@ async fn answer(ws: &mut WsClient, id: &str) -> (Value, Vec<Value>) {
         if frame["reply_to"] != id {
             continue;
         }
-        if matches!(frame["type"].as_str(), Some("chat.done" | "image.created" | "error")) {
+        let failed = frame["message"]["status"] == "failed";
+        if matches!(frame["type"].as_str(), Some("chat.done" | "image.created" | "error")) && !failed {
             return (frame, before);
         }
         before.push(frame);
@@ -43,6 +45,12 @@ fn send(id: &str, chat_id: &str, content: &str, key: &str) -> Value {
 async fn ledger(app: &TestApp, token: &str) -> Vec<Value> {
     let body: Value = app.get_with("/api/me/usage?limit=100", token).await.json().await.unwrap();
     body["entries"].as_array().unwrap().clone()
+}
+
+/// How many generations the user's ledger holds credits for (each settled once, chained).
+async fn generations(app: &TestApp, token: &str, start: i64) -> usize {
+    let oldest_first: Vec<Value> = ledger(app, token).await.into_iter().rev().collect();
+    assert_generations(&oldest_first, start, "idempotency").len()
 }
 
 #[actix_web::test]
@@ -65,8 +73,7 @@ async fn a_retry_from_another_session_is_charged_once_and_answered_with_the_stor
     assert_eq!(replayed["credits"], 99, "and the balance, charged once: {replayed}");
     assert!(frames.is_empty(), "the retry streams nothing and stores no message: {frames:?}");
 
-    let entries = ledger(&app, &token).await;
-    assert_eq!(entries.len(), 1, "one charge in the ledger: {entries:?}");
+    assert_eq!(generations(&app, &token, 100).await, 1, "one generation in the ledger");
     let history: Value =
         app.get_with(&format!("/api/chats/{chat_id}/messages"), &token).await.json().await.unwrap();
     assert_eq!(history.as_array().unwrap().len(), 2, "one message and one reply stored: {history}");
@@ -99,7 +106,7 @@ async fn the_same_key_with_a_different_body_is_invalid_and_charges_nothing() {
             "{case}: {error}"
         );
     }
-    assert_eq!(ledger(&app, &token).await.len(), 1, "only the first request was charged");
+    assert_eq!(generations(&app, &token, 100).await, 1, "only the first request was charged");
 }
 
 #[actix_web::test]
@@ -129,7 +136,7 @@ async fn a_retry_while_the_first_runs_waits_for_it_on_the_same_or_another_node()
         assert_eq!(retry["type"], "chat.done", "{case}: the waiting retry is answered: {retry}");
         assert_eq!(retry["message"], first["message"], "{case}: with the first request's reply");
     }
-    assert_eq!(ledger(&a, &token).await.len(), 1, "one charge for three requests");
+    assert_eq!(generations(&a, &token, 100).await, 1, "one charge for three requests");
 }
 
 #[actix_web::test]
@@ -172,8 +179,12 @@ async fn a_refused_or_refunded_first_request_leaves_the_key_free_for_the_retry()
     let (again, _) = answer(&mut ws, "fails-again").await;
     assert_eq!(again["code"], "unavailable", "a retry after a refund runs again: {again}");
     let entries = ledger(&app, &token).await;
-    let kinds: Vec<&str> = entries.iter().rev().map(|e| e["service_type"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["grant", "chat", "chat", "refund", "chat", "refund"], "{entries:?}");
+    let kinds: Vec<&str> = entries.iter().rev().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["grant", "hold", "settle", "hold", "settle", "hold", "settle"], "{entries:?}");
+    let oldest_first: Vec<Value> = entries.into_iter().rev().collect();
+    let charged: Vec<i64> =
+        assert_generations(&oldest_first, 0, "retries").iter().map(|g| g.charged).collect();
+    assert_eq!(charged, [1, 0, 0], "the turn that ran was charged, the failed ones were not");
 }
 
 #[actix_web::test]
@@ -225,7 +236,7 @@ async fn replays_of_a_key_count_against_the_free_budget() {
     assert_eq!(refusal["code"], "rate_limited", "{refusal}");
     assert!(refusal["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "{refusal}");
     assert_eq!(n, 4, "the fifth request of the minute is the one refused");
-    assert_eq!(ledger(&app, &token).await.len(), 1, "charged once");
+    assert_eq!(generations(&app, &token, 100).await, 1, "charged once");
 }
 
 #[actix_web::test]
@@ -249,7 +260,7 @@ async fn a_key_older_than_a_day_runs_afresh_even_though_its_result_is_stored() {
     assert_eq!(again["type"], "chat.done", "{again}");
     assert_ne!(again["message"]["id"], done["message"]["id"], "a new reply, not yesterday's");
     assert!(frames.iter().any(|f| f["type"] == "chat.message"), "the work is done again: {frames:?}");
-    assert_eq!(ledger(&app, &token).await.len(), 2, "and charged again");
+    assert_eq!(generations(&app, &token, 100).await, 2, "and charged again");
 }
 
 #[actix_web::test]
@@ -276,5 +287,5 @@ async fn a_retry_after_its_result_was_deleted_is_told_at_once() {
         "told at once, not after a wait: {:?}",
         started.elapsed()
     );
-    assert_eq!(ledger(&app, &token).await.len(), 1, "and not charged again");
+    assert_eq!(generations(&app, &token, 100).await, 1, "and not charged again");
 }

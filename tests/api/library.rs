@@ -105,7 +105,12 @@ async fn an_image_is_deleted_with_its_png_by_its_owner_or_an_admin_only() {
     let (_, token) = app.user_with_token().await;
     let (_, stranger) = app.user_with_token().await;
     let mut ws = app.connect_ws(&token).await;
-    assert_eq!(ws.hello["prices"], json!({"chat": 1, "image": 10}), "hello tells the prices");
+    let models: Value = app.get_with("/api/models", &token).await.json().await.unwrap();
+    assert_eq!(
+        (&models["image"][0]["id"], &models["image"][0]["price"]),
+        (&json!("draw"), &json!(10)),
+        "GET /api/models names the built-in image model's price: {models}"
+    );
     let mut ids = Vec::new();
     for n in 0..2 {
         let made = ws

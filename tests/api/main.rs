@@ -13,6 +13,7 @@ mod hostile;
 mod idempotency;
 mod library;
 mod mail;
+mod metering;
 mod metrics;
 mod mongo_store;
 mod operations;

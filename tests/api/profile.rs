@@ -73,20 +73,7 @@ async fn get_me_answers_exactly_the_user_fields_and_is_not_cached() {
 
     let mut keys: Vec<&str> = body.as_object().expect("a JSON object").keys().map(String::as_str).collect();
     keys.sort_unstable();
-    let mut expected = vec![
-        "id",
-        "email",
-        "first_name",
-        "last_name",
-        "role",
-        "credits",
-        "api_key_prefix",
-        "active",
-        "last_login",
-        "created_at",
-    ];
-    expected.sort_unstable();
-    assert_eq!(keys, expected, "exactly the user fields (no hashes, no internals) in {body}");
+    assert_eq!(keys, USER_FIELDS, "exactly the user fields (no hashes, no internals) in {body}");
 
     assert_eq!(body["id"], user.id.as_str());
     assert_eq!(body["email"], user.email.as_str());

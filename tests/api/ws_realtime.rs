@@ -121,9 +121,9 @@ async fn usage_pages(app: &TestApp, token: &str, limit: usize) -> (Vec<Value>, V
     }
 }
 
-/// Asserts that the user's whole ledger is exactly `charges.len()` chat charges of 1 credit, in
-/// order, from `charges.len()` down to 0, each referring to one of the charged messages, with
-/// sequence numbers 1..=n (via the paging cursors, and directly in the store under MongoDB).
+/// Asserts that the user's whole ledger is exactly one hold and one settle per message of
+/// `charges`, each holding and charging 1 credit, chained from `charges.len()` down to 0, with
+/// sequence numbers 1..=2n (via the paging cursors, and directly in the store under MongoDB).
 async fn assert_exact_chat_ledger(
     app: &TestApp,
     token: &str,
@@ -132,48 +132,42 @@ async fn assert_exact_chat_ledger(
     case: &str,
 ) {
     let n = charges.len();
-    assert!(n > 0 && n <= 100 && n.is_multiple_of(10), "{case}: the helper expects 10..=100 charges by tens");
-    let page = get_ok(app, &format!("/api/me/usage?limit={n}"), token).await;
-    let entries = page["entries"].as_array().unwrap_or_else(|| panic!("{case}: entries array: {page}"));
-    assert_eq!(entries.len(), n, "{case}: exactly {n} ledger entries (no more, no fewer)");
-    assert_eq!(page["next_before"], Value::Null, "{case}: the ledger ends at entry 1, so no next page");
-    let mut refs = HashSet::new();
-    for (k, entry) in entries.iter().enumerate() {
-        assert_eq!(
-            entry["service_type"], "chat",
-            "{case}: entry {k} is a chat charge, not a refund: {entry}"
+    assert!(n > 0 && n.is_multiple_of(5), "{case}: the helper expects charges by fives");
+    let entry_count = 2 * n;
+    let (entries, cursors) = usage_pages(app, token, 10).await;
+    assert_eq!(entries.len(), entry_count, "{case}: exactly a hold and a settle per message");
+    let oldest_first: Vec<Value> = entries.iter().rev().cloned().collect();
+    let generations = assert_generations(&oldest_first, n as i64, case);
+    assert_eq!(generations.len(), n, "{case}: one generation per message");
+    for generation in &generations {
+        assert!(
+            charges.contains(&generation.reference),
+            "{case}: {generation:?} is a charged message's reply"
         );
-        assert_eq!(entry["amount"], -1, "{case}: entry {k} charges 1 credit: {entry}");
         assert_eq!(
-            entry["balance_after"], k as i64,
-            "{case}: newest-first balances are 0, 1, 2…: entry {k}: {entry}"
+            (generation.held, generation.charged),
+            (1, 1),
+            "{case}: held and charged 1: {generation:?}"
         );
-        let reference =
-            entry["ref"].as_str().unwrap_or_else(|| panic!("{case}: entry {k} has a ref: {entry}"));
-        assert!(charges.contains(reference), "{case}: entry {k} refers to a charged message: {entry}");
-        assert!(refs.insert(reference.to_owned()), "{case}: no message is charged twice: {entry}");
     }
-
-    let (paged, cursors) = usage_pages(app, token, 10).await;
-    let ids = |list: &[Value]| list.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
-    assert_eq!(
-        ids(&paged),
-        ids(entries),
-        "{case}: paging by 10 with next_before gives the same entries in order"
-    );
-    let expected: Vec<Option<String>> =
-        (0..n / 10).map(|p| Some(n - 10 * p - 9).filter(|&seq| seq > 1).map(|seq| seq.to_string())).collect();
+    assert_eq!(entries[0]["balance_after"], 0, "{case}: the balance ends at 0");
+    let expected: Vec<Option<String>> = (0..entry_count / 10)
+        .map(|p| Some(entry_count - 10 * p - 9).filter(|&seq| seq > 1).map(|seq| seq.to_string()))
+        .collect();
     assert_eq!(
         cursors, expected,
-        "{case}: the cursors are the sequence numbers n-9, n-19 … so seq runs 1..={n}"
+        "{case}: paging by 10, the cursors are the sequence numbers m-9, m-19 … so seq runs 1..={entry_count}"
     );
 
     if matches!(test_store(), TestStore::Mongo(_)) {
         let store = app.open_store().await;
         let stored = store.ledger_page(user_id, None, 1000).await.expect("ledger readable");
         let seqs: Vec<i64> = stored.iter().map(|e| e.seq).collect();
-        let expected: Vec<i64> = (1..=n as i64).rev().collect();
-        assert_eq!(seqs, expected, "{case}: stored sequence numbers are exactly {n}..1 without gaps");
+        let expected: Vec<i64> = (1..=entry_count as i64).rev().collect();
+        assert_eq!(
+            seqs, expected,
+            "{case}: stored sequence numbers are exactly {entry_count}..1 without gaps"
+        );
     }
 }
 
@@ -184,10 +178,15 @@ struct Tally {
     charged: usize,
     /// `insufficient_credits` errors answering one of its requests.
     insufficient: usize,
-    /// `unavailable` errors (the work failed and the charge was refunded).
+    /// `unavailable` errors (the work failed and its hold was released).
     unavailable: usize,
+    /// `chat.done` with `status: failed` (a reply that failed after it started: the requesting
+    /// session gets `unavailable` as well, in either order).
+    failed: usize,
     /// Ids of the user messages stored for its requests (`chat.message` with its `reply_to`).
     messages: Vec<String>,
+    /// Ids of the replies that answered them (`chat.done`): each is a generation's `ref`.
+    replies: Vec<String>,
     /// Anything else that ended one of its requests.
     unexpected: Vec<Value>,
 }
@@ -236,14 +235,18 @@ async fn burst(ws: &mut WsClient, tag: &str, chat_id: &str, count: usize) -> Tal
         };
         match frame["type"].as_str() {
             Some("chat.message") => tally.messages.push(frame["message"]["id"].as_str().unwrap().to_owned()),
-            Some("chat.delta") => {}
+            Some("chat.started" | "chat.delta") => {}
+            Some("chat.done") if frame["message"]["status"] == "failed" => tally.failed += 1,
             Some(kind) => {
                 assert!(
                     ended.insert(reply_to.clone()),
                     "{tag}: request {reply_to} ends only once; again with {frame}"
                 );
                 match kind {
-                    "chat.done" => tally.charged += 1,
+                    "chat.done" => {
+                        tally.charged += 1;
+                        tally.replies.push(frame["message"]["id"].as_str().unwrap().to_owned());
+                    }
                     "error" if frame["code"] == "insufficient_credits" => tally.insufficient += 1,
                     "error" if frame["code"] == "unavailable" => tally.unavailable += 1,
                     _ => tally.unexpected.push(frame),
@@ -255,7 +258,7 @@ async fn burst(ws: &mut WsClient, tag: &str, chat_id: &str, count: usize) -> Tal
     tally
 }
 
-/// Sums the tallies and asserts the totals of a race.
+/// Sums the tallies and asserts the totals of a race; the ids of the paid replies.
 fn assert_race_totals(tallies: &[Tally], charged: usize, insufficient: usize, case: &str) -> HashSet<String> {
     let unexpected: Vec<&Value> = tallies.iter().flat_map(|t| &t.unexpected).collect();
     assert!(
@@ -275,7 +278,9 @@ fn assert_race_totals(tallies: &[Tally], charged: usize, insufficient: usize, ca
     let message_count: usize = tallies.iter().map(|t| t.messages.len()).sum();
     assert_eq!(message_count, charged, "{case}: one chat.message to the sender per paid message");
     assert_eq!(messages.len(), charged, "{case}: every stored message has its own id");
-    messages
+    let replies: HashSet<String> = tallies.iter().flat_map(|t| t.replies.iter().cloned()).collect();
+    assert_eq!(replies.len(), charged, "{case}: every reply has its own id");
+    replies
 }
 
 /// A fake HTTP/1.1 server on 127.0.0.1 that answers every request with `parts` (written one at a
@@ -424,42 +429,8 @@ async fn two_nodes_sharing_one_store_racing_one_user_never_overspend() {
     assert_exact_chat_ledger(&a, &token_a, &user.id, &charged, "two nodes").await;
 }
 
-/// Asserts that the whole ledger (oldest first) chains from `start`: every `balance_after` is the
-/// previous one plus the amount and never negative; every chat charge is refunded exactly once,
-/// after it, under the same `ref`. Returns how many charges it holds.
-fn assert_charges_all_refunded(oldest_first: &[Value], start: i64, case: &str) -> usize {
-    let mut balance = start;
-    let mut open: HashSet<String> = HashSet::new();
-    let mut refunded: HashSet<String> = HashSet::new();
-    for (k, entry) in oldest_first.iter().enumerate() {
-        let amount =
-            entry["amount"].as_i64().unwrap_or_else(|| panic!("{case}: entry {k} has an amount: {entry}"));
-        balance += amount;
-        assert_eq!(entry["balance_after"], balance, "{case}: entry {k} chains from the one before: {entry}");
-        assert!(balance >= 0, "{case}: the balance never goes below 0: entry {k}: {entry}");
-        let reference =
-            entry["ref"].as_str().unwrap_or_else(|| panic!("{case}: entry {k} has a ref: {entry}"));
-        match (entry["service_type"].as_str(), amount) {
-            (Some("chat"), -1) => {
-                assert!(open.insert(reference.to_owned()), "{case}: one charge per message: {entry}")
-            }
-            (Some("refund"), 1) => {
-                assert!(
-                    open.remove(reference),
-                    "{case}: a refund follows its own charge: entry {k}: {entry}"
-                );
-                assert!(refunded.insert(reference.to_owned()), "{case}: refunded once: {entry}");
-            }
-            _ => panic!("{case}: only chat charges and refunds of 1 credit: entry {k}: {entry}"),
-        }
-    }
-    assert!(open.is_empty(), "{case}: every charge was refunded; still charged: {open:?}");
-    assert_eq!(balance, start, "{case}: the ledger ends where it started");
-    refunded.len()
-}
-
 /// Sessions racing `chat.send` on 10 credits against an assistant that always fails (on one node
-/// or on two sharing a store): every charge is refunded and the ledger stays exact.
+/// or on two sharing a store): every hold is settled with nothing charged and the ledger stays exact.
 async fn race_failing_assistant(two_nodes: bool, case: &str) {
     let upstream = fake_upstream(server_error()).await;
     let flags = [
@@ -505,6 +476,8 @@ async fn race_failing_assistant(two_nodes: bool, case: &str) {
     assert_eq!(refunded + insufficient, 120, "{case}: every request got an answer");
     assert!(refunded >= 10, "{case}: at least the first 10 requests were charged: {refunded}");
     assert_eq!(messages, refunded, "{case}: one stored message per charged request");
+    let failed: usize = tallies.iter().map(|t| t.failed).sum();
+    assert_eq!(failed, refunded, "{case}: every failed reply's chat.done reached its session too");
 
     for (n, ws) in sockets.iter_mut().enumerate() {
         assert_eq!(ws_balance(ws, "bal").await, 10, "{case}: socket {n} sees every credit refunded");
@@ -512,9 +485,13 @@ async fn race_failing_assistant(two_nodes: bool, case: &str) {
     assert_eq!(rest_balance(&a, &token_a).await, 10, "{case}: GET /api/me shows every credit refunded");
     let (entries, _) = usage_pages(&a, &token_a, 100).await;
     let oldest_first: Vec<Value> = entries.into_iter().rev().collect();
-    assert_eq!(oldest_first.len(), 2 * refunded, "{case}: one charge and one refund per failed request");
-    let pairs = assert_charges_all_refunded(&oldest_first, 10, case);
-    assert_eq!(pairs, refunded, "{case}: the ledger's refunds match the unavailable answers");
+    assert_eq!(oldest_first.len(), 2 * refunded, "{case}: one hold and one settle per failed request");
+    let generations = assert_generations(&oldest_first, 10, case);
+    assert_eq!(generations.len(), refunded, "{case}: the ledger's generations match the unavailable answers");
+    assert!(
+        generations.iter().all(|g| (g.held, g.charged) == (1, 0)),
+        "{case}: each held 1 and charged nothing: {generations:?}"
+    );
     let stats = get_ok(&a, "/api/me/stats", &token_a).await;
     assert_eq!(stats["credits_used"]["chat"], 0, "{case}: nothing was spent net of refunds: {stats}");
 }
@@ -574,12 +551,22 @@ async fn five_sessions_racing_image_generation_make_exactly_as_many_images_as_th
         "stats: {stats}"
     );
     let usage = get_ok(&app, "/api/me/usage?limit=100", &token).await;
-    let balances: Vec<i64> =
-        usage["entries"].as_array().unwrap().iter().map(|e| e["balance_after"].as_i64().unwrap()).collect();
+    let oldest_first: Vec<Value> = usage["entries"].as_array().unwrap().iter().rev().cloned().collect();
+    let generations = assert_generations(&oldest_first, 100, "image race");
+    assert_eq!(generations.len(), 10, "ten images held and settled: {usage}");
+    assert!(
+        generations.iter().all(|g| (g.held, g.charged) == (10, 10)),
+        "each held and charged 10: {generations:?}"
+    );
+    let holds: Vec<i64> = oldest_first
+        .iter()
+        .filter(|e| e["kind"] == "hold")
+        .map(|e| e["balance_after"].as_i64().unwrap())
+        .collect();
     assert_eq!(
-        balances,
-        (0..10).map(|k| k * 10).collect::<Vec<_>>(),
-        "ten image charges from 90 down to 0: {usage}"
+        holds,
+        (0..10).rev().map(|k| k * 10).collect::<Vec<_>>(),
+        "ten holds from 90 down to 0: {usage}"
     );
 }
 
@@ -713,12 +700,33 @@ async fn a_chat_message_is_charged_stored_and_streamed_to_every_session_of_the_u
     assert_eq!(stats["credits_used"]["chat"], 1, "stats count one credit used on chat: {stats}");
     assert_eq!(stats["credits"], 99, "stats show the balance: {stats}");
     let usage = get_ok(&app, "/api/me/usage", &token).await;
-    let entries = usage["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 1, "one ledger entry: {usage}");
-    assert_eq!(entries[0]["service_type"], "chat", "a chat entry: {usage}");
-    assert_eq!(entries[0]["amount"], -1, "of -1: {usage}");
-    assert_eq!(entries[0]["balance_after"], 99, "leaving 99: {usage}");
-    assert_eq!(entries[0]["ref"], user_message_id.as_str(), "referring to the user's message: {usage}");
+    let oldest_first: Vec<Value> = usage["entries"].as_array().unwrap().iter().rev().cloned().collect();
+    assert_eq!(oldest_first.len(), 2, "a hold and its settle: {usage}");
+    let generations = assert_generations(&oldest_first, 100, "one chat turn");
+    let expected = Generation {
+        reference: reply_id.clone(),
+        held: 1,
+        charged: 1,
+        usage: done["usage"].clone(),
+        model: json!("echo"),
+    };
+    assert_eq!(generations, [expected], "the reply held and was charged 1 credit at the echo model: {usage}");
+    assert_eq!(oldest_first[0]["service_type"], "chat", "chat entries: {usage}");
+    assert_eq!(
+        done["usage"]["estimated"], true,
+        "the echo assistant reports no usage, so the server counted: {done}"
+    );
+    assert!(done["usage"]["input_tokens"].as_i64().unwrap() > 0, "input tokens counted: {done}");
+    assert!(done["usage"]["output_tokens"].as_i64().unwrap() > 0, "output tokens counted: {done}");
+    assert_eq!(done["charged"], 1, "chat.done names the charge: {done}");
+    assert_eq!(done["message"]["status"], "complete", "the reply completed: {done}");
+    let started =
+        before.iter().find(|f| f["type"] == "chat.started").expect("chat.started before the deltas");
+    assert_eq!(
+        (&started["message_id"], &started["model"], &started["held"], &started["credits"]),
+        (&json!(reply_id), &json!("echo"), &json!(1), &json!(99)),
+        "chat.started names the reply, the model, the hold and the balance: {started}"
+    );
 
     // Another user can neither read nor write this chat.
     let (_, other_token) = app.user_with_token().await;
@@ -837,11 +845,9 @@ async fn the_fourth_paid_message_in_a_minute_is_rate_limited_and_free_frames_nev
     assert_eq!(listed["type"], "chat.list", "chat.list is never limited: {listed}");
     assert_eq!(rest_balance(&app, &token).await, 97, "GET /api/me shows 100 - 3");
     let usage = get_ok(&app, "/api/me/usage", &token).await;
-    assert_eq!(
-        usage["entries"].as_array().unwrap().len(),
-        3,
-        "three ledger entries, none for refused frames"
-    );
+    let oldest_first: Vec<Value> = usage["entries"].as_array().unwrap().iter().rev().cloned().collect();
+    let generations = assert_generations(&oldest_first, 100, "rate limit");
+    assert_eq!(generations.len(), 3, "three generations in the ledger, none for refused frames: {usage}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -889,8 +895,10 @@ async fn an_openai_compatible_assistant_streams_its_reply_through_the_gateway() 
     assert_eq!(history[1]["content"], "Hello", "the streamed reply is stored: {history}");
 }
 
-/// Sends one chat.send to an app whose assistant fails as `parts` say, and checks the refund.
-async fn assert_assistant_failure_is_refunded(parts: Vec<Vec<u8>>, case: &str) {
+/// Sends one chat.send to an app whose assistant fails as `parts` say: the requesting session
+/// gets `unavailable` and the reply's `chat.done` with status `failed` (in either order), and the
+/// hold is settled charging nothing.
+async fn assert_assistant_failure_charges_nothing(parts: Vec<Vec<u8>>, case: &str) {
     let upstream = fake_upstream(parts).await;
     let app = spawn_app_with(&["--assistant-url", &upstream.base, "--assistant-model", "test-model"]).await;
     let (_, token) = app.user_with_token().await;
@@ -898,47 +906,60 @@ async fn assert_assistant_failure_is_refunded(parts: Vec<Vec<u8>>, case: &str) {
     let chat_id = create_chat(&mut ws, "c", "failing assistant").await;
 
     ws.send(json!({"type": "chat.send", "id": "m", "chat_id": chat_id, "content": "Say hello"})).await;
-    let (answer, before) = finish(&mut ws, "m").await;
-    assert_ws_error(&answer, "unavailable", "m", case);
-    assert!(before.iter().all(|f| f["type"] != "chat.done"), "{case}: no chat.done: {before:?}");
-    let mut frames = before;
+    let mut frames = Vec::new();
+    let (mut error, mut done) = (None, None);
+    while error.is_none() || done.is_none() {
+        let frame = ws.recv().await;
+        match frame["type"].as_str() {
+            Some("error") => assert!(error.replace(frame.clone()).is_none(), "{case}: one error: {frame}"),
+            Some("chat.done") => {
+                assert!(done.replace(frame.clone()).is_none(), "{case}: one chat.done: {frame}")
+            }
+            _ => {}
+        }
+        frames.push(frame);
+    }
+    let (error, done) = (error.unwrap(), done.unwrap());
+    assert_ws_error(&error, "unavailable", "m", case);
+    assert_eq!(
+        (&done["message"]["status"], &done["charged"], &done["credits"], &done["reply_to"]),
+        (&json!("failed"), &json!(0), &json!(100), &json!("m")),
+        "{case}: the reply ended failed, charging nothing: {done}"
+    );
     frames.extend(drain(&mut ws, "fence").await);
-    assert_eq!(credit_updates(&frames), [99, 100], "{case}: charged to 99, then refunded to 100: {frames:?}");
-    let message =
-        frames.iter().find(|f| f["type"] == "chat.message").expect("the user's message was stored first");
-    let message_id = message["message"]["id"].as_str().unwrap();
+    assert_eq!(credit_updates(&frames), [99, 100], "{case}: held to 99, then released to 100: {frames:?}");
+    assert!(
+        frames.iter().any(|f| f["type"] == "chat.message"),
+        "{case}: the user's message was stored first"
+    );
+    let reply_id = done["message"]["id"].as_str().unwrap();
 
-    assert_eq!(ws_balance(&mut ws, "b").await, 100, "{case}: credits.get shows the refunded balance");
-    assert_eq!(rest_balance(&app, &token).await, 100, "{case}: GET /api/me shows the refunded balance");
+    assert_eq!(ws_balance(&mut ws, "b").await, 100, "{case}: credits.get shows the whole balance");
+    assert_eq!(rest_balance(&app, &token).await, 100, "{case}: GET /api/me shows the whole balance");
     let usage = get_ok(&app, "/api/me/usage", &token).await;
-    let entries = usage["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 2, "{case}: a charge and its refund: {usage}");
-    let (refund, charge) = (&entries[0], &entries[1]);
+    let oldest_first: Vec<Value> = usage["entries"].as_array().unwrap().iter().rev().cloned().collect();
+    let generations = assert_generations(&oldest_first, 100, case);
+    assert_eq!(generations.len(), 1, "{case}: one generation: {usage}");
     assert_eq!(
-        (&charge["service_type"], &charge["amount"], &charge["balance_after"]),
-        (&json!("chat"), &json!(-1), &json!(99)),
-        "{case}: the charge came first: {usage}"
+        (generations[0].reference.as_str(), generations[0].held, generations[0].charged),
+        (reply_id, 1, 0),
+        "{case}: the reply held 1 and was charged nothing: {usage}"
     );
-    assert_eq!(
-        (&refund["service_type"], &refund["amount"], &refund["balance_after"]),
-        (&json!("refund"), &json!(1), &json!(100)),
-        "{case}: then the refund: {usage}"
-    );
-    assert_eq!(charge["ref"], message_id, "{case}: the charge refers to the message: {usage}");
-    assert_eq!(refund["ref"], message_id, "{case}: the refund refers to the same message: {usage}");
+    let history = get_ok(&app, &format!("/api/chats/{chat_id}/messages"), &token).await;
+    assert_eq!(history[1]["status"], "failed", "{case}: the stored reply says it failed: {history}");
     let stats = get_ok(&app, "/api/me/stats", &token).await;
-    assert_eq!(stats["credits_used"]["chat"], 0, "{case}: credits used are net of refunds: {stats}");
+    assert_eq!(stats["credits_used"]["chat"], 0, "{case}: nothing was spent: {stats}");
 }
 
 #[actix_web::test]
 async fn an_assistant_answering_500_costs_nothing_in_the_end() {
-    assert_assistant_failure_is_refunded(server_error(), "assistant answers 500").await;
+    assert_assistant_failure_charges_nothing(server_error(), "assistant answers 500").await;
 }
 
 #[actix_web::test]
 async fn an_assistant_stream_cut_before_done_costs_nothing_in_the_end() {
     let parts = vec![SSE_HEAD.to_vec(), sse_delta("Hel")];
-    assert_assistant_failure_is_refunded(parts, "assistant stream cut before [DONE]").await;
+    assert_assistant_failure_charges_nothing(parts, "assistant stream cut before [DONE]").await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -987,9 +1008,19 @@ async fn a_generated_image_is_charged_stored_as_png_and_private_to_its_owner_and
     assert_eq!(stats["total_images"], 1, "stats count one image: {stats}");
     assert_eq!(stats["credits_used"]["image"], 10, "stats count 10 credits used on images: {stats}");
     let usage = get_ok(&app, "/api/me/usage", &token).await;
-    assert_eq!(usage["entries"][0]["service_type"], "image", "an image entry: {usage}");
-    assert_eq!(usage["entries"][0]["amount"], -10, "of -10: {usage}");
-    assert_eq!(usage["entries"][0]["ref"], image_id.as_str(), "referring to the image: {usage}");
+    let oldest_first: Vec<Value> = usage["entries"].as_array().unwrap().iter().rev().cloned().collect();
+    let generations = assert_generations(&oldest_first, 100, "one image");
+    assert_eq!(
+        generations.iter().map(|g| (g.reference.as_str(), g.held, g.charged)).collect::<Vec<_>>(),
+        [(image_id.as_str(), 10, 10)],
+        "the image held and was charged its price: {usage}"
+    );
+    assert_eq!(oldest_first[0]["service_type"], "image", "image entries: {usage}");
+    assert_eq!(
+        (&created["charged"], &image["charged"]),
+        (&json!(10), &json!(10)),
+        "image.created names the charge: {created}"
+    );
 
     let whale_prompt = "a blue whale at dawn";
     ws.send(
@@ -1025,7 +1056,7 @@ async fn a_generated_image_is_charged_stored_as_png_and_private_to_its_owner_and
 }
 
 #[actix_web::test]
-async fn an_image_generator_failure_is_refunded() {
+async fn an_image_generator_failure_charges_nothing() {
     let mut upstream = fake_upstream(server_error()).await;
     let app = spawn_app_with(&["--image-url", &upstream.base, "--image-model", "test-image-model"]).await;
     let (_, token) = app.user_with_token().await;
@@ -1037,7 +1068,7 @@ async fn an_image_generator_failure_is_refunded() {
     assert_ws_error(&answer, "unavailable", "i", "image generator answers 500");
     let mut frames = before;
     frames.extend(drain(&mut ws, "fence").await);
-    assert_eq!(credit_updates(&frames), [90, 100], "charged to 90, then refunded to 100: {frames:?}");
+    assert_eq!(credit_updates(&frames), [90, 100], "held to 90, then released to 100: {frames:?}");
     assert!(frames.iter().all(|f| f["type"] != "image.created"), "no image.created: {frames:?}");
 
     let request = tokio::time::timeout(Duration::from_secs(5), upstream.requests.recv())
@@ -1059,12 +1090,12 @@ async fn an_image_generator_failure_is_refunded() {
     assert_eq!(ws_balance(&mut ws, "b").await, 100, "credits.get shows the refunded balance");
     assert_eq!(rest_balance(&app, &token).await, 100, "GET /api/me shows the refunded balance");
     let usage = get_ok(&app, "/api/me/usage", &token).await;
-    let kinds: Vec<(&Value, &Value)> =
-        usage["entries"].as_array().unwrap().iter().map(|e| (&e["service_type"], &e["amount"])).collect();
+    let oldest_first: Vec<Value> = usage["entries"].as_array().unwrap().iter().rev().cloned().collect();
+    let generations = assert_generations(&oldest_first, 100, "failing image generator");
     assert_eq!(
-        kinds,
-        [(&json!("refund"), &json!(10)), (&json!("image"), &json!(-10))],
-        "the ledger has the charge and its refund: {usage}"
+        generations.iter().map(|g| (g.held, g.charged)).collect::<Vec<_>>(),
+        [(10, 0)],
+        "the ledger has the hold, settled charging nothing: {usage}"
     );
     assert_eq!(get_ok(&app, "/api/images", &token).await, json!([]), "no image was stored");
 }

@@ -1,41 +1,61 @@
-//! Conversation: chats and their messages, a chat turn with the assistant, and image generation.
-//! A paid request is checked in this order: its fields, ownership (`NotFound`), the paid-message
-//! limit (`RateLimited`, never charged), the charge (`InsufficientCredits`), then the work; work
-//! that fails is refunded. Events for the user's sessions go through [`Notify`]. Images are in
-//! [`images`].
+//! Conversation: chats and their messages, chat turns with the assistant and image generation,
+//! each a metered generation (docs/API.md §8). A paid request is checked in this order: its
+//! fields and model (`Invalid`, `Forbidden`), ownership (`NotFound`), its `idempotency_key` (a
+//! retry is answered with the first request's result), the paid-message limit (`RateLimited`),
+//! then the hold of its worst case (`InsufficientCredits`, `DailyLimit`); only then does the
+//! upstream start. Whatever ends a generation (complete, stopped, failed) settles its hold once.
+//! Events for the user's sessions go through [`Notify`].
+//!
+//! - [`turn`]: a chat turn, and stopping one.
+//! - [`images`]: images: generating one, the gallery, deleting one.
+//! - [`generations`]: the generations running on this node.
+//! - [`models`]: the catalogue and the assistant or generator of each model.
 
+pub mod generations;
 mod images;
+pub mod models;
+mod paid;
+mod turn;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-
-pub use self::images::ImageRequest;
 use time::OffsetDateTime;
 
+pub use self::generations::{GenerationKind, Generations, RunningGeneration};
+pub use self::images::ImageRequest;
+pub use self::models::Models;
+pub use self::turn::ChatRequest;
 use super::credits::{CreditError, CreditService};
-use super::idempotency::{self, Claim, ClaimGuard, Idempotency, IdempotencyError};
+use super::idempotency::{Idempotency, IdempotencyError};
 use super::paging::{Page, PageError, PageLimit};
 use super::text::ChatTitle;
-use super::{Event, Notify};
-use crate::assistant::{Assistant, ChatTurn, TurnRole};
-use crate::images::ImageGenerator;
+use crate::catalogue::ModelRefused;
 use crate::seams::limiter::Limiter;
-use crate::store::{Chat, ChatMessage, DynStore, IdempotentOutcome, MessageRole, ServiceType, StoreError};
+use crate::store::{Chat, ChatMessage, DynStore, Role, StoreError};
 
-/// Longest chat message, characters.
-const MAX_CONTENT_CHARS: usize = 16_000;
 /// The title of a chat created without one.
 const DEFAULT_TITLE: &str = "New chat";
+
+/// Who asks: the user and their role (which models they may use).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The user.
+    pub user_id: &'a str,
+    /// Their role.
+    pub role: Role,
+}
 
 /// Why a request was refused or failed, as the client will be told.
 #[derive(Debug, thiserror::Error)]
 pub enum ConversationError {
-    /// A field is missing or wrong.
+    /// A field is missing or wrong, or names a model or size the catalogue lacks.
     #[error("{0}")]
     Invalid(String),
-    /// No such chat or image, or not the user's.
+    /// A model the user's role may not use.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such chat, message or image, or not the user's.
     #[error("Not found")]
     NotFound,
     /// A per-user cap on stored things is reached.
@@ -47,15 +67,25 @@ pub enum ConversationError {
         /// When a retry may succeed.
         retry_after: Duration,
     },
-    /// The balance is below the price.
-    #[error("Not enough credits: this costs {price} and the balance is {balance}")]
+    /// The balance is below what the request must hold.
+    #[error("Not enough credits: this needs {needed} and the balance is {balance}")]
     InsufficientCredits {
-        /// The price.
-        price: i64,
+        /// The hold.
+        needed: i64,
         /// The balance.
         balance: i64,
     },
-    /// Storage or an upstream service failed; any charge was refunded.
+    /// The hold would take the day's spending past the daily limit.
+    #[error("The daily limit of {limit} credits is reached ({spent} spent today)")]
+    DailyLimit {
+        /// The limit.
+        limit: i64,
+        /// Spent today, holds counted.
+        spent: i64,
+        /// When the day ends (the next midnight UTC).
+        resets_at: OffsetDateTime,
+    },
+    /// Storage or an upstream service failed; nothing was charged.
     #[error("{0}")]
     Unavailable(&'static str),
     /// A bug; the cause is logged where the error is answered.
@@ -93,9 +123,23 @@ impl From<CreditError> for ConversationError {
         match e {
             CreditError::Store(e) => e.into(),
             CreditError::UnknownUser => ConversationError::NotFound,
-            CreditError::Insufficient { balance } => ConversationError::Internal(format!(
-                "an insufficient balance ({balance}) reported outside a charge"
-            )),
+            CreditError::Insufficient { balance, needed } => {
+                ConversationError::InsufficientCredits { needed, balance }
+            }
+            CreditError::DailyLimit { limit, spent } => {
+                let tomorrow =
+                    crate::store::utc_day(crate::store::now()).next_day().unwrap_or(time::Date::MAX);
+                ConversationError::DailyLimit { limit, spent, resets_at: tomorrow.midnight().assume_utc() }
+            }
+        }
+    }
+}
+
+impl From<ModelRefused> for ConversationError {
+    fn from(e: ModelRefused) -> ConversationError {
+        match e {
+            ModelRefused::Unknown { .. } => ConversationError::Invalid(e.to_string()),
+            ModelRefused::Forbidden { .. } => ConversationError::Forbidden(e.to_string()),
         }
     }
 }
@@ -104,25 +148,43 @@ impl From<CreditError> for ConversationError {
 pub struct ConversationService {
     store: DynStore,
     credits: Arc<CreditService>,
-    assistant: Arc<dyn Assistant>,
-    images: Arc<dyn ImageGenerator>,
+    models: Models,
     paid_limit: Arc<dyn Limiter>,
     max_chats: i64,
     idempotency: Idempotency,
+    generations: Generations,
 }
 
 impl ConversationService {
-    /// The service; `paid_limit` counts paid requests per user, `max_chats` caps chats per user.
+    /// The service over the models of `models`; `paid_limit` counts paid requests per user,
+    /// `max_chats` caps chats per user.
     pub fn new(
         store: DynStore,
         credits: Arc<CreditService>,
-        assistant: Arc<dyn Assistant>,
-        images: Arc<dyn ImageGenerator>,
+        models: Models,
         paid_limit: Arc<dyn Limiter>,
         max_chats: i64,
     ) -> ConversationService {
         let idempotency = Idempotency::new(store.clone());
-        ConversationService { store, credits, assistant, images, paid_limit, max_chats, idempotency }
+        ConversationService {
+            store,
+            credits,
+            models,
+            paid_limit,
+            max_chats,
+            idempotency,
+            generations: Generations::default(),
+        }
+    }
+
+    /// The models and their prices.
+    pub fn catalogue(&self) -> &crate::catalogue::Catalogue {
+        self.models.catalogue()
+    }
+
+    /// The generations running on this node.
+    pub fn generations(&self) -> &Generations {
+        &self.generations
     }
 
     /// Starts a chat ("New chat" without a title).
@@ -190,244 +252,28 @@ impl ConversationService {
         Ok(())
     }
 
-    /// The newest `limit` messages of the user's chat (before message `before`), oldest first.
+    /// The newest `limit` messages of the user's chat (before message `before`), oldest first. A
+    /// reply still being written here shows the text so far and its last `seq`.
     pub async fn history(
         &self,
         user_id: &str,
         chat_id: &str,
         before: Option<&str>,
         limit: PageLimit,
-    ) -> Result<Vec<ChatMessage>, ConversationError> {
+    ) -> Result<Vec<(ChatMessage, Option<u64>)>, ConversationError> {
         self.own_chat(user_id, chat_id).await?;
-        Ok(self.store.messages_page(chat_id, before, limit.get()).await?)
-    }
-
-    /// One chat turn: charges the price of a message, stores the user's message, streams the
-    /// assistant's reply as deltas and stores it; `ChatDone` follows once both are stored. A reply
-    /// that fails before it is stored is refunded. With an `idempotency_key` that the user's
-    /// earlier request holds, nothing is charged or done: the answer is that request's `ChatDone`
-    /// (returned, for the asking session alone), once its reply is stored.
-    pub async fn send(
-        &self,
-        user_id: &str,
-        chat_id: &str,
-        content: String,
-        idempotency_key: Option<&str>,
-        notify: &dyn Notify,
-    ) -> Result<Option<Event>, ConversationError> {
-        if content.trim().is_empty() || content.chars().count() > MAX_CONTENT_CHARS {
-            return Err(ConversationError::Invalid("content must be 1 to 16000 characters".into()));
-        }
-        self.own_chat(user_id, chat_id).await?;
-        // Both ids are chosen now: the reply's is where a retry will find the result.
-        let (message_id, reply_id) = (new_id(), new_id());
-        let key = idempotency_key.map(|key| {
-            let fingerprint = idempotency::fingerprint("chat.send", &[chat_id, &content]);
-            let outcome = IdempotentOutcome::Chat { chat_id: chat_id.to_owned(), reply_id: reply_id.clone() };
-            (key, fingerprint, outcome)
-        });
-        let (charged, claim) = match self.begin_paid(user_id, ServiceType::Chat, &message_id, key).await? {
-            Begun::Replay(answer) => return Ok(Some(answer)),
-            Begun::Charged { balance, claim } => (balance, claim),
-        };
-        let turn = Turn { user_id, chat_id, message_id: &message_id, reply_id: &reply_id };
-        match self.converse(turn, content, charged, notify).await {
-            Ok(()) => {
-                if let Some(guard) = claim {
-                    self.idempotency.complete(guard).await;
-                }
-                Ok(None)
-            }
-            Err(e) => {
-                self.undo_paid(user_id, ServiceType::Chat, &message_id, claim).await;
-                tracing::warn!(error = %e, "chat reply failed; charge refunded");
-                Err(match e {
-                    // The chat was deleted while its reply was streaming.
-                    ConversationError::NotFound => ConversationError::NotFound,
-                    _ => ConversationError::Unavailable(
-                        "The assistant could not answer; your credits were refunded",
-                    ),
-                })
-            }
-        }
-    }
-
-    /// The event that answers a retry: the stored result of the key's first request, with the
-    /// balance now.
-    async fn replay(&self, user_id: &str, outcome: IdempotentOutcome) -> Result<Event, ConversationError> {
-        let credits = self.credits.balance(user_id).await?;
-        match outcome {
-            IdempotentOutcome::Chat { chat_id, reply_id } => {
-                let message = self.store.message(&reply_id).await?.ok_or(ConversationError::NotFound)?;
-                Ok(Event::ChatDone { chat_id, message, credits })
-            }
-            IdempotentOutcome::Image { image_id } => {
-                let image = self.store.image(&image_id).await?.ok_or(ConversationError::NotFound)?;
-                Ok(Event::ImageCreated { image, credits })
-            }
-        }
-    }
-
-    /// Starts a paid request: claims its idempotency key (`key`: the key, the request's
-    /// fingerprint and where its result will be), then charges `service` for `reference`. A key
-    /// already answered gives the stored answer instead; a refused charge releases the claim.
-    async fn begin_paid(
-        &self,
-        user_id: &str,
-        service: ServiceType,
-        reference: &str,
-        key: Option<(&str, String, IdempotentOutcome)>,
-    ) -> Result<Begun, ConversationError> {
-        let claim = match key {
-            Some((key, fingerprint, outcome)) => {
-                match self.idempotency.claim(user_id, key, fingerprint, outcome).await? {
-                    Claim::Replay(outcome) => return Ok(Begun::Replay(self.replay(user_id, outcome).await?)),
-                    Claim::Run(guard) => Some(guard),
-                }
-            }
-            None => None,
-        };
-        match self.charge(user_id, service, reference).await {
-            Ok(balance) => Ok(Begun::Charged { balance, claim }),
-            Err(e) => {
-                if let Some(guard) = claim {
-                    self.idempotency.release(guard).await;
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Undoes a paid request whose work failed before its result was stored: refunds the charge
-    /// and releases the key, so a retry runs afresh.
-    async fn undo_paid(
-        &self,
-        user_id: &str,
-        service: ServiceType,
-        reference: &str,
-        claim: Option<ClaimGuard>,
-    ) {
-        self.credits.refund(user_id, service, reference).await;
-        if let Some(guard) = claim {
-            self.idempotency.release(guard).await;
-        }
-    }
-
-    /// The paid-message limit, then the charge; answers the balance after the charge.
-    async fn charge(
-        &self,
-        user_id: &str,
-        service: ServiceType,
-        reference: &str,
-    ) -> Result<i64, ConversationError> {
-        let decision = self.paid_limit.check(user_id).await;
-        if !decision.allowed {
-            crate::metrics::record_rate_limited("ws");
-            return Err(ConversationError::RateLimited { retry_after: decision.retry_after });
-        }
-        match self.credits.charge(user_id, service, reference).await {
-            Ok(balance) => Ok(balance),
-            Err(CreditError::Insufficient { balance }) => {
-                Err(ConversationError::InsufficientCredits { price: self.credits.price(service), balance })
-            }
-            Err(other) => Err(other.into()),
-        }
-    }
-
-    /// Stores the user's message, streams the assistant's reply, stores it, and tells the user.
-    async fn converse(
-        &self,
-        turn: Turn<'_>,
-        content: String,
-        charged_balance: i64,
-        notify: &dyn Notify,
-    ) -> Result<(), ConversationError> {
-        let Turn { user_id, chat_id, message_id, reply_id } = turn;
-        let user_message = ChatMessage {
-            id: message_id.to_owned(),
-            chat_id: chat_id.to_owned(),
-            user_id: user_id.to_owned(),
-            role: MessageRole::User,
-            content,
-            created_at: crate::store::now(),
-        };
-        self.store.insert_message(&user_message).await?;
-        // An assistant that reads only the new message is given it without reading the chat.
-        let history = match self.assistant.context_messages() {
-            ..=1 => vec![user_message.clone()],
-            context => self.store.messages_page(chat_id, None, context).await?,
-        };
-        notify.notify(user_id, Event::ChatMessage { chat_id: chat_id.to_owned(), message: user_message });
-        let turns = history
+        let messages = self.store.messages_page(chat_id, before, limit.get()).await?;
+        Ok(messages
             .into_iter()
-            .map(|m| ChatTurn {
-                role: if m.role == MessageRole::User { TurnRole::User } else { TurnRole::Assistant },
-                content: m.content,
-            })
-            .collect();
-        let reply_id = reply_id.to_owned();
-        let assistant_failed = |e: &dyn std::fmt::Display| {
-            tracing::warn!(error = %e, "assistant failed");
-            ConversationError::Unavailable("assistant failed")
-        };
-        let mut deltas = self.assistant.reply(turns).await.map_err(|e| assistant_failed(&e))?;
-        let mut reply = String::new();
-        while let Some(delta) = deltas.next().await {
-            let delta = delta.map_err(|e| assistant_failed(&e))?;
-            reply.push_str(&delta);
-            let event = Event::ChatDelta { chat_id: chat_id.to_owned(), message_id: reply_id.clone(), delta };
-            notify.notify(user_id, event);
-        }
-        let now = crate::store::now();
-        let assistant_message = ChatMessage {
-            id: reply_id,
-            chat_id: chat_id.to_owned(),
-            user_id: user_id.to_owned(),
-            role: MessageRole::Assistant,
-            content: reply,
-            created_at: now,
-        };
-        self.store.insert_message(&assistant_message).await?;
-        // The chat is touched after the reply is stored: if it was deleted meanwhile, either its
-        // deletion came after the reply and took it along, or the touch finds no chat and the
-        // turn takes its messages back, so no message outlives its chat. A failed touch only
-        // costs the chat its place in the list.
-        match self.store.touch_chat(chat_id, now).await {
-            Ok(true) => {}
-            Ok(false) => {
-                for id in [message_id, assistant_message.id.as_str()] {
-                    self.store.delete_message(id).await?;
+            .map(|mut message| match self.generations.get(user_id, &message.id) {
+                Some(running) => {
+                    message.content = running.content;
+                    (message, Some(running.seq))
                 }
-                return Err(ConversationError::NotFound);
-            }
-            Err(e) => tracing::warn!(error = %e, "could not touch the chat"),
-        }
-        // Other charges of the user may have landed meanwhile, so the balance is read again; if
-        // that read fails, the balance right after this message's charge is still true enough.
-        let credits = self.credits.balance(user_id).await.unwrap_or(charged_balance);
-        notify.notify(
-            user_id,
-            Event::ChatDone { chat_id: chat_id.to_owned(), message: assistant_message, credits },
-        );
-        Ok(())
+                None => (message, None),
+            })
+            .collect())
     }
-}
-
-/// A paid request once begun: answered from its key's stored result, or charged (with the
-/// key's claim to release if the work fails).
-enum Begun {
-    Replay(Event),
-    Charged { balance: i64, claim: Option<ClaimGuard> },
-}
-
-/// The ids of one chat turn.
-struct Turn<'a> {
-    user_id: &'a str,
-    chat_id: &'a str,
-    /// The user's message (and the charge's reference).
-    message_id: &'a str,
-    /// The assistant's reply.
-    reply_id: &'a str,
 }
 
 /// A new record id: a UUIDv7, so ids sort in creation order.

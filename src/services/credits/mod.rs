@@ -1,7 +1,8 @@
-//! Credits: the only caller of the ledger. Every balance change — a charge before paid work, a
-//! refund after failed work, an admin's grant — goes through the user's credit actor, which
-//! serialises that user's changes on this node; the ledger's unique `(user_id, seq)` index keeps
-//! them exact across nodes. The balance every view shows comes from here too.
+//! Credits: the only caller of the ledger. Every balance change — the hold before a generation,
+//! its settle after, an admin's grant — goes through the user's credit actor, which serialises
+//! that user's changes on this node; the ledger's unique `(user_id, seq)` index keeps them exact
+//! across nodes. The balance every view shows, the credits held and the day's spending come from
+//! here too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,22 +16,69 @@ pub mod ledger;
 
 pub use self::ledger::CreditError;
 use self::ledger::{CreditChange, Position};
-use crate::store::{CreditsUsed, DynStore, LedgerDay, LedgerEntry, ServiceType, StoreError};
+use crate::store::{
+    CreditsUsed, DynStore, EntryKind, LedgerDay, LedgerEntry, ServiceType, StoreError, TokenUsage,
+};
+
+/// Counts what a settled generation charged and, for a chat turn, its tokens, by model.
+fn record_charge(hold: &Hold, charged: i64, usage: Option<TokenUsage>) {
+    crate::metrics::record_credit_usage(hold.service.as_str(), charged.max(0) as u64);
+    crate::metrics::record_generation_charge(&hold.model, charged.max(0) as u64);
+    if let Some(usage) = usage {
+        crate::metrics::record_tokens(&hold.model, usage.input_tokens, usage.output_tokens);
+    }
+}
 
 /// Credit actors stop after this long without a change.
 const CREDIT_ACTOR_IDLE: Duration = Duration::from_secs(120);
 
-/// Pauses between the attempts of a refund: a refund is never refused for the balance, so
-/// every failure is transient.
-const REFUND_PAUSES_MS: [u64; 4] = [0, 100, 500, 2000];
+/// Pauses between the attempts of a settle: a settle is never refused for the balance (it gives
+/// back), so every failure is transient.
+const SETTLE_PAUSES_MS: [u64; 5] = [0, 100, 500, 2000, 5000];
 
-/// What paid work costs.
-#[derive(Debug, Clone, Copy)]
-pub struct Prices {
-    /// One chat message.
-    pub chat: i64,
-    /// One image.
-    pub image: i64,
+/// Credits reserved for one generation: what its settle needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// Whose.
+    pub user_id: String,
+    /// `chat` or `image`.
+    pub service: ServiceType,
+    /// The generation's model.
+    pub model: String,
+    /// The generation (its assistant message or image id), the `ref` of the hold and its settle.
+    pub reference: String,
+    /// Credits held (≥ 0; a free generation holds nothing and has no entries).
+    pub amount: i64,
+    /// The balance after the hold.
+    pub balance_after: i64,
+}
+
+/// A request for a hold.
+#[derive(Debug, Clone)]
+pub struct HoldRequest<'a> {
+    /// Whose credits.
+    pub user_id: &'a str,
+    /// `chat` or `image`.
+    pub service: ServiceType,
+    /// The generation's model.
+    pub model: &'a str,
+    /// The generation.
+    pub reference: &'a str,
+    /// Credits to hold.
+    pub amount: i64,
+    /// The most the user may spend today, holds counted (`None`: no limit).
+    pub daily_limit: Option<i64>,
+}
+
+/// Where a user's credits stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// The balance.
+    pub credits: i64,
+    /// Credits held by running generations.
+    pub held: i64,
+    /// Spent today (UTC), holds counted.
+    pub spent_today: i64,
 }
 
 /// A user's balance, counts and spending, as the stats views show them.
@@ -101,8 +149,9 @@ impl DailyUsage {
     }
 }
 
-/// The store's ledger as the credit actors see it. Every applied change is told to the user's
-/// sessions inside the actor's turn, so `credits.updated` frames arrive in ledger order.
+/// The store's ledger as the credit actors see it. Every applied change that moves the balance is
+/// told to the user's sessions inside the actor's turn, so `credits.updated` frames arrive in
+/// ledger order (a settle that gives nothing back changes nothing to tell).
 struct StoreLedger {
     store: DynStore,
     notify: Arc<dyn Notify>,
@@ -123,7 +172,7 @@ impl Ledger for StoreLedger {
         let (store, notify) = (self.store.clone(), self.notify.clone());
         Box::pin(async move {
             let (outcome, position) = ledger::apply(&*store, known, &change).await;
-            if let Ok(entry) = &outcome {
+            if let Some(entry) = outcome.as_ref().ok().filter(|entry| entry.amount != 0) {
                 notify.notify(&entry.user_id, Event::CreditsUpdated { credits: entry.balance_after });
             }
             (outcome, position)
@@ -135,23 +184,13 @@ impl Ledger for StoreLedger {
 pub struct CreditService {
     registry: Arc<CreditRegistry<StoreLedger>>,
     store: DynStore,
-    prices: Prices,
 }
 
 impl CreditService {
     /// A service over `store` whose changes are told to users through `notify`.
-    pub fn new(store: DynStore, notify: Arc<dyn Notify>, prices: Prices) -> CreditService {
+    pub fn new(store: DynStore, notify: Arc<dyn Notify>) -> CreditService {
         let ledger = Arc::new(StoreLedger { store: store.clone(), notify });
-        CreditService { registry: CreditRegistry::new(ledger, CREDIT_ACTOR_IDLE), store, prices }
-    }
-
-    /// The price of one piece of paid work.
-    pub fn price(&self, service: ServiceType) -> i64 {
-        match service {
-            ServiceType::Chat => self.prices.chat,
-            ServiceType::Image => self.prices.image,
-            ServiceType::Grant | ServiceType::Refund => 0,
-        }
+        CreditService { registry: CreditRegistry::new(ledger, CREDIT_ACTOR_IDLE), store }
     }
 
     /// The balance of `user_id`: the newest ledger entry's, or the starting credits. Read from
@@ -160,63 +199,72 @@ impl CreditService {
         Ok(ledger::position(&*self.store, user_id).await?.balance)
     }
 
-    /// Charges `user_id` the price of `service` for the work `reference` names, before the work
-    /// is done; answers the balance after the charge. Nothing is charged when refused.
-    pub async fn charge(
-        &self,
-        user_id: &str,
-        service: ServiceType,
-        reference: &str,
-    ) -> Result<i64, CreditError> {
-        let price = self.price(service);
-        if price == 0 {
-            return self.balance(user_id).await;
-        }
-        let change = CreditChange {
-            user_id: user_id.to_owned(),
-            service_type: service,
-            amount: -price,
-            reference: Some(reference.to_owned()),
-            actor_id: None,
-            refund_of: None,
-        };
-        match self.apply(change).await {
-            Ok(entry) => {
-                crate::metrics::record_credit_usage(service.as_str(), price as u64);
-                Ok(entry.balance_after)
-            }
-            Err(e @ CreditError::Insufficient { .. }) => {
-                crate::metrics::record_insufficient(service.as_str());
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
+    /// The balance, the credits held and today's spending of `user_id`, from the ledger.
+    pub async fn standing(&self, user_id: &str) -> Result<Standing, CreditError> {
+        let at = ledger::position(&*self.store, user_id).await?;
+        let today = crate::store::utc_day(crate::store::now());
+        Ok(Standing { credits: at.balance, held: at.held, spent_today: at.spent_on(today) })
     }
 
-    /// Gives back the charge for `reference` after its work failed. Retried a few times (a lost
-    /// answer is checked against the ledger, so a retry never refunds twice); a refund that still
-    /// fails is logged loudly, and the ledger stays exact either way.
-    pub async fn refund(&self, user_id: &str, service: ServiceType, reference: &str) {
-        let price = self.price(service);
-        if price == 0 {
-            return;
-        }
-        let change = CreditChange {
-            user_id: user_id.to_owned(),
-            service_type: ServiceType::Refund,
-            amount: price,
-            reference: Some(reference.to_owned()),
-            actor_id: None,
-            refund_of: Some(service),
+    /// Holds credits for a generation before it starts (its worst case): one `hold` entry, refused
+    /// when the balance cannot cover it (`Insufficient` names what was needed and the balance) or
+    /// when it would pass the daily limit. A hold of 0 writes nothing.
+    pub async fn hold(&self, request: HoldRequest<'_>) -> Result<Hold, CreditError> {
+        let HoldRequest { user_id, service, model, reference, amount, daily_limit } = request;
+        let balance_after = if amount == 0 {
+            self.balance(user_id).await?
+        } else {
+            let mut change = CreditChange::new(user_id, service, EntryKind::Hold, -amount);
+            change.reference = Some(reference.to_owned());
+            change.model = Some(model.to_owned());
+            change.daily_limit = daily_limit;
+            match self.apply(change).await {
+                Ok(entry) => entry.balance_after,
+                Err(e @ CreditError::Insufficient { .. }) => {
+                    crate::metrics::record_insufficient(service.as_str());
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
         };
-        for (attempt, pause_ms) in REFUND_PAUSES_MS.into_iter().enumerate() {
+        Ok(Hold {
+            user_id: user_id.to_owned(),
+            service,
+            model: model.to_owned(),
+            reference: reference.to_owned(),
+            amount,
+            balance_after,
+        })
+    }
+
+    /// Ends a generation's hold: one `settle` entry giving back what was held and not charged
+    /// (`charged` is at most what was held), with the usage. Retried a few times (a lost answer is
+    /// checked against the ledger, so a retry never settles twice); a settle that still fails is
+    /// logged loudly and left to `check-ledger --repair`, and the ledger stays exact either way.
+    /// Answers the entry, or `None` for a hold of nothing.
+    pub async fn settle(&self, hold: &Hold, charged: i64, usage: Option<TokenUsage>) -> Option<LedgerEntry> {
+        let charged = charged.clamp(0, hold.amount);
+        record_charge(hold, charged, usage);
+        if hold.amount == 0 {
+            return None;
+        }
+        let mut change =
+            CreditChange::new(&hold.user_id, hold.service, EntryKind::Settle, hold.amount - charged);
+        change.reference = Some(hold.reference.clone());
+        change.model = Some(hold.model.clone());
+        change.usage = usage;
+        change.releases = hold.amount;
+        for (attempt, pause_ms) in SETTLE_PAUSES_MS.into_iter().enumerate() {
             tokio::time::sleep(Duration::from_millis(pause_ms)).await;
             match self.apply(change.clone()).await {
-                Ok(_) => return,
-                Err(e) => tracing::warn!(error = %e, user_id, reference, attempt, "refund failed"),
+                Ok(entry) => return Some(entry),
+                Err(e) => {
+                    tracing::warn!(error = %e, user_id = %hold.user_id, reference = %hold.reference, attempt, "settle failed")
+                }
             }
         }
-        tracing::error!(user_id, reference, "refund given up after retries");
+        tracing::error!(user_id = %hold.user_id, reference = %hold.reference, "settle given up after retries: check-ledger --repair closes the hold");
+        None
     }
 
     /// An admin's grant (`amount` > 0) or take-back (< 0), with `reason` as the entry's `ref`.
@@ -227,15 +275,10 @@ impl CreditService {
         amount: i64,
         reason: &Reason,
     ) -> Result<LedgerEntry, CreditError> {
-        self.apply(CreditChange {
-            user_id: user_id.to_owned(),
-            service_type: ServiceType::Grant,
-            amount,
-            reference: Some(reason.to_string()),
-            actor_id: Some(admin_id.to_owned()),
-            refund_of: None,
-        })
-        .await
+        let mut change = CreditChange::new(user_id, ServiceType::Grant, EntryKind::Grant, amount);
+        change.reference = Some(reason.to_string());
+        change.actor_id = Some(admin_id.to_owned());
+        self.apply(change).await
     }
 
     /// A page of the user's ledger, newest first; `before` is the `next_before` of the previous page.

@@ -84,6 +84,22 @@ impl ChatStore for MongoStore {
         self.inserts.insert(MESSAGES, message_to_doc(message)).await
     }
 
+    async fn finish_message(&self, id: &str, end: &MessageEnd) -> StoreResult<bool> {
+        // Filtered by `_id` alone, so FerretDB's read-modify-write cannot lose a condition.
+        let set = doc! {
+            "content": &end.content,
+            "status": end.status.as_str(),
+            "charged": end.charged,
+            "usage": end.usage.map(usage_to_doc),
+        };
+        let updated = self
+            .coll(MESSAGES)
+            .update_one(doc! { "_id": id }, doc! { "$set": set })
+            .await
+            .map_err(map_err)?;
+        Ok(updated.matched_count == 1)
+    }
+
     async fn delete_message(&self, id: &str) -> StoreResult<bool> {
         let deleted = self.coll(MESSAGES).delete_one(doc! { "_id": id }).await.map_err(map_err)?;
         Ok(deleted.deleted_count == 1)
@@ -145,7 +161,15 @@ fn message_to_doc(m: &ChatMessage) -> Document {
         "role": m.role.as_str(),
         "content": &m.content,
         "created_at": bson_date(m.created_at),
+        "status": m.status.as_str(),
+        "model": m.model.as_deref(),
+        "charged": m.charged,
+        "usage": m.usage.map(usage_to_doc),
     }
+}
+
+fn usage_to_doc(u: TokenUsage) -> Document {
+    doc! { "input_tokens": u.input_tokens as i64, "output_tokens": u.output_tokens as i64, "estimated": u.estimated }
 }
 
 fn doc_to_message(d: &Document) -> StoreResult<ChatMessage> {
@@ -156,5 +180,20 @@ fn doc_to_message(d: &Document) -> StoreResult<ChatMessage> {
         role: MessageRole::parse(&str_field(d, "role")?).ok_or_else(|| malformed("role"))?,
         content: str_field(d, "content")?,
         created_at: date_field(d, "created_at")?,
+        status: match opt_str_field(d, "status")? {
+            Some(status) => MessageStatus::parse(&status).ok_or_else(|| malformed("status"))?,
+            // Stored before replies had a status.
+            None => MessageStatus::Complete,
+        },
+        model: opt_str_field(d, "model")?,
+        charged: opt_int_field(d, "charged")?,
+        usage: match d.get_document("usage") {
+            Ok(u) => Some(TokenUsage {
+                input_tokens: int_field(u, "input_tokens")?.max(0) as u64,
+                output_tokens: int_field(u, "output_tokens")?.max(0) as u64,
+                estimated: u.get_bool("estimated").unwrap_or(false),
+            }),
+            Err(_) => None,
+        },
     })
 }

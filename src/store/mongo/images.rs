@@ -75,6 +75,8 @@ fn image_to_doc(i: &Image) -> Document {
         "width": i64::from(i.width),
         "height": i64::from(i.height),
         "created_at": bson_date(i.created_at),
+        "model": i.model.as_deref(),
+        "charged": i.charged,
     }
 }
 
@@ -87,5 +89,7 @@ fn doc_to_image(d: &Document) -> StoreResult<Image> {
         width: pixels("width")?,
         height: pixels("height")?,
         created_at: date_field(d, "created_at")?,
+        model: opt_str_field(d, "model")?,
+        charged: opt_int_field(d, "charged")?,
     })
 }

@@ -145,6 +145,15 @@ fn ledger_to_doc(e: &LedgerEntry) -> Document {
         "actor_id": e.actor_id.as_deref(),
         "refund_of": e.refund_of.map(ServiceType::as_str),
         "created_at": bson_date(e.created_at),
+        "kind": e.kind.as_str(),
+        "model": e.model.as_deref(),
+        "usage": e.usage.map(|u| doc! {
+            "input_tokens": u.input_tokens as i64,
+            "output_tokens": u.output_tokens as i64,
+            "estimated": u.estimated,
+        }),
+        "held_after": e.held_after,
+        "day_spent_after": e.day_spent_after,
     }
 }
 
@@ -153,17 +162,36 @@ fn doc_to_ledger(d: &Document) -> StoreResult<LedgerEntry> {
         Some(s) => Some(ServiceType::parse(&s).ok_or_else(|| malformed("refund_of"))?),
         None => None,
     };
+    let service_type =
+        ServiceType::parse(&str_field(d, "service_type")?).ok_or_else(|| malformed("service_type"))?;
+    let kind = match opt_str_field(d, "kind")? {
+        Some(kind) => EntryKind::parse(&kind).ok_or_else(|| malformed("kind"))?,
+        // Stored before kinds were.
+        None => EntryKind::of_legacy(service_type),
+    };
+    let usage = match d.get_document("usage") {
+        Ok(u) => Some(TokenUsage {
+            input_tokens: int_field(u, "input_tokens")?.max(0) as u64,
+            output_tokens: int_field(u, "output_tokens")?.max(0) as u64,
+            estimated: u.get_bool("estimated").unwrap_or(false),
+        }),
+        Err(_) => None,
+    };
     Ok(LedgerEntry {
         id: str_field(d, "_id")?,
         user_id: str_field(d, "user_id")?,
         seq: int_field(d, "seq")?,
-        service_type: ServiceType::parse(&str_field(d, "service_type")?)
-            .ok_or_else(|| malformed("service_type"))?,
+        service_type,
         amount: int_field(d, "amount")?,
         balance_after: int_field(d, "balance_after")?,
         reference: opt_str_field(d, "reference")?,
         actor_id: opt_str_field(d, "actor_id")?,
         refund_of,
         created_at: date_field(d, "created_at")?,
+        kind,
+        model: opt_str_field(d, "model")?,
+        usage,
+        held_after: opt_int_field(d, "held_after")?.unwrap_or(0),
+        day_spent_after: opt_int_field(d, "day_spent_after")?,
     })
 }

@@ -386,6 +386,13 @@ fn int_field(d: &Document, key: &str) -> StoreResult<i64> {
     }
 }
 
+fn opt_int_field(d: &Document, key: &str) -> StoreResult<Option<i64>> {
+    match d.get(key) {
+        None | Some(Bson::Null) => Ok(None),
+        Some(_) => int_field(d, key).map(Some),
+    }
+}
+
 fn date_field(d: &Document, key: &str) -> StoreResult<OffsetDateTime> {
     match d.get(key) {
         Some(Bson::DateTime(dt)) => from_bson_date(*dt, key),

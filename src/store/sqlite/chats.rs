@@ -8,7 +8,8 @@ use super::*;
 
 const CHAT_COLUMNS: &str = "id, user_id, title, created_at, updated_at";
 
-const MESSAGE_COLUMNS: &str = "id, chat_id, user_id, role, content, created_at";
+const MESSAGE_COLUMNS: &str = "id, chat_id, user_id, role, content, created_at, status, model, charged, \
+    usage_input, usage_output, usage_estimated";
 
 #[async_trait]
 impl ChatStore for SqliteStore {
@@ -103,10 +104,44 @@ impl ChatStore for SqliteStore {
         let m = message.clone();
         self.write(move |c| {
             c.prepare_cached(&format!(
-                "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
             ))?
-            .execute(params![m.id, m.chat_id, m.user_id, m.role.as_str(), m.content, millis(m.created_at)])
+            .execute(params![
+                m.id,
+                m.chat_id,
+                m.user_id,
+                m.role.as_str(),
+                m.content,
+                millis(m.created_at),
+                m.status.as_str(),
+                m.model,
+                m.charged,
+                m.usage.map(|u| u.input_tokens as i64),
+                m.usage.map(|u| u.output_tokens as i64),
+                m.usage.map(|u| u.estimated),
+            ])
             .map(drop)
+        })
+        .await
+    }
+
+    async fn finish_message(&self, id: &str, end: &MessageEnd) -> StoreResult<bool> {
+        let (id, end) = (id.to_owned(), end.clone());
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE messages SET content = ?2, status = ?3, charged = ?4, usage_input = ?5, \
+                 usage_output = ?6, usage_estimated = ?7 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                end.content,
+                end.status.as_str(),
+                end.charged,
+                end.usage.map(|u| u.input_tokens as i64),
+                end.usage.map(|u| u.output_tokens as i64),
+                end.usage.map(|u| u.estimated),
+            ])
+            .map(|n| n == 1)
         })
         .await
     }
@@ -177,5 +212,19 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<ChatMessage> {
         role,
         content: r.get(4)?,
         created_at: from_millis(r.get(5)?),
+        status: {
+            let status: String = r.get(6)?;
+            MessageStatus::parse(&status).ok_or_else(|| unknown_value(6, "status", &status))?
+        },
+        model: r.get(7)?,
+        charged: r.get(8)?,
+        usage: match (r.get::<_, Option<i64>>(9)?, r.get::<_, Option<i64>>(10)?) {
+            (Some(input), Some(output)) => Some(TokenUsage {
+                input_tokens: input.max(0) as u64,
+                output_tokens: output.max(0) as u64,
+                estimated: r.get::<_, Option<bool>>(11)?.unwrap_or(false),
+            }),
+            _ => None,
+        },
     })
 }

@@ -6,16 +6,26 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::*;
 
 /// Every column but `png`, which only `image_png` reads.
-const IMAGE_COLUMNS: &str = "id, user_id, prompt, width, height, created_at";
+const IMAGE_COLUMNS: &str = "id, user_id, prompt, width, height, created_at, model, charged";
 #[async_trait]
 impl ImageStore for SqliteStore {
     async fn insert_image(&self, image: &Image, png: &[u8]) -> StoreResult<()> {
         let (i, png) = (image.clone(), png.to_vec());
         self.write(move |c| {
             c.prepare_cached(&format!(
-                "INSERT INTO images ({IMAGE_COLUMNS}, png) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                "INSERT INTO images ({IMAGE_COLUMNS}, png) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))?
-            .execute(params![i.id, i.user_id, i.prompt, i.width, i.height, millis(i.created_at), png])
+            .execute(params![
+                i.id,
+                i.user_id,
+                i.prompt,
+                i.width,
+                i.height,
+                millis(i.created_at),
+                i.model,
+                i.charged,
+                png
+            ])
             .map(drop)
         })
         .await
@@ -70,5 +80,7 @@ fn image_from_row(r: &Row<'_>) -> rusqlite::Result<Image> {
         width: r.get(3)?,
         height: r.get(4)?,
         created_at: from_millis(r.get(5)?),
+        model: r.get(6)?,
+        charged: r.get(7)?,
     })
 }

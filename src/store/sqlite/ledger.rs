@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 
 use super::*;
 
-const LEDGER_COLUMNS: &str =
-    "id, user_id, seq, service_type, amount, balance_after, reference, actor_id, refund_of, created_at";
+const LEDGER_COLUMNS: &str = "id, user_id, seq, service_type, amount, balance_after, reference, actor_id, \
+    refund_of, created_at, kind, model, usage_input, usage_output, usage_estimated, held_after, day_spent_after";
 
 #[async_trait]
 impl LedgerStore for SqliteStore {
@@ -112,7 +112,7 @@ impl LedgerStore for SqliteStore {
 
 fn insert_entry(c: &Connection, e: &LedgerEntry) -> rusqlite::Result<()> {
     c.prepare_cached(&format!(
-        "INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
     ))?
     .execute(params![
         e.id,
@@ -125,6 +125,13 @@ fn insert_entry(c: &Connection, e: &LedgerEntry) -> rusqlite::Result<()> {
         e.actor_id,
         e.refund_of.map(ServiceType::as_str),
         millis(e.created_at),
+        e.kind.as_str(),
+        e.model,
+        e.usage.map(|u| u.input_tokens as i64),
+        e.usage.map(|u| u.output_tokens as i64),
+        e.usage.map(|u| u.estimated),
+        e.held_after,
+        e.day_spent_after,
     ])
     .map(drop)
 }
@@ -138,12 +145,13 @@ fn set_cached_balance(c: &Connection, user_id: &str, seq: i64, balance: i64) -> 
 
 fn ledger_from_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
     let service: String = r.get(3)?;
+    let service_type =
+        ServiceType::parse(&service).ok_or_else(|| unknown_value(3, "service_type", &service))?;
     Ok(LedgerEntry {
         id: r.get(0)?,
         user_id: r.get(1)?,
         seq: r.get(2)?,
-        service_type: ServiceType::parse(&service)
-            .ok_or_else(|| unknown_value(3, "service_type", &service))?,
+        service_type,
         amount: r.get(4)?,
         balance_after: r.get(5)?,
         reference: r.get(6)?,
@@ -155,5 +163,21 @@ fn ledger_from_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
             None => None,
         },
         created_at: from_millis(r.get(9)?),
+        kind: match r.get::<_, Option<String>>(10)? {
+            Some(kind) => EntryKind::parse(&kind).ok_or_else(|| unknown_value(10, "kind", &kind))?,
+            // Stored before kinds were.
+            None => EntryKind::of_legacy(service_type),
+        },
+        model: r.get(11)?,
+        usage: match (r.get::<_, Option<i64>>(12)?, r.get::<_, Option<i64>>(13)?) {
+            (Some(input), Some(output)) => Some(TokenUsage {
+                input_tokens: input.max(0) as u64,
+                output_tokens: output.max(0) as u64,
+                estimated: r.get::<_, Option<bool>>(14)?.unwrap_or(false),
+            }),
+            _ => None,
+        },
+        held_after: r.get(15)?,
+        day_spent_after: r.get(16)?,
     })
 }

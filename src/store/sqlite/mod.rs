@@ -140,6 +140,26 @@ CREATE TABLE idempotency_keys (
 -- 4: when an idempotency key's result was stored.
 ALTER TABLE idempotency_keys ADD COLUMN completed_at INTEGER;
 "#,
+    r#"
+-- 5: metered generations: what each ledger entry does, its model and usage, the credits held and
+-- the day's spending after it.
+ALTER TABLE ledger ADD COLUMN kind TEXT;
+ALTER TABLE ledger ADD COLUMN model TEXT;
+ALTER TABLE ledger ADD COLUMN usage_input INTEGER;
+ALTER TABLE ledger ADD COLUMN usage_output INTEGER;
+ALTER TABLE ledger ADD COLUMN usage_estimated INTEGER;
+ALTER TABLE ledger ADD COLUMN held_after INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN day_spent_after INTEGER;
+CREATE INDEX ledger_reference ON ledger (user_id, reference);
+ALTER TABLE messages ADD COLUMN status TEXT NOT NULL DEFAULT 'complete';
+ALTER TABLE messages ADD COLUMN model TEXT;
+ALTER TABLE messages ADD COLUMN charged INTEGER;
+ALTER TABLE messages ADD COLUMN usage_input INTEGER;
+ALTER TABLE messages ADD COLUMN usage_output INTEGER;
+ALTER TABLE messages ADD COLUMN usage_estimated INTEGER;
+ALTER TABLE images ADD COLUMN model TEXT;
+ALTER TABLE images ADD COLUMN charged INTEGER;
+"#,
 ];
 
 /// The embedded SQLite store.

@@ -49,10 +49,18 @@ frames! {
             chat_id: String,
             /// The message.
             content: String,
+            /// The chat model (`GET /api/models`); the default without one.
+            #[serde(default)]
+            model: Option<String>,
             /// Retries with the same key (within 24 hours) are charged once and answered with
             /// the first request's reply.
             #[serde(default)]
             idempotency_key: Option<String>,
+        },
+        /// Stop a running reply, from any session of its user.
+        "chat.stop" => ChatStop {
+            /// The reply's message id (`chat.started`).
+            message_id: String,
         },
         /// Generate an image (paid).
         "image.generate" => ImageGenerate {
@@ -64,6 +72,9 @@ frames! {
             /// Height in pixels (256 to 1024, default 512).
             #[serde(default)]
             height: Option<u32>,
+            /// The image model (`GET /api/models`); the default without one.
+            #[serde(default)]
+            model: Option<String>,
             /// Retries with the same key (within 24 hours) are charged once and answered with
             /// the first request's image.
             #[serde(default)]
@@ -124,7 +135,12 @@ mod tests {
         assert_eq!(id.as_deref(), Some("a1"));
         assert_eq!(
             msg,
-            ClientMessage::ChatSend { chat_id: "c".into(), content: "hi".into(), idempotency_key: None }
+            ClientMessage::ChatSend {
+                chat_id: "c".into(),
+                content: "hi".into(),
+                model: None,
+                idempotency_key: None
+            }
         );
         assert_eq!(parse(r#"{"type":"ping"}"#).unwrap(), (None, ClientMessage::Ping {}));
     }

@@ -10,7 +10,7 @@ pub mod server;
 use serde::Serialize;
 
 pub use self::client::{BadFrame, ClientMessage, parse};
-pub use self::server::{HelloUser, PricesView, ServerMessage};
+pub use self::server::{GenerationView, HelloUser, ServerMessage};
 
 /// Declares a frame enum whose variants are each named once on the wire: `"chat.send" =>
 /// ChatSend { … }` becomes the variant renamed `"chat.send"` for serde, and `kind()`

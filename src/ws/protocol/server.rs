@@ -6,8 +6,9 @@ use serde::Serialize;
 use super::{ErrorCode, frames};
 use crate::seams::presence::PresenceEvent;
 use crate::services::Event;
+use crate::services::conversation::RunningGeneration;
 use crate::store::Role;
-use crate::views::{ChatView, ImageView, MessageView, PresenceSnapshotView, PresenceUserView};
+use crate::views::{ChatView, ImageView, MessageView, PresenceSnapshotView, PresenceUserView, UsageView};
 
 /// A user as the `hello` frame shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -20,13 +21,17 @@ pub struct HelloUser {
     pub role: Role,
 }
 
-/// What paid work costs, as the `hello` frame shows it (so a page can show a price before sending).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct PricesView {
-    /// Credits per chat message.
-    pub chat: i64,
-    /// Credits per image.
-    pub image: i64,
+/// A generation running for the user, as `hello` lists it (docs/API.md §8).
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerationView {
+    /// `chat` or `image`.
+    pub kind: &'static str,
+    /// A chat reply's chat.
+    pub chat_id: Option<String>,
+    /// The reply or image being made.
+    pub message_id: String,
+    /// A chat reply: the `seq` of its last delta so far.
+    pub seq: u64,
 }
 
 frames! {
@@ -48,8 +53,8 @@ frames! {
             heartbeat_ms: u64,
             /// Largest accepted frame.
             max_message_bytes: usize,
-            /// What `chat.send` and `image.generate` cost.
-            prices: PricesView,
+            /// The user's generations running now, on every node.
+            generations: Vec<GenerationView>,
         },
         /// Answer to `ping`.
         "pong" => Pong,
@@ -85,11 +90,25 @@ frames! {
             message: MessageView,
         },
         /// A piece of the assistant's reply.
+        "chat.started" => ChatStarted {
+            /// Which chat.
+            chat_id: String,
+            /// The reply's message id: the generation `chat.stop` and `chat.resume` name.
+            message_id: String,
+            /// The chat model writing it.
+            model: String,
+            /// Credits held for it (its worst case).
+            held: i64,
+            /// Balance after the hold.
+            credits: i64,
+        },
         "chat.delta" => ChatDelta {
             /// Which chat.
             chat_id: String,
             /// The reply's message id.
             message_id: String,
+            /// The delta's place in the reply: 1, 2, 3…
+            seq: u64,
             /// The next piece of text.
             delta: String,
         },
@@ -97,10 +116,14 @@ frames! {
         "chat.done" => ChatDone {
             /// Which chat.
             chat_id: String,
-            /// The reply.
+            /// The reply, with its status, model, charge and usage.
             message: MessageView,
             /// Balance now.
             credits: i64,
+            /// Credits charged for it.
+            charged: i64,
+            /// The tokens it used.
+            usage: Option<UsageView>,
         },
         /// An image was generated.
         "image.created" => ImageCreated {
@@ -108,6 +131,8 @@ frames! {
             image: ImageView,
             /// Balance now.
             credits: i64,
+            /// Credits charged for it.
+            charged: i64,
         },
         /// Who is online (answer to `presence.subscribe`).
         "presence.snapshot" => PresenceSnapshot(PresenceSnapshotView),
@@ -156,7 +181,21 @@ frames! {
             /// For `insufficient_credits`: the balance.
             #[serde(skip_serializing_if = "Option::is_none")]
             balance: Option<i64>,
+            /// For `quota_exceeded` by the daily limit: when the day ends (midnight UTC).
+            #[serde(skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+            resets_at: Option<time::OffsetDateTime>,
         },
+    }
+}
+
+impl From<&RunningGeneration> for GenerationView {
+    fn from(g: &RunningGeneration) -> GenerationView {
+        GenerationView {
+            kind: g.kind.as_str(),
+            chat_id: g.chat_id.clone(),
+            message_id: g.message_id.clone(),
+            seq: g.seq,
+        }
     }
 }
 
@@ -167,15 +206,24 @@ impl From<Event> for ServerMessage {
             Event::ChatMessage { chat_id, message } => {
                 ServerMessage::ChatMessage { chat_id, message: MessageView::from(&message) }
             }
-            Event::ChatDelta { chat_id, message_id, delta } => {
-                ServerMessage::ChatDelta { chat_id, message_id, delta }
+            Event::ChatStarted { chat_id, message_id, model, held, credits } => {
+                ServerMessage::ChatStarted { chat_id, message_id, model, held, credits }
             }
-            Event::ChatDone { chat_id, message, credits } => {
-                ServerMessage::ChatDone { chat_id, message: MessageView::from(&message), credits }
+            Event::ChatDelta { chat_id, message_id, seq, delta } => {
+                ServerMessage::ChatDelta { chat_id, message_id, seq, delta }
             }
-            Event::ImageCreated { image, credits } => {
-                ServerMessage::ImageCreated { image: ImageView::from(&image), credits }
-            }
+            Event::ChatDone { chat_id, message, credits } => ServerMessage::ChatDone {
+                chat_id,
+                charged: message.charged.unwrap_or(0),
+                usage: message.usage.map(UsageView::from),
+                message: MessageView::from(&message),
+                credits,
+            },
+            Event::ImageCreated { image, credits } => ServerMessage::ImageCreated {
+                charged: image.charged.unwrap_or(0),
+                image: ImageView::from(&image),
+                credits,
+            },
         }
     }
 }
@@ -225,6 +273,7 @@ mod tests {
             retry_after_ms: None,
             needed: None,
             balance: None,
+            resets_at: None,
         };
         assert_eq!(error.encode(None), r#"{"type":"error","code":"not_found","message":"Not found"}"#);
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use switchboard::store::sqlite::SqliteStore;
-use switchboard::store::{CachedBalance, DynStore, LedgerEntry, ServiceType, now};
+use switchboard::store::{CachedBalance, DynStore, EntryKind, LedgerEntry, ServiceType, now};
 use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -150,6 +150,11 @@ fn raw_entry(user_id: &str, seq: i64, amount: i64, balance_after: i64) -> Ledger
         actor_id: None,
         refund_of: None,
         created_at: now(),
+        kind: EntryKind::of_legacy(ServiceType::Grant),
+        model: None,
+        usage: None,
+        held_after: 0,
+        day_spent_after: None,
     }
 }
 

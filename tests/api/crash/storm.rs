@@ -1,5 +1,5 @@
 //! The crash test: several users with several sessions each send paid chats (some of which the
-//! assistant fails, so they are refunded) and images, an admin grants credits, new users
+//! assistant fails, so they are charged nothing) and images, an admin grants credits, new users
 //! register, and the server is killed with SIGKILL in the middle of it. After a restart on the
 //! same store, every ledger is exact and whole, every view shows its balance, everything a
 //! client was told is stored, and nothing half-written is visible.
@@ -28,15 +28,16 @@ const STORM: Duration = Duration::from_millis(2500);
 /// What one session was told about its requests.
 #[derive(Debug, Default)]
 struct Told {
-    /// User message ids of `chat.message` frames answering this session's requests (each such
-    /// message was charged).
-    charged_messages: Vec<String>,
-    /// `(chat_id, reply id)` of `chat.done` frames.
-    done: Vec<(String, String)>,
-    /// User message ids of chat requests answered `unavailable` (refunded).
-    refunded_messages: Vec<String>,
-    /// Image ids of `image.created` frames.
-    images: Vec<String>,
+    /// Reply ids of `chat.started` frames answering this session's requests (each held credits).
+    started: Vec<String>,
+    /// User message ids of `chat.message` frames answering this session's requests.
+    messages: Vec<String>,
+    /// `(chat_id, reply id, charged)` of `chat.done` frames of complete replies.
+    done: Vec<(String, String, i64)>,
+    /// Reply ids of replies that failed (`chat.done` with status `failed`, then `unavailable`).
+    failed: Vec<String>,
+    /// `(image id, charged)` of `image.created` frames.
+    images: Vec<(String, i64)>,
     /// Requests sent without an answer when the connection died.
     unanswered: usize,
 }
@@ -58,7 +59,6 @@ async fn session_storm(mut ws: WsClient, tag: String, chat_id: String) -> Told {
         if ws.stream.send(Message::text(frame.to_string())).await.is_err() {
             return told;
         }
-        let mut user_message = None;
         loop {
             let frame = match tokio::time::timeout(Duration::from_secs(20), ws.stream.next()).await {
                 Ok(Some(Ok(Message::Text(text)))) => {
@@ -74,19 +74,23 @@ async fn session_storm(mut ws: WsClient, tag: String, chat_id: String) -> Told {
             if frame["reply_to"] != id.as_str() {
                 continue;
             }
+            let charged = frame["charged"].as_i64().unwrap_or_default();
             match frame["type"].as_str() {
                 Some("chat.message") => {
-                    let message = frame["message"]["id"].as_str().unwrap().to_owned();
-                    told.charged_messages.push(message.clone());
-                    user_message = Some(message);
+                    told.messages.push(frame["message"]["id"].as_str().unwrap().to_owned())
                 }
+                Some("chat.started") => told.started.push(frame["message_id"].as_str().unwrap().to_owned()),
                 Some("chat.delta") => {}
+                Some("chat.done") if frame["message"]["status"] == "failed" => {
+                    told.failed.push(frame["message"]["id"].as_str().unwrap().to_owned());
+                }
                 Some("chat.done") => {
-                    told.done.push((chat_id.clone(), frame["message"]["id"].as_str().unwrap().to_owned()));
+                    let reply = frame["message"]["id"].as_str().unwrap().to_owned();
+                    told.done.push((chat_id.clone(), reply, charged));
                     break;
                 }
                 Some("image.created") => {
-                    told.images.push(frame["image"]["id"].as_str().unwrap().to_owned());
+                    told.images.push((frame["image"]["id"].as_str().unwrap().to_owned(), charged));
                     break;
                 }
                 Some("error") => {
@@ -94,8 +98,6 @@ async fn session_storm(mut ws: WsClient, tag: String, chat_id: String) -> Told {
                         frame["code"], "unavailable",
                         "{id}: only the failing assistant errs: {frame}"
                     );
-                    let message = user_message.take().expect("a refunded chat had its message stored first");
-                    told.refunded_messages.push(message);
                     break;
                 }
                 other => panic!("{id}: unexpected {other:?}: {frame}"),
@@ -181,8 +183,7 @@ async fn a_server_killed_during_a_storm_of_charges_grants_and_refunds_restarts_e
     let told: Vec<Told> = join_all(storms).await.into_iter().map(|t| t.expect("session task")).collect();
     grants.await.expect("grant task");
     registrations.await.expect("registration task");
-    let answered: usize =
-        told.iter().map(|t| t.done.len() + t.refunded_messages.len() + t.images.len()).sum();
+    let answered: usize = told.iter().map(|t| t.done.len() + t.failed.len() + t.images.len()).sum();
     let unanswered: usize = told.iter().map(|t| t.unanswered).sum();
     eprintln!(
         "storm: {answered} paid requests answered, {unanswered} in flight at the kill, {} grants and {} registrations acknowledged",
@@ -214,47 +215,54 @@ async fn a_server_killed_during_a_storm_of_charges_grants_and_refunds_restarts_e
                 user.email
             );
         }
-        let refs = |service: &str| -> Vec<String> {
-            entries
-                .iter()
-                .filter(|e| e["service_type"] == service)
-                .map(|e| e["ref"].as_str().unwrap().to_owned())
-                .collect()
-        };
-        let (chats, images, refunds) = (refs("chat"), refs("image"), refs("refund"));
-        assert_unique(&chats, "chat charges", &user.email);
-        assert_unique(&images, "image charges", &user.email);
-        assert_unique(&refunds, "refunds", &user.email);
-        let charged: HashSet<&String> = chats.iter().chain(&images).collect();
-        for refund in &refunds {
-            assert!(charged.contains(refund), "{}: refund {refund} follows a charge of its own", user.email);
-        }
-        for grant in refs("grant") {
+        let (generations, open) = ledger_generations(&entries, &user.email);
+        assert!(
+            open.len() <= SESSIONS_PER_USER,
+            "{}: at most one hold per session was in flight at the kill: {open:?}",
+            user.email
+        );
+        for grant in entries.iter().filter(|e| e["kind"] == "grant") {
+            let grant = grant["ref"].as_str().unwrap().to_owned();
             assert!(granted_seen.insert(grant.clone()), "grant {grant} was applied once, to one user");
         }
-        let chat_set: HashSet<&String> = chats.iter().collect();
-        let image_set: HashSet<&String> = images.iter().collect();
-        let refund_set: HashSet<&String> = refunds.iter().collect();
         for t in &told {
-            for message in &t.charged_messages {
-                assert!(
-                    chat_set.contains(message),
-                    "{}: the charge of told message {message} stands",
+            for (_, reply, charged) in &t.done {
+                assert_eq!(
+                    generations.get(reply),
+                    Some(charged),
+                    "{}: the charge told for {reply} stands",
                     user.email
                 );
             }
-            for message in &t.refunded_messages {
-                assert!(refund_set.contains(message), "{}: the refund told for {message} stands", user.email);
+            for reply in &t.failed {
+                assert_eq!(
+                    generations.get(reply),
+                    Some(&0),
+                    "{}: failed {reply} was charged nothing",
+                    user.email
+                );
             }
-            for image in &t.images {
-                assert!(image_set.contains(image), "{}: the charge of told image {image} stands", user.email);
+            for (image, charged) in &t.images {
+                assert_eq!(
+                    generations.get(image),
+                    Some(charged),
+                    "{}: the charge told for {image} stands",
+                    user.email
+                );
+            }
+            for reply in &t.started {
+                assert!(
+                    generations.contains_key(reply) || open.contains(reply),
+                    "{}: the hold told of for {reply} stands",
+                    user.email
+                );
             }
         }
-        // Charges nobody was told of: at most one request in flight per session.
+        // Holds nobody was told of: at most one request in flight per session.
         let told_refs: HashSet<&String> =
-            told.iter().flat_map(|t| t.charged_messages.iter().chain(&t.images)).collect();
-        let untold = charged.iter().filter(|r| !told_refs.contains(**r)).count();
-        assert!(untold <= SESSIONS_PER_USER, "{}: {untold} charges nobody asked for", user.email);
+            told.iter().flat_map(|t| t.started.iter().chain(t.images.iter().map(|(id, _)| id))).collect();
+        let untold = generations.keys().chain(&open).filter(|r| !told_refs.contains(r)).count();
+        assert!(untold <= SESSIONS_PER_USER, "{}: {untold} holds nobody asked for", user.email);
         assert_stored_and_whole(&server, user, &told).await;
     }
     for grant in &acknowledged_grants {
@@ -284,36 +292,48 @@ async fn all_usage(server: &ServerProcess, token: &str) -> Vec<Value> {
     entries
 }
 
-/// Checks the chain (1, 2, 3… from the starting credits, never negative) and that the balance is
-/// starting + grants + refunds − uses; returns the balance.
+/// Checks the chain (1, 2, 3… from the starting credits, never negative); returns the balance.
 fn assert_exact_ledger(entries: &[Value], who: &str) -> i64 {
     let mut balance = STARTING_CREDITS;
-    let mut by_type: HashMap<String, i64> = HashMap::new();
     for (n, entry) in entries.iter().enumerate() {
-        let amount = entry["amount"].as_i64().unwrap();
-        balance += amount;
+        balance += entry["amount"].as_i64().unwrap();
         assert_eq!(
             entry["balance_after"],
             balance,
             "{who}: entry {} follows from the one before: {entry}",
             n + 1
         );
+        assert_eq!(entry["seq"], n as i64 + 1, "{who}: seq runs 1, 2, 3…: {entry}");
         assert!(balance >= 0, "{who}: never negative: {entry}");
-        *by_type.entry(entry["service_type"].as_str().unwrap().to_owned()).or_default() += amount;
     }
-    let sum = |t: &str| by_type.get(t).copied().unwrap_or(0);
-    let uses = -(sum("chat") + sum("image"));
-    assert_eq!(
-        balance,
-        STARTING_CREDITS + sum("grant") + sum("refund") - uses,
-        "{who}: balance = starting + grants + refunds - uses"
-    );
     balance
 }
 
-fn assert_unique(refs: &[String], what: &str, who: &str) {
-    let set: HashSet<&String> = refs.iter().collect();
-    assert_eq!(set.len(), refs.len(), "{who}: {what} each once: {refs:?}");
+/// The settled generations of a ledger (oldest first) by `ref`, with what each was charged, and
+/// the refs of holds still open: each hold settled at most once, after it, giving back 0..=held.
+fn ledger_generations(entries: &[Value], who: &str) -> (HashMap<String, i64>, Vec<String>) {
+    let mut held: HashMap<String, i64> = HashMap::new();
+    let mut charged = HashMap::new();
+    for entry in entries {
+        let reference = entry["ref"].as_str().unwrap_or_default().to_owned();
+        let amount = entry["amount"].as_i64().unwrap();
+        match entry["kind"].as_str() {
+            Some("hold") => {
+                assert!(!charged.contains_key(&reference), "{who}: one hold per generation: {entry}");
+                assert!(held.insert(reference, -amount).is_none(), "{who}: one hold per generation: {entry}");
+            }
+            Some("settle") => {
+                let hold = held
+                    .remove(&reference)
+                    .unwrap_or_else(|| panic!("{who}: a settle closes an open hold: {entry}"));
+                assert!((0..=hold).contains(&amount), "{who}: a settle gives back 0..=held: {entry}");
+                charged.insert(reference, hold - amount);
+            }
+            Some("grant") => {}
+            other => panic!("{who}: unexpected kind {other:?}: {entry}"),
+        }
+    }
+    (charged, held.into_keys().collect())
 }
 
 /// Every reply a session was told of is stored; every stored message and image is whole.
@@ -330,9 +350,17 @@ async fn assert_stored_and_whole(server: &ServerProcess, user: &StormUser, told:
             let messages = page.as_array().expect("an array of messages").clone();
             for m in &messages {
                 let content = m["content"].as_str().unwrap_or_default();
-                match m["role"].as_str() {
-                    Some("assistant") => assert_eq!(content, REPLY.concat(), "a stored reply is whole: {m}"),
-                    Some("user") => {
+                match (m["role"].as_str(), m["status"].as_str()) {
+                    (Some("assistant"), Some("complete")) => {
+                        assert_eq!(content, REPLY.concat(), "a stored complete reply is whole: {m}")
+                    }
+                    (Some("assistant"), _) => {
+                        assert!(
+                            REPLY.concat().starts_with(content),
+                            "an unfinished reply keeps what came: {m}"
+                        )
+                    }
+                    (Some("user"), _) => {
                         assert!(content.starts_with("hello ") || content.starts_with("please fail "), "{m}")
                     }
                     other => panic!("unknown role {other:?}: {m}"),
@@ -346,7 +374,7 @@ async fn assert_stored_and_whole(server: &ServerProcess, user: &StormUser, told:
         }
     }
     for t in told {
-        for (chat_id, reply) in &t.done {
+        for (chat_id, reply, _) in &t.done {
             assert_eq!(
                 stored.get(reply),
                 Some(chat_id),
@@ -354,7 +382,7 @@ async fn assert_stored_and_whole(server: &ServerProcess, user: &StormUser, told:
                 user.email
             );
         }
-        for message in &t.charged_messages {
+        for message in t.messages.iter().chain(&t.started) {
             assert!(stored.contains_key(message), "{}: told message {message} is stored", user.email);
         }
     }
@@ -388,7 +416,7 @@ async fn assert_stored_and_whole(server: &ServerProcess, user: &StormUser, told:
         assert_eq!(width, image["width"], "the PNG is the image recorded: {image}");
     }
     for t in told {
-        for image in &t.images {
+        for (image, _) in &t.images {
             assert!(listed.contains(image), "{}: told image {image} is stored", user.email);
         }
     }

@@ -122,6 +122,10 @@ async fn messages_page_walks_a_history_back_in_chronological_pages_without_gaps(
             role: if i.is_multiple_of(2) { MessageRole::User } else { MessageRole::Assistant },
             content: format!("message {i}: «ünïcode» and \"quotes\""),
             created_at: start + Duration::milliseconds(i as i64),
+            status: MessageStatus::Complete,
+            model: None,
+            charged: None,
+            usage: None,
         })
         .collect();
     // Inserted out of order, so a store that returns insertion order fails.
@@ -167,6 +171,10 @@ async fn inserting_a_chat_message_or_image_with_a_taken_id_is_a_duplicate() {
         role: MessageRole::User,
         content: "hello".into(),
         created_at: now(),
+        status: MessageStatus::Complete,
+        model: None,
+        charged: None,
+        usage: None,
     };
     store.insert_message(&message).await.expect("insert message");
     let result = store.insert_message(&ChatMessage { content: "replaced".into(), ..message.clone() }).await;
@@ -221,6 +229,10 @@ async fn a_renamed_chat_keeps_its_place_and_a_deleted_one_takes_its_messages_alo
             role: MessageRole::User,
             content: text.into(),
             created_at: now(),
+            status: MessageStatus::Complete,
+            model: None,
+            charged: None,
+            usage: None,
         };
         store.insert_message(&message).await.unwrap();
     }
@@ -252,6 +264,10 @@ async fn one_message_is_deleted_by_its_id_and_the_rest_stay() {
             role: MessageRole::User,
             content: content.into(),
             created_at: now(),
+            status: MessageStatus::Complete,
+            model: None,
+            charged: None,
+            usage: None,
         };
         store.insert_message(&message).await.unwrap();
         ids.push(message.id);

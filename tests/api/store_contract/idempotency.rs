@@ -72,6 +72,10 @@ async fn a_message_reads_back_by_its_id() {
         role: MessageRole::Assistant,
         content: "reply".into(),
         created_at: now(),
+        status: MessageStatus::Complete,
+        model: None,
+        charged: None,
+        usage: None,
     };
     store.insert_message(&message).await.unwrap();
     assert_eq!(store.message(&message.id).await.unwrap(), Some(message), "read back exactly");

@@ -17,16 +17,16 @@ async fn a_change_from_a_stale_position_loses_the_race_rereads_and_lands_right()
     let user = insert_new_user(store.as_ref(), 20).await;
     let elsewhere =
         ledger::apply(store.as_ref(), None, &change(&user.id, ServiceType::Grant, 5)).await.0.unwrap();
-    let stale = ledger::Position { seq: 0, balance: 20 };
+    let stale = ledger::Position { seq: 0, balance: 20, held: 0, day: None };
 
     let (outcome, after) =
         ledger::apply(store.as_ref(), Some(stale), &change(&user.id, ServiceType::Chat, -3)).await;
 
     let entry = outcome.expect("the charge lands after rereading");
     assert_eq!((entry.seq, entry.balance_after), (elsewhere.seq + 1, 22), "counted from the real position");
-    assert_eq!(after, Some(ledger::Position { seq: 2, balance: 22 }), "the position to remember");
+    assert_eq!(after.map(|p| (p.seq, p.balance)), Some((2, 22)), "the position to remember");
     let refused = ledger::apply(store.as_ref(), after, &change(&user.id, ServiceType::Image, -23)).await;
-    assert!(matches!(refused.0, Err(CreditError::Insufficient { balance: 22 })), "{:?}", refused.0);
+    assert!(matches!(refused.0, Err(CreditError::Insufficient { balance: 22, .. })), "{:?}", refused.0);
     assert_eq!(refused.1, after, "a refusal keeps the position");
 }
 
@@ -87,7 +87,7 @@ async fn a_charge_above_the_balance_is_refused_without_writing_an_entry() {
     let user = insert_new_user(store.as_ref(), 20).await;
 
     let result = ledger::apply(store.as_ref(), None, &change(&user.id, ServiceType::Image, -21)).await.0;
-    assert!(matches!(result, Err(CreditError::Insufficient { balance: 20 })), "no entry yet: {result:?}");
+    assert!(matches!(result, Err(CreditError::Insufficient { balance: 20, .. })), "no entry yet: {result:?}");
     assert_eq!(store.last_ledger_entry(&user.id).await.unwrap(), None, "nothing was written");
 
     ledger::apply(store.as_ref(), None, &change(&user.id, ServiceType::Image, -15))
@@ -95,7 +95,10 @@ async fn a_charge_above_the_balance_is_refused_without_writing_an_entry() {
         .0
         .expect("within balance");
     let result = ledger::apply(store.as_ref(), None, &change(&user.id, ServiceType::Image, -6)).await.0;
-    assert!(matches!(result, Err(CreditError::Insufficient { balance: 5 })), "after a charge: {result:?}");
+    assert!(
+        matches!(result, Err(CreditError::Insufficient { balance: 5, .. })),
+        "after a charge: {result:?}"
+    );
     assert_eq!(store.ledger_page(&user.id, None, 10).await.unwrap().len(), 1, "still one entry");
     let cached = store.user_by_id(&user.id).await.unwrap().unwrap();
     assert_eq!((cached.credits, cached.credits_seq), (5, 1), "the cache is unchanged by the refusal");
@@ -165,13 +168,13 @@ async fn fifty_concurrent_charges_against_twenty_credits_succeed_exactly_twenty_
     for task in tasks {
         match task.await.expect("task") {
             Ok(_) => succeeded += 1,
-            Err(CreditError::Insufficient { balance: 0 }) => refused += 1,
+            Err(CreditError::Insufficient { balance: 0, .. }) => refused += 1,
             Err(other) => panic!("a charge failed for another reason: {other:?}"),
         }
     }
     assert_eq!((succeeded, refused), (20, 30), "20 charges succeed and 30 are refused");
 
-    let (seq, balance) = ledger::balance(store.as_ref(), &user.id).await.unwrap();
+    let ledger::Position { seq, balance, .. } = ledger::position(store.as_ref(), &user.id).await.unwrap();
     assert_eq!((seq, balance), (20, 0), "balance from the ledger");
     let cached = store.user_by_id(&user.id).await.unwrap().unwrap();
     assert_eq!((cached.credits, cached.credits_seq), (0, 20), "the cached balance caught up");
@@ -271,6 +274,11 @@ async fn entry_at(
         actor_id: None,
         refund_of: kind.1,
         created_at: at,
+        kind: EntryKind::of_legacy(kind.0),
+        model: None,
+        usage: None,
+        held_after: 0,
+        day_spent_after: None,
     };
     store.insert_ledger_entry(&entry).await.expect("insert entry");
 }
@@ -309,6 +317,7 @@ async fn ledger_days_sum_each_kind_per_utc_day_for_one_user_or_everyone() {
         grant,
         refund_chat,
         refund_image,
+        allowance: 0,
     };
     let (d1, d2) = (utc_day(yesterday), utc_day(today));
     assert_eq!(
@@ -337,6 +346,11 @@ async fn repairing_the_cached_balance_is_a_compare_and_set() {
         actor_id: None,
         refund_of: None,
         created_at: now(),
+        kind: EntryKind::of_legacy(ServiceType::Grant),
+        model: None,
+        usage: None,
+        held_after: 0,
+        day_spent_after: None,
     };
     store.insert_ledger_entry(&entry).await.unwrap();
     let stale = CachedBalance { seq: 0, credits: 20 };

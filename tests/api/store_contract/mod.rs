@@ -53,14 +53,7 @@ async fn insert_new_user(store: &dyn Store, initial_credits: i64) -> User {
 }
 
 fn change(user_id: &str, service_type: ServiceType, amount: i64) -> CreditChange {
-    CreditChange {
-        user_id: user_id.into(),
-        service_type,
-        amount,
-        reference: None,
-        actor_id: None,
-        refund_of: None,
-    }
+    CreditChange::new(user_id, service_type, EntryKind::of_legacy(service_type), amount)
 }
 
 /// A new UUIDv7 id; ids made later in this process sort after it.
@@ -89,7 +82,16 @@ async fn insert_chat(store: &dyn Store, user_id: &str, title: &str, at: OffsetDa
 
 /// A `width`×`height` image record of `user_id` with a fresh id.
 fn new_image(user_id: &str, prompt: &str, width: u32, height: u32) -> Image {
-    Image { id: new_id(), user_id: user_id.into(), prompt: prompt.into(), width, height, created_at: now() }
+    Image {
+        id: new_id(),
+        user_id: user_id.into(),
+        prompt: prompt.into(),
+        width,
+        height,
+        created_at: now(),
+        model: None,
+        charged: None,
+    }
 }
 
 #[actix_web::test]

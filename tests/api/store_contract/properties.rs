@@ -79,12 +79,13 @@ fn two_writers_with_stale_positions_give_exactly_the_models_balance() {
                     );
                 } else {
                     prop_assert!(
-                        matches!(outcome, Err(CreditError::Insufficient { balance }) if balance == model),
+                        matches!(outcome, Err(CreditError::Insufficient { balance, .. }) if balance == model),
                         "step {n} {step:?} must be refused at balance {model}: {outcome:?}"
                     );
                 }
             }
-            let (seq, balance) = ledger::balance(store.as_ref(), &user.id).await.unwrap();
+            let ledger::Position { seq, balance, .. } =
+                ledger::position(store.as_ref(), &user.id).await.unwrap();
             prop_assert_eq!((seq, balance), (landed, model), "the balance read afresh");
             let entries = store.ledger_page(&user.id, None, 100).await.unwrap();
             let mut before = initial;

@@ -6,6 +6,7 @@ pub mod ferret;
 pub mod process;
 pub mod redis;
 pub mod store;
+pub mod upstream;
 
 use std::ffi::OsStr;
 use std::net::TcpListener;
@@ -15,6 +16,13 @@ use std::process::{Command, Stdio};
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
     listener.local_addr().expect("probe address").port()
+}
+
+/// A reqwest client builder for the tests' own HTTP calls. reqwest is built with
+/// `rustls-no-provider` (the server picks ring), so the provider goes in before any client.
+pub fn http_client() -> reqwest::ClientBuilder {
+    switchboard::openai::install_tls_provider();
+    reqwest::Client::builder()
 }
 
 /// A command with an empty environment except PATH, so the developer's settings cannot leak in.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::store::store_env;
-use super::{clean_command, free_port};
+use super::{clean_command, free_port, http_client};
 use crate::helpers::{PASSWORD, unique_email};
 
 /// The server binary cargo built for this test run.
@@ -198,7 +198,7 @@ impl ServerProcess {
     pub async fn start_command(command: Command, port: u16) -> ServerProcess {
         let logs = TempDir::new().expect("log dir");
         let process = ChildGuard::spawn(command, logs.path(), "switchboard");
-        let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let client = http_client().timeout(Duration::from_secs(30)).build().unwrap();
         let mut server = ServerProcess { process, port, client, _logs: logs, _owned_data_dir: None };
         server.wait_until_healthy().await;
         server
