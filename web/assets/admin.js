@@ -167,6 +167,8 @@ async function openDetail(id) {
     document.getElementById('detail-name').textContent =
       `${user.first_name} ${user.last_name} · ${user.role} · ${user.active ? 'active' : 'deactivated'} · joined ${formatTime(user.created_at)} · last login ${formatTime(user.last_login)}`;
     document.getElementById('detail-credits').textContent = user.stats.credits.toLocaleString();
+    document.getElementById('detail-held').textContent = user.credits_held.toLocaleString();
+    document.getElementById('detail-spent').textContent = user.spent_today.toLocaleString();
     document.getElementById('detail-chats').textContent = user.stats.total_chats.toLocaleString();
     document.getElementById('detail-images').textContent = user.stats.total_images.toLocaleString();
     await Promise.all([ledger.load(true), loadUserSessions(user.id)]);

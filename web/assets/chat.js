@@ -1,11 +1,14 @@
 // /chat: the user's chats over the WebSocket — list, history, send, and the assistant's reply
 // growing in one bubble as `chat.delta` frames arrive (rendered as sanitised Markdown), settled by
-// `chat.done`; rename and delete over REST; a banner while the socket is reconnecting.
+// `chat.done`, which shows what it cost; a model picker with each model's price; a Stop button
+// while a reply of this chat streams; rename and delete over REST; a banner while the socket is
+// reconnecting.
 
 import { el, showAlert } from './api.js';
 import { initChatActions } from './chat-actions.js';
 import { renderMarkdown } from './markdown.js';
 import { cooldown, clearNotice } from './cooldown.js';
+import { chatPrice, loadModels, replyCost } from './models.js';
 import { initShell } from './shell.js';
 import { Realtime, bindStatusPill } from './ws.js';
 
@@ -18,6 +21,9 @@ const input = document.getElementById('message-input');
 const sendButton = document.getElementById('send');
 const notice = document.getElementById('chat-notice');
 const creditsLeft = document.getElementById('credits-left');
+const picker = document.getElementById('model-picker');
+const modelPrice = document.getElementById('model-price');
+const stopButton = document.getElementById('stop');
 
 const realtime = new Realtime();
 const chats = new Map();
@@ -26,6 +32,10 @@ let sending = false;
 const wait = cooldown(notice, (s) => `You are sending messages too fast. You can send again in ${s} s.`, () => updateSendState());
 /** The text of replies still streaming, by message id. */
 const drafts = new Map();
+/** Replies running (`chat.started`, not yet `chat.done`): message id → chat id. */
+const running = new Map();
+/** The chat models the user may pick, by id. */
+const models = new Map();
 
 function setCredits(credits) {
   creditsLeft.textContent = Number(credits).toLocaleString();
@@ -36,7 +46,10 @@ function setCredits(credits) {
 function showError(frame) {
   notice.dataset.code = frame.code;
   if (frame.code === 'insufficient_credits') {
-    showAlert(notice, 'warning', 'You are out of credits: this message costs more than your balance. Ask an administrator for more credits.');
+    const needs = frame.needed !== undefined ? ` (it holds ${frame.needed} until the reply ends; your balance is ${frame.balance})` : '';
+    showAlert(notice, 'warning', `You are out of credits: this message costs more than your balance${needs}. Ask an administrator for more credits, or pick a cheaper model.`);
+  } else if (frame.code === 'unavailable') {
+    showAlert(notice, 'error', 'The assistant failed to answer; nothing was charged. Try again in a moment.');
   } else if (frame.code === 'rate_limited') {
     wait.start(frame.retry_after_ms || 1000);
   } else if (frame.code === 'disconnected') {
@@ -111,9 +124,45 @@ function showMessage(message) {
   const bubble = bubbleFor(message.id, message.role);
   drafts.delete(message.id);
   fill(bubble, message.role, message.content);
+  if (message.role === 'assistant' && message.status === 'streaming') {
+    // A reply still running elsewhere: its text so far, the rest follows.
+    bubble.classList.add('streaming');
+    return scrollDown(stick);
+  }
+  // What the reply cost sits under its bubble, apart from the reply's own text.
+  const cost = message.role === 'assistant' ? replyCost(message) : '';
+  messages.querySelector(`[data-cost-for="${CSS.escape(message.id)}"]`)?.remove();
+  if (cost) bubble.after(el('p', { class: 'reply-cost small muted', text: cost, dataset: { costFor: message.id, testid: 'reply-cost' } }));
   bubble.classList.remove('streaming');
   bubble.dataset.done = 'true';
+  bubble.dataset.status = message.status || 'complete';
   scrollDown(stick);
+}
+
+/** The Stop button shows while a reply of the open chat runs. */
+function updateStop() {
+  const mine = [...running].find(([, chatId]) => chatId === currentChatId);
+  stopButton.hidden = !mine;
+  stopButton.dataset.messageId = mine ? mine[0] : '';
+}
+
+function showModelPrice() {
+  const model = models.get(picker.value);
+  modelPrice.textContent = model ? chatPrice(model) : '';
+}
+
+async function loadPicker() {
+  try {
+    const catalogue = await loadModels();
+    models.clear();
+    for (const model of catalogue.chat) models.set(model.id, model);
+    picker.replaceChildren(...catalogue.chat.map((m) => el('option', { value: m.id, text: m.name })));
+    const remembered = localStorage.getItem('chat-model');
+    if (remembered && models.has(remembered)) picker.value = remembered;
+  } catch (error) {
+    showError(error);
+  }
+  showModelPrice();
 }
 
 async function selectChat(chatId) {
@@ -123,6 +172,7 @@ async function selectChat(chatId) {
   title.textContent = chat ? chat.title : 'Chat';
   chatActions.refresh();
   renderList();
+  updateStop();
   placeholder('Loading…');
   try {
     const frame = await realtime.request({ type: 'chat.history', chat_id: chatId, limit: 100 });
@@ -167,7 +217,7 @@ form.addEventListener('submit', async (event) => {
     // Writing without a chat starts one, titled after the first words.
     const chatId = currentChatId || (await createChat(titleFrom(content)));
     // Resolves with the stored user message; the reply follows as chat.delta / chat.done.
-    await realtime.request({ type: 'chat.send', chat_id: chatId, content });
+    await realtime.request({ type: 'chat.send', chat_id: chatId, content, model: picker.value || undefined });
     input.value = '';
     input.rows = 1;
   } catch (error) {
@@ -201,6 +251,12 @@ document.getElementById('new-chat').addEventListener('click', async () => {
 
 realtime.on('hello', async (frame) => {
   setCredits(frame.credits);
+  // Replies running when this socket opened (another tab's, or before a reload).
+  running.clear();
+  for (const generation of frame.generations || []) {
+    if (generation.kind === 'chat') running.set(generation.message_id, generation.chat_id);
+  }
+  updateStop();
   if (notice.dataset.code === 'disconnected') clearNotice(notice);
   try {
     const answer = await realtime.request({ type: 'chat.list' });
@@ -235,9 +291,26 @@ realtime.on('chat.delta', (frame) => {
   fill(bubble, 'assistant', text);
   scrollDown(stick);
 });
+realtime.on('chat.started', (frame) => {
+  running.set(frame.message_id, frame.chat_id);
+  setCredits(frame.credits);
+  updateStop();
+});
 realtime.on('chat.done', (frame) => {
+  running.delete(frame.message.id);
   setCredits(frame.credits);
   if (frame.chat_id === currentChatId) showMessage(frame.message);
+  updateStop();
+});
+
+stopButton.addEventListener('click', () => {
+  const messageId = stopButton.dataset.messageId;
+  // The reply's own chat.done (status stopped) follows, for every tab.
+  if (messageId) realtime.send({ type: 'chat.stop', message_id: messageId });
+});
+picker.addEventListener('change', () => {
+  localStorage.setItem('chat-model', picker.value);
+  showModelPrice();
 });
 
 const chatActions = initChatActions({
@@ -279,5 +352,6 @@ realtime.on('status', ({ state, retryInMs }) => {
 });
 
 bindStatusPill(realtime, document.getElementById('conn-status'));
+loadPicker();
 await initShell();
 realtime.connect();

@@ -5,6 +5,7 @@
 import { api, el, formatTime, showAlert } from './api.js';
 import { onSecondClick } from './confirm.js';
 import { cooldown, clearNotice } from './cooldown.js';
+import { imagePrice, loadModels } from './models.js';
 import { initShell } from './shell.js';
 import { Realtime, bindStatusPill } from './ws.js';
 
@@ -24,6 +25,8 @@ const more = document.getElementById('gallery-more');
 const viewer = document.getElementById('viewer');
 
 const realtime = new Realtime();
+/** The default image model (GET /api/models); its prices decide what the chosen size costs. */
+let model = null;
 let price = null;
 let balance = null;
 let sending = false;
@@ -31,6 +34,8 @@ const wait = cooldown(notice, (s) => `You are generating images too fast. You ca
 let before = null;
 
 function showMoney() {
+  const [width, height] = size.value.split('x').map(Number);
+  price = model ? imagePrice(model, width, height) : null;
   priceEl.textContent = price === null ? '—' : `${price.toLocaleString()} credits`;
   balanceEl.textContent = balance === null ? '—' : balance.toLocaleString();
   balanceEl.dataset.value = String(balance ?? '');
@@ -192,7 +197,6 @@ realtime.on('hello', (frame) => {
   connections += 1;
   if (connections > 1) loadPage(true);
   balance = frame.credits;
-  price = frame.prices ? frame.prices.image : null;
   showMoney();
   if (notice.dataset.code === 'disconnected') clearNotice(notice);
 });
@@ -211,7 +215,29 @@ realtime.on('image.created', (frame) => {
   addNewest(frame.image);
 });
 
+size.addEventListener('change', showMoney);
+
+/** Offers the sizes the default image model has prices for, keeping the chosen one when it can. */
+async function loadPrices() {
+  try {
+    const models = await loadModels();
+    model = models.image[0] || null;
+  } catch {
+    model = null;
+  }
+  if (model && model.prices) {
+    const wanted = size.value;
+    const sizes = Object.keys(model.prices);
+    size.replaceChildren(...sizes.map((s) => el('option', { value: s, text: s.replace('x', ' × ') })));
+    size.value = sizes.includes(wanted) ? wanted : model.default_size;
+  } else if (model) {
+    size.value = model.default_size;
+  }
+  showMoney();
+}
+
 bindStatusPill(realtime, document.getElementById('conn-status'));
+loadPrices();
 await initShell();
 loadPage(true);
 realtime.connect();

@@ -24,6 +24,9 @@ export class Realtime {
     this.socket = null;
     this.attempt = 0;
     this.nextId = 1;
+    // Copies of a request's frames reach the user's other tabs with its `reply_to` (docs/API.md §5):
+    // ids unique to this tab keep another tab's frames from answering this tab's requests.
+    this.tab = Math.random().toString(36).slice(2, 8);
     this.pending = new Map();
     this.stopped = false;
     this.state = 'idle';
@@ -154,7 +157,7 @@ export class Realtime {
    * rejects with the error frame, or a `disconnected` one.
    */
   request(frame, timeoutMs = 15_000) {
-    const id = `r${this.nextId++}`;
+    const id = `${this.tab}-${this.nextId++}`;
     return new Promise((resolve, reject) => {
       if (!this.send({ ...frame, id })) {
         reject({ type: 'error', code: 'disconnected', message: 'Not connected. Reconnecting…' });
