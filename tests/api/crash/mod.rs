@@ -10,7 +10,10 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use switchboard::store::sqlite::SqliteStore;
-use switchboard::store::{CachedBalance, DynStore, EntryKind, LedgerEntry, ServiceType, now};
+use switchboard::store::{
+    CachedBalance, Chat, ChatMessage, DynStore, EntryKind, LedgerEntry, MessageRole, MessageStatus,
+    ServiceType, now,
+};
 use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -247,4 +250,66 @@ async fn check_ledger_reports_gaps_broken_chains_and_negative_balances_as_damage
     }
     assert!(!report.contains(&format!("user {sound}")), "the sound ledger is not reported:\n{report}");
     assert!(report.contains("3 damaged, 0 stale cached balances"), "summary:\n{report}");
+}
+
+#[actix_web::test]
+async fn check_ledger_reports_a_hold_left_open_and_repair_settles_it_and_ends_its_reply() {
+    let deployment = Deployment::new(&[("STARTING_CREDITS", "100")]);
+    let server = deployment.start().await;
+    let email = format!("held-{}@example.com", uuid::Uuid::new_v4().simple());
+    let user_id = register(&server, &email).await;
+    let token = login(&server, &email).await["access_token"].as_str().unwrap().to_owned();
+    let store = deployment.open_store().await;
+
+    // What a node that died mid-reply leaves: the reply stored as streaming with its text so far,
+    // and its hold of 30, made twenty minutes ago, never settled.
+    let chat = Chat {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: user_id.clone(),
+        title: "left running".into(),
+        created_at: now(),
+        updated_at: now(),
+    };
+    store.insert_chat(&chat).await.unwrap();
+    let reply = ChatMessage {
+        status: MessageStatus::Streaming,
+        model: Some("echo".into()),
+        ..ChatMessage::new(
+            uuid::Uuid::now_v7().to_string(),
+            &chat,
+            MessageRole::Assistant,
+            "half a rep".into(),
+        )
+    };
+    store.insert_message(&reply).await.unwrap();
+    let hold = LedgerEntry {
+        service_type: ServiceType::Chat,
+        reference: Some(reply.id.clone()),
+        created_at: now() - time::Duration::minutes(20),
+        kind: EntryKind::Hold,
+        model: Some("echo".into()),
+        held_after: 30,
+        ..raw_entry(&user_id, 1, -30, 70)
+    };
+    store.insert_ledger_entry(&hold).await.unwrap();
+    store.cache_balance(&user_id, 1, 70).await.unwrap();
+
+    let (code, report) = deployment.check_ledger(false).await;
+    assert_eq!(code, Some(1), "a hold left open is damage:\n{report}");
+    let open = format!("user {user_id}: hold of 30 at seq 1 for {} has no settle", reply.id);
+    assert!(report.contains(&open), "the open hold is reported:\n{report}");
+
+    let (code, report) = deployment.check_ledger(true).await;
+    assert_eq!(code, Some(0), "--repair settles it:\n{report}");
+    assert!(report.contains(&format!("{open}: settled, charged 0")), "what it charged:\n{report}");
+    let (code, report) = deployment.check_ledger(false).await;
+    assert_eq!(code, Some(0), "nothing is left open:\n{report}");
+
+    let (_, me) = server.get_with("/api/me", &token).await;
+    assert_eq!((me["credits"].as_i64(), me["credits_held"].as_i64()), (Some(100), Some(0)), "released: {me}");
+    let ended = store.message(&reply.id).await.unwrap().expect("the reply is kept");
+    assert_eq!(
+        (ended.status, ended.charged, ended.content.as_str()),
+        (MessageStatus::Interrupted, Some(0), "half a rep")
+    );
 }
