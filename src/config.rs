@@ -223,8 +223,9 @@ pub enum Command {
         /// reply or image was charged, else 0).
         #[arg(long)]
         repair: bool,
-        /// Minutes after which a hold without its settle is damage: longer than any generation runs.
-        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=10_080))]
+        /// Minutes after which a hold without its settle is damage: longer than any generation
+        /// runs (a reply at most 10 minutes, an image 2), so at least 15.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(15..=10_080))]
         hold_age: u32,
     },
 }

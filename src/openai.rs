@@ -118,14 +118,24 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+fn http_client() -> reqwest::Result<reqwest::Client> {
+    install_tls_provider();
+    reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).build()
+}
+
+/// Whether the upstreams' HTTP client can be built here (it reads the system's root
+/// certificates); start-up calls it, so a host without them is told at once, in one line.
+pub fn check_client() -> Result<(), String> {
+    http_client().map(drop).map_err(|e| {
+        format!("the HTTP client for model upstreams cannot start ({e}); install the system's CA certificates (ca-certificates)")
+    })
+}
+
 impl OpenAiClient {
     /// A client of `base_url` (`/v1/...` is appended unless it ends in `/v1` already).
     pub fn new(base_url: &str, api_key: Option<String>) -> OpenAiClient {
-        install_tls_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .expect("a reqwest client with only a connect timeout always builds");
+        // check_client ran at start-up: the client builds on this host.
+        let http = http_client().expect("the upstream HTTP client was checked at start-up");
         OpenAiClient {
             http,
             base: base_url.trim_end_matches('/').to_owned(),

@@ -60,6 +60,9 @@ impl Application {
         tokio::task::spawn_blocking(crate::tokenizer::warm);
         // A bad models file stops start-up before anything is opened.
         let catalogue = Catalogue::from_config(&config).map_err(StartError::Config)?;
+        // The upstreams' HTTP client needs the system's root certificates: say so now, not on a
+        // user's first paid request.
+        crate::openai::check_client().map_err(StartError::Config)?;
         // Named once: without SWITCHBOARD_NODE_ID the name is read from the host.
         config.node_id = Some(config.node_id());
         std::fs::create_dir_all(&config.data_dir).map_err(|e| unusable_data_dir(&config.data_dir, e))?;

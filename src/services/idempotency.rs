@@ -3,7 +3,7 @@
 //! or image's id, chosen before the work). A retry with the same key, from any session on any
 //! node, finds the claim: once the result is stored it is answered with it; while the first
 //! still runs it waits (woken at once on this node, by polling the store across nodes); when the
-//! first failed (refused, or refunded) the claim was released and the retry runs afresh. The same
+//! first failed (refused, or charged nothing) the claim was released and the retry runs afresh. The same
 //! key with a different body is refused. Keys live 24 hours.
 
 use std::collections::HashMap;
@@ -158,7 +158,7 @@ impl Idempotency {
     }
 
     /// Releases a claim whose request failed before its result was stored (refused, or charged
-    /// and refunded), so a retry runs afresh.
+    /// and settled charging 0), so a retry runs afresh.
     pub async fn release(&self, guard: ClaimGuard) {
         let r = &guard.record;
         if let Err(e) = self.store.release_idempotency_key(&r.user_id, &r.key, &r.claim_id).await {

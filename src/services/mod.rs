@@ -4,7 +4,7 @@
 //! a response or frames.
 //!
 //! - [`accounts`]: users, credentials, sessions, passwords and their mail, admin changes.
-//! - [`credits`]: every balance change (charge, refund, grant) and the balance everyone shows.
+//! - [`credits`]: every balance change (hold, settle, grant) and the balance everyone shows.
 //! - [`conversation`]: chats, a chat turn with the assistant, image generation.
 //! - [`overview`]: the admin's figures of users, presence, credits and sign-ups.
 //! - [`idempotency`]: `idempotency_key`s of paid requests, so a retry is charged once.

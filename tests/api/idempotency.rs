@@ -1,7 +1,7 @@
 //! Idempotent paid requests (docs/API.md §5): a retry with the same `idempotency_key`, from any
 //! session, on any node, after a restart, is charged once and answered with the first request's
 //! result; a retry while the first runs waits for it; the same key with another body is
-//! `invalid_message`; a first request that was refused or refunded leaves the key free.
+//! `invalid_message`; a first request that was refused or failed leaves the key free.
 
 use std::time::Duration;
 
@@ -140,7 +140,7 @@ async fn a_retry_while_the_first_runs_waits_for_it_on_the_same_or_another_node()
 }
 
 #[actix_web::test]
-async fn a_refused_or_refunded_first_request_leaves_the_key_free_for_the_retry() {
+async fn a_refused_or_failed_first_request_leaves_the_key_free_for_the_retry() {
     let assistant = fake_assistant(Duration::ZERO).await;
     let admin = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
     let flags = [
@@ -177,7 +177,7 @@ async fn a_refused_or_refunded_first_request_leaves_the_key_free_for_the_retry()
     assert_eq!(answer(&mut ws, "fails").await.0["code"], "unavailable");
     ws.send(send("fails-again", &chat_id, "please fail", "key-5")).await;
     let (again, _) = answer(&mut ws, "fails-again").await;
-    assert_eq!(again["code"], "unavailable", "a retry after a refund runs again: {again}");
+    assert_eq!(again["code"], "unavailable", "a retry after a failure runs again: {again}");
     let entries = ledger(&app, &token).await;
     let kinds: Vec<&str> = entries.iter().rev().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["grant", "hold", "settle", "hold", "settle", "hold", "settle"], "{entries:?}");

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Every metric name of docs/API.md §6 (fixed by the contract; dashboards and alerts depend on them).
-const CONTRACT_METRICS: [&str; 13] = [
+const CONTRACT_METRICS: [&str; 18] = [
     "active_users",
     "ws_sessions",
     "credit_usage_total",
@@ -21,6 +21,11 @@ const CONTRACT_METRICS: [&str; 13] = [
     "cluster_messages_total",
     "ledger_write_batch_size",
     "ws_outbound_dropped_total",
+    "tokens_total",
+    "credits_charged_total",
+    "generations_total",
+    "generations_running",
+    "credits_held",
 ];
 
 /// Where the Debian package `prometheus` installs `promtool`.

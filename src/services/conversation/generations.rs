@@ -80,12 +80,14 @@ impl Generations {
         Registration { generations: self.clone(), message_id, stop: stopped }
     }
 
-    /// Stops `user_id`'s generation `message_id` if it runs here; false when it does not (or is
-    /// another user's).
+    /// Stops `user_id`'s chat reply `message_id` if it runs here; false when it does not (or is
+    /// another user's, or an image: images are not stopped).
     pub fn stop(&self, user_id: &str, message_id: &str) -> bool {
         let map = self.map();
         match map.get(message_id) {
-            Some(entry) if entry.generation.user_id == user_id => {
+            Some(entry)
+                if entry.generation.user_id == user_id && entry.generation.kind == GenerationKind::Chat =>
+            {
                 let _ = entry.stop.send(true);
                 true
             }

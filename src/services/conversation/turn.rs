@@ -26,6 +26,11 @@ use crate::store::{
 /// Longest chat message, characters.
 const MAX_CONTENT_CHARS: usize = 16_000;
 
+/// Longest a reply may run; then it ends as if stopped (billed for what it wrote). Below
+/// `check-ledger`'s smallest `--hold-age`, so a repair never settles a hold whose reply still
+/// runs (its own settle would then give the credits back a second time).
+pub const MAX_REPLY_DURATION: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// What a client asks of a chat turn.
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
@@ -299,9 +304,12 @@ async fn stream_reply(
     registration: &mut Registration,
     mut on_delta: impl FnMut(u64, String),
 ) -> (Ending, Option<Usage>) {
+    let deadline = tokio::time::sleep(MAX_REPLY_DURATION);
+    tokio::pin!(deadline);
     let mut stream = tokio::select! {
         biased;
         () = registration.stopped() => return (Ending::Stopped, None),
+        () = &mut deadline => return (Ending::Stopped, None),
         started = assistant.reply(history, max_output_tokens) => match started {
             Ok(stream) => stream,
             Err(e) => {
@@ -315,6 +323,10 @@ async fn stream_reply(
         tokio::select! {
             biased;
             () = registration.stopped() => break Ending::Stopped,
+            () = &mut deadline => {
+                tracing::warn!(limit = ?MAX_REPLY_DURATION, "a reply ran past its longest time and was stopped");
+                break Ending::Stopped;
+            }
             chunk = stream.next() => match chunk {
                 None => break Ending::Complete,
                 Some(Ok(Chunk::Delta(text))) => {

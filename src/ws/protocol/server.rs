@@ -89,7 +89,7 @@ frames! {
             /// The message.
             message: MessageView,
         },
-        /// A piece of the assistant's reply.
+        /// The assistant's reply has started: its hold is made and it is stored as streaming.
         "chat.started" => ChatStarted {
             /// Which chat.
             chat_id: String,
@@ -112,7 +112,8 @@ frames! {
             /// The next piece of text.
             delta: String,
         },
-        /// The assistant's reply is complete and stored.
+        /// The assistant's reply has ended (complete, stopped or failed: its `status`), is stored
+        /// and its hold settled.
         "chat.done" => ChatDone {
             /// Which chat.
             chat_id: String,

@@ -1,5 +1,5 @@
 //! Crash safety: the real server as a child process, killed with SIGKILL during a storm of paid
-//! requests, grants and refunds, then restarted on the same store; and `switchboard
+//! requests and grants, then restarted on the same store; and `switchboard
 //! check-ledger [--repair]`, which the crash test runs and which is also tested here on ledgers
 //! broken on purpose. Every check holds on both stores.
 

@@ -115,7 +115,7 @@ struct StormUser {
 }
 
 #[actix_web::test]
-async fn a_server_killed_during_a_storm_of_charges_grants_and_refunds_restarts_exact_and_whole() {
+async fn a_server_killed_during_a_storm_of_paid_requests_and_grants_restarts_exact_and_whole() {
     let assistant = fake_assistant(Duration::ZERO).await;
     let starting = STARTING_CREDITS.to_string();
     let deployment =
