@@ -5,7 +5,7 @@
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::app::*;
 
 /// The bootstrap admin's email.
 const ADMIN_EMAIL: &str = "boss@example.com";

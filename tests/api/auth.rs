@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::helpers::*;
+use crate::support::app::*;
 
 /// The keys of `user` in every answer, sorted.
 const USER_FIELDS: [&str; 10] = [
@@ -1102,5 +1102,42 @@ async fn logout_without_a_valid_access_cookie_still_clears_the_refresh_cookie() 
     assert!(
         set_cookie(&response, "sb_access").is_some_and(|c| c.contains("Max-Age=0")),
         "sb_access is cleared"
+    );
+}
+
+#[actix_web::test]
+async fn a_ws_ticket_bought_with_an_api_key_dies_with_the_key() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let ticket = |key: String| {
+        let app = app.clone();
+        async move {
+            let response = app.request(Method::POST, "/api/ws-ticket").bearer_auth(key).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "a ticket for the API key");
+            response.json::<Value>().await.unwrap()["ticket"].as_str().unwrap().to_owned()
+        }
+    };
+    let old_ticket = ticket(user.api_key.clone()).await;
+    let spare_ticket = ticket(user.api_key.clone()).await;
+    let regenerated = app
+        .request(Method::POST, "/api/me/api-key")
+        .bearer_auth(&user.api_key)
+        .json(&json!({"current_password": user.password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(regenerated.status(), StatusCode::OK, "the key is regenerated");
+    let new_key = regenerated.json::<Value>().await.unwrap()["api_key"].as_str().unwrap().to_owned();
+    for (case, ticket) in
+        [("a ticket of the old key", &old_ticket), ("another ticket of the old key", &spare_ticket)]
+    {
+        let refused = app.try_connect_ws(&format!("?ticket={ticket}"), &[]).await;
+        let refused = refused.err().unwrap_or_else(|| panic!("{case}: the upgrade was accepted"));
+        assert_eq!(refused.status, 401, "{case}: {}", refused.body);
+    }
+    let fresh = ticket(new_key).await;
+    assert!(
+        app.try_connect_ws(&format!("?ticket={fresh}"), &[]).await.is_ok(),
+        "a ticket of the new key opens"
     );
 }

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::support::app::{TestApp, assert_error, spawn_app, spawn_app_with};
 
 /// Every metric name of docs/API.md §6, as it appears in a scrape.
 const NAMES: [&str; 11] = [

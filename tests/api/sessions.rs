@@ -1,11 +1,19 @@
 //! Login sessions over REST (docs/API.md §4): the user's live sessions with where each came from and
 //! its open sockets, ending one (its tokens fail, its sockets close 4001), ending every other one,
-//! and an admin's view of a user's sessions with the power to end one.
+//! an admin's view of a user's sessions with the power to end one, and sockets still opening
+//! when their session is revoked, which are closed too.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::*;
+use crate::support::app::*;
+use crate::support::ws::WsClient;
 
 /// Logs `user` in with a `User-Agent`; the login body.
 async fn login_as(app: &TestApp, user: &TestUser, user_agent: &str) -> Value {
@@ -248,4 +256,95 @@ async fn an_admin_lists_a_users_sessions_and_ends_one() {
         StatusCode::OK,
         "others are untouched"
     );
+}
+
+// ---------------------------------------------------------------- sockets still opening
+
+/// Opens sockets with `?token=` from several tasks until `stop`, returning every one that opened.
+async fn open_sockets_until(app: &TestApp, query: String, stop: Arc<AtomicBool>) -> Vec<WsClient> {
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (url, stop, query) = (app.ws_url(""), stop.clone(), query.clone());
+            tokio::spawn(async move {
+                let mut opened = Vec::new();
+                while !stop.load(Ordering::Acquire) {
+                    let url = format!("{url}{query}");
+                    if let Ok((stream, _)) = tokio_tungstenite::connect_async(url).await {
+                        opened.push(stream);
+                    }
+                }
+                opened
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        for stream in task.await.unwrap() {
+            all.push(WsClient { stream, hello: Value::Null });
+        }
+    }
+    all
+}
+
+/// How a socket that must be revoked ended: `Ok` for close 4001, else what was seen instead.
+async fn revoked_within(client: &mut WsClient, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, client.stream.next()).await {
+            Err(_) => return Err(format!("still open after {limit:?}")),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                let code = frame.map(|f| u16::from(f.code));
+                return if code == Some(4001) { Ok(()) } else { Err(format!("closed with {code:?}")) };
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => return Err(format!("connection error {e}")),
+            Ok(None) => return Err("dropped without a close frame".into()),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn sockets_that_were_opening_while_their_session_was_revoked_are_closed_too() {
+    let app = spawn_app_with(&["--ws-max-sessions-per-user", "10000"]).await;
+    let user = app.register_user().await;
+    // (case, how the session ends): logout of that login, then a password change of the user.
+    for (trial, revocation) in ["logout", "password change", "logout", "password change"].iter().enumerate() {
+        let case = format!("trial {trial} ({revocation})");
+        let login = app.login(&user).await;
+        let token = login["access_token"].as_str().unwrap().to_owned();
+        let stop = Arc::new(AtomicBool::new(false));
+        let opening = {
+            let (app, stop, query) = (app.clone(), stop.clone(), format!("?token={token}"));
+            tokio::spawn(async move { open_sockets_until(&app, query, stop).await })
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let status = match *revocation {
+            "logout" => {
+                app.request(Method::POST, "/api/logout").bearer_auth(&token).send().await.unwrap().status()
+            }
+            _ => {
+                let body = json!({"current_password": PASSWORD, "new_password": PASSWORD});
+                app.post_json_with("/api/me/password", &token, &body).await.status()
+            }
+        };
+        assert_eq!(status, StatusCode::NO_CONTENT, "{case}: the revocation succeeds");
+        // Upgrades still running when the answer came may complete afterwards; stop a moment later.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stop.store(true, Ordering::Release);
+        let mut sockets = opening.await.unwrap();
+        assert!(!sockets.is_empty(), "{case}: some sockets opened before the revocation");
+        let mut survivors = Vec::new();
+        for (i, socket) in sockets.iter_mut().enumerate() {
+            if let Err(seen) = revoked_within(socket, Duration::from_secs(3)).await {
+                survivors.push(format!("socket {i}: {seen}"));
+            }
+        }
+        assert!(
+            survivors.is_empty(),
+            "{case}: {} of {} sockets survived: {survivors:?}",
+            survivors.len(),
+            sockets.len()
+        );
+    }
 }

@@ -23,12 +23,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-use crate::helpers::{
-    PASSWORD, TestApp, TestStore, fresh_database_name, spawn_app, spawn_app_with, test_store, unique_email,
-};
+use crate::support::app::{PASSWORD, TestApp, spawn_app, spawn_app_with, unique_email};
 use crate::support::free_port;
 use crate::support::process::{ServerProcess, server_command};
-use crate::ws_helpers::{Refused, WsClient};
+use crate::support::store::{TestStore, fresh_database_name, test_store};
+use crate::support::ws::{Refused, WsClient};
 
 /// Largest frame the server accepts (docs/API.md §5).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;

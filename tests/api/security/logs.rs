@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::{PASSWORD, reset_token_from_mail, unique_email};
+use crate::support::app::{PASSWORD, reset_token_from_mail, unique_email};
 use crate::support::process::ServerProcess;
 use crate::support::store::store_env;
 
