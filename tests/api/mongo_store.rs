@@ -16,7 +16,7 @@ async fn mongo() -> (Option<Ferret>, String, String) {
     let (ferret, uri) = match test_store() {
         TestStore::Mongo(uri) => (None, uri),
         TestStore::Sqlite => {
-            let binary = ferretdb_binary().expect("these tests need FerretDB (SWITCHBOARD_TEST_FERRETDB)");
+            let binary = ferretdb_binary();
             let ferret = Ferret::start(binary).await;
             let uri = ferret.uri();
             (Some(ferret), uri)

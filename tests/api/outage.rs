@@ -2,7 +2,8 @@
 //! (one line, exit 2) or killed under a running server (REST answers 503 and WebSocket requests
 //! `unavailable`, pings go on, nothing is charged without its work, and all recovers without a
 //! restart), and an embedded data dir that cannot be used (one line and exit 2 at start-up;
-//! `unavailable` when the disk fills, never a panic).
+//! `unavailable` when the disk fills, never a panic). Each test brings its own FerretDB or file
+//! system (`support::ferret`, `support::mount`), so all of them run on both passes.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,9 +14,10 @@ use tempfile::TempDir;
 
 use crate::support::ferret::{Ferret, ferretdb_binary};
 use crate::support::free_port;
+use crate::support::mount::Tmpfs;
 use crate::support::process::{ServerProcess, run_to_exit, server_command};
+use crate::support::store::fresh_database_name;
 use crate::support::store::mongo_env;
-use crate::support::store::{TestStore, fresh_database_name, test_store};
 use crate::support::ws::WsClient;
 
 /// The frame answering request `id`, skipping others (pushed events, pongs of other requests).
@@ -33,14 +35,7 @@ async fn answer(ws: &mut WsClient, id: &str, frame: Value) -> Value {
 
 #[actix_web::test]
 async fn with_mongodb_down_websocket_requests_answer_unavailable_pings_go_on_and_all_recovers() {
-    let Some(binary) = ferretdb_binary() else {
-        if matches!(test_store(), TestStore::Mongo(_)) {
-            panic!("the MongoDB pass needs FerretDB: set SWITCHBOARD_TEST_FERRETDB or put ferretdb on PATH");
-        }
-        eprintln!("skipped: no FerretDB (set SWITCHBOARD_TEST_FERRETDB) for the WebSocket outage test");
-        return;
-    };
-    let mut ferret = Ferret::start(binary).await;
+    let mut ferret = Ferret::start(ferretdb_binary()).await;
     let data_dir = TempDir::new().unwrap();
     let server = ServerProcess::start(data_dir.path(), &mongo_env(&ferret.uri())).await;
     let email = format!("outage-{}@example.com", uuid::Uuid::new_v4().simple());
@@ -99,14 +94,8 @@ async fn an_unusable_data_dir_stops_start_up_with_one_line_and_exit_2() {
     // A read-only file system (root ignores permission bits, so a mount it is), where allowed.
     let read_only = parent.path().join("read-only");
     std::fs::create_dir(&read_only).unwrap();
-    let mounted =
-        Command::new("mount").args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"]).arg(&read_only).status();
-    let _unmount = Unmount(read_only.clone());
-    if mounted.is_ok_and(|s| s.success()) {
-        cases.push(("a read-only file system", read_only.clone()));
-    } else {
-        eprintln!("read-only case skipped: mount is not permitted here");
-    }
+    let _mounted = Tmpfs::mount(&read_only, "ro,size=1m");
+    cases.push(("a read-only file system", read_only.clone()));
     for (case, dir) in cases {
         let mut command = server_command();
         command
@@ -124,29 +113,12 @@ async fn an_unusable_data_dir_stops_start_up_with_one_line_and_exit_2() {
     }
 }
 
-/// Unmounts a test's mount point when dropped (a no-op when nothing is mounted there).
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).stderr(std::process::Stdio::null()).status();
-    }
-}
-
 #[actix_web::test]
 async fn a_full_disk_under_the_embedded_store_answers_unavailable_and_recovers_when_space_returns() {
-    if !matches!(test_store(), TestStore::Sqlite) {
-        return;
-    }
     let parent = TempDir::new().unwrap();
     let dir = parent.path().join("small");
     std::fs::create_dir(&dir).unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"]).arg(&dir).status();
-    let _unmount = Unmount(dir.clone());
-    if !mounted.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: mount is not permitted here, so no small file system to fill");
-        return;
-    }
+    let _mounted = Tmpfs::mount(&dir, "size=8m");
     let server = ServerProcess::start(&dir, &[]).await;
     let email = format!("full-{}@example.com", uuid::Uuid::new_v4().simple());
     server.register(&email).await;
@@ -236,14 +208,7 @@ async fn an_unreachable_mongodb_at_start_up_stops_the_server_with_one_line_and_n
 
 #[actix_web::test]
 async fn the_server_answers_503_while_mongodb_is_down_and_recovers_by_itself() {
-    let Some(binary) = ferretdb_binary() else {
-        if matches!(test_store(), TestStore::Mongo(_)) {
-            panic!("the MongoDB pass needs FerretDB: set SWITCHBOARD_TEST_FERRETDB or put ferretdb on PATH");
-        }
-        eprintln!("skipped: no FerretDB (set SWITCHBOARD_TEST_FERRETDB) for the storage outage test");
-        return;
-    };
-    let mut ferret = Ferret::start(binary).await;
+    let mut ferret = Ferret::start(ferretdb_binary()).await;
     let data_dir = TempDir::new().unwrap();
     let mut server = ServerProcess::start(data_dir.path(), &mongo_env(&ferret.uri())).await;
     let (_, token) = server.user_with_token().await;

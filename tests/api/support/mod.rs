@@ -8,9 +8,11 @@
 //! - `ferret`, `redis`: a FerretDB and a Redis of a test's own, to kill and restart.
 //! - `upstream`, `request_reader`: fake OpenAI-compatible services.
 //! - `smtp`: a real SMTP server (aiosmtpd) that keeps what it receives.
+//! - `mount`: a tmpfs of a test's own, to fill up or make read-only.
 
 pub mod app;
 pub mod ferret;
+pub mod mount;
 pub mod process;
 pub mod redis;
 pub mod request_reader;
