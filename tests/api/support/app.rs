@@ -15,6 +15,8 @@ use switchboard::startup::Application;
 use switchboard::store::DynStore;
 use tempfile::TempDir;
 
+use super::free_port;
+use super::process::{ServerProcess, server_command};
 use super::store::{TestStore, fresh_database_name, test_store};
 
 /// A password that passes every rule.
@@ -129,6 +131,28 @@ pub async fn spawn_app_in(data_dir: Arc<TempDir>, extra: &[&str]) -> TestApp {
     let port = app.port();
     actix_web::rt::spawn(app.run());
     TestApp { address: format!("http://127.0.0.1:{port}"), port, client: test_client(), data_dir, config }
+}
+
+/// Starts the real binary in a process of its own, with the flags [`spawn_app_with`] would use,
+/// and returns a [`TestApp`] for it with the process (killed by its PID when dropped). Its
+/// Prometheus recorder is its own, while every in-process server of the test binary shares one:
+/// a test that reads exact counter changes uses this, so no other test can move its counters.
+pub async fn spawn_app_process(extra: &[&str]) -> (TestApp, ServerProcess) {
+    let data_dir = Arc::new(TempDir::new().expect("temp dir"));
+    let port = free_port();
+    let args = server_args(&format!("127.0.0.1:{port}"), data_dir.path(), fresh_mongodb(), extra);
+    let config = parse_config(&args);
+    let mut command = server_command();
+    command.args(&args[1..]);
+    let server = ServerProcess::start_command(command, port).await;
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: test_client(),
+        data_dir,
+        config,
+    };
+    (app, server)
 }
 
 /// A unique email for one test.
