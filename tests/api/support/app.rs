@@ -249,9 +249,9 @@ impl TestApp {
         files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
     }
 
-    /// Waits (up to 5 s) for the outbox to hold `count` mails and returns them.
+    /// Waits (up to 30 s) for the outbox to hold `count` mails and returns them.
     pub async fn wait_for_mail(&self, count: usize) -> Vec<String> {
-        for _ in 0..100 {
+        for _ in 0..600 {
             let mails = self.outbox();
             if mails.len() >= count {
                 return mails;
