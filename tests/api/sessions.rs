@@ -4,7 +4,7 @@
 //! when their session is revoked, which are closed too.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
@@ -260,17 +260,33 @@ async fn an_admin_lists_a_users_sessions_and_ends_one() {
 
 // ---------------------------------------------------------------- sockets still opening
 
-/// Opens sockets with `?token=` from several tasks until `stop`, returning every one that opened.
-async fn open_sockets_until(app: &TestApp, query: String, stop: Arc<AtomicBool>) -> Vec<WsClient> {
+/// A socket that opened, and when: sent is when its upgrade request went out, opened when the
+/// `101` came back.
+struct Opened {
+    client: WsClient,
+    sent: Instant,
+    opened: Instant,
+}
+
+/// Opens sockets with `?token=` from six tasks until `stop`, counting them in `count` as they
+/// open; returns every one that opened.
+async fn open_sockets_until(
+    app: &TestApp,
+    query: String,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+) -> Vec<Opened> {
     let tasks: Vec<_> = (0..6)
         .map(|_| {
-            let (url, stop, query) = (app.ws_url(""), stop.clone(), query.clone());
+            let (url, stop, count) = (app.ws_url(&query), stop.clone(), count.clone());
             tokio::spawn(async move {
                 let mut opened = Vec::new();
                 while !stop.load(Ordering::Acquire) {
-                    let url = format!("{url}{query}");
-                    if let Ok((stream, _)) = tokio_tungstenite::connect_async(url).await {
-                        opened.push(stream);
+                    let sent = Instant::now();
+                    if let Ok((stream, _)) = tokio_tungstenite::connect_async(&url).await {
+                        let client = WsClient { stream, hello: Value::Null };
+                        opened.push(Opened { client, sent, opened: Instant::now() });
+                        count.fetch_add(1, Ordering::Release);
                     }
                 }
                 opened
@@ -279,19 +295,16 @@ async fn open_sockets_until(app: &TestApp, query: String, stop: Arc<AtomicBool>)
         .collect();
     let mut all = Vec::new();
     for task in tasks {
-        for stream in task.await.unwrap() {
-            all.push(WsClient { stream, hello: Value::Null });
-        }
+        all.extend(task.await.unwrap());
     }
     all
 }
 
 /// How a socket that must be revoked ended: `Ok` for close 4001, else what was seen instead.
 async fn revoked_within(client: &mut WsClient, limit: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + limit;
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, client.stream.next()).await {
+        match tokio::time::timeout_at(deadline, client.stream.next()).await {
             Err(_) => return Err(format!("still open after {limit:?}")),
             Ok(Some(Ok(Message::Close(frame)))) => {
                 let code = frame.map(|f| u16::from(f.code));
@@ -308,18 +321,34 @@ async fn revoked_within(client: &mut WsClient, limit: Duration) -> Result<(), St
 async fn sockets_that_were_opening_while_their_session_was_revoked_are_closed_too() {
     let app = spawn_app_with(&["--ws-max-sessions-per-user", "10000"]).await;
     let user = app.register_user().await;
-    // (case, how the session ends): logout of that login, then a password change of the user.
-    for (trial, revocation) in ["logout", "password change", "logout", "password change"].iter().enumerate() {
+    // A socket whose `101` came back after the revocation was answered passed its credential
+    // check before the revocation took hold (a check after it fails, 401) and was still opening
+    // when it did: the case under test. Trials go on until enough of them were caught in flight.
+    let (mut in_flight, mut trial) = (0, 0);
+    while trial < 4 || in_flight < 3 {
+        assert!(
+            trial < 40,
+            "in {trial} trials only {in_flight} upgrades were still opening when a revocation was answered"
+        );
+        let revocation = if trial % 2 == 0 { "logout" } else { "password change" };
         let case = format!("trial {trial} ({revocation})");
+        trial += 1;
         let login = app.login(&user).await;
         let token = login["access_token"].as_str().unwrap().to_owned();
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, count) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
         let opening = {
-            let (app, stop, query) = (app.clone(), stop.clone(), format!("?token={token}"));
-            tokio::spawn(async move { open_sockets_until(&app, query, stop).await })
+            let (app, stop, count, query) =
+                (app.clone(), stop.clone(), count.clone(), format!("?token={token}"));
+            tokio::spawn(async move { open_sockets_until(&app, query, stop, count).await })
         };
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let status = match *revocation {
+        // Revoke once upgrades are flowing: a few have opened.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count.load(Ordering::Acquire) < 3 {
+            assert!(Instant::now() < deadline, "{case}: no sockets opened in 30 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let sent = Instant::now();
+        let status = match revocation {
             "logout" => {
                 app.request(Method::POST, "/api/logout").bearer_auth(&token).send().await.unwrap().status()
             }
@@ -328,23 +357,25 @@ async fn sockets_that_were_opening_while_their_session_was_revoked_are_closed_to
                 app.post_json_with("/api/me/password", &token, &body).await.status()
             }
         };
+        let answered = Instant::now();
         assert_eq!(status, StatusCode::NO_CONTENT, "{case}: the revocation succeeds");
-        // Upgrades still running when the answer came may complete afterwards; stop a moment later.
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Upgrades under way finish; no new one starts.
         stop.store(true, Ordering::Release);
         let mut sockets = opening.await.unwrap();
-        assert!(!sockets.is_empty(), "{case}: some sockets opened before the revocation");
+        in_flight += sockets.iter().filter(|s| s.sent < answered && s.opened > answered).count();
         let mut survivors = Vec::new();
         for (i, socket) in sockets.iter_mut().enumerate() {
-            if let Err(seen) = revoked_within(socket, Duration::from_secs(3)).await {
-                survivors.push(format!("socket {i}: {seen}"));
+            if let Err(seen) = revoked_within(&mut socket.client, Duration::from_secs(30)).await {
+                let when = if socket.opened > answered { "after" } else { "before" };
+                survivors.push(format!("socket {i} (opened {when} the answer): {seen}"));
             }
         }
         assert!(
             survivors.is_empty(),
-            "{case}: {} of {} sockets survived: {survivors:?}",
+            "{case}: {} of {} sockets survived (revocation sent {:?} after the first opened): {survivors:?}",
             survivors.len(),
-            sockets.len()
+            sockets.len(),
+            sent.duration_since(sockets.iter().map(|s| s.opened).min().unwrap_or(sent)),
         );
     }
 }
