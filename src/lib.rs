@@ -54,8 +54,11 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
-#[doc(hidden)]
-pub mod test_support;
 pub mod tokenizer;
+// The black-box harness's request reader, shared with the unit tests of the OpenAI-compatible
+// client (`openai`), which serve fake upstreams too: one copy, in `tests/api/support/`.
+#[cfg(test)]
+#[path = "../tests/api/support/request_reader.rs"]
+mod test_support;
 pub mod views;
 pub mod ws;

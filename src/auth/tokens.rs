@@ -75,6 +75,13 @@ mod tests {
     #[test]
     fn hashes_and_macs_are_stable_and_keyed() {
         assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        // RFC 4231, test case 2: HMAC-SHA-256 of "what do ya want for nothing?" under "Jefe" is
+        // 5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843, here in URL-safe
+        // base64 without padding.
+        assert_eq!(
+            hmac_token(b"Jefe", "what do ya want for nothing?"),
+            "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM"
+        );
         assert_eq!(hmac_token(b"k", "s"), hmac_token(b"k", "s"));
         assert_ne!(hmac_token(b"k", "s"), hmac_token(b"other", "s"));
         assert!(

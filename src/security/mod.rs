@@ -9,7 +9,7 @@
 //! - [`ip_cap`]: open connections per client IP (HTTP and WebSocket caps).
 //!
 //! The CSRF token itself (double submit, bound to the session by HMAC) lives with the other
-//! credential checks in `auth/extract.rs`; the brute-force throttles of the account routes with
+//! credential checks in `input/credentials.rs`; the brute-force throttles of the account routes with
 //! the accounts service (`services/accounts/throttles.rs`).
 
 pub mod client_ip;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::helpers::*;
+use crate::support::app::*;
 
 /// What a browser keeps from a login: the answer, the tokens and the CSRF cookie.
 struct LoginSession {
@@ -1020,6 +1020,39 @@ async fn ws_ticket_returns_a_single_purpose_ticket_valid_for_30_seconds() {
 }
 
 #[actix_web::test]
+async fn a_ws_ticket_opens_a_socket_for_30_seconds_and_not_a_second_more() {
+    let app = spawn_app().await;
+    let (_, token) = app.user_with_token().await;
+    let response = app.request(Method::POST, "/api/ws-ticket").bearer_auth(&token).send().await.unwrap();
+    let ticket = response.json::<Value>().await.unwrap()["ticket"].as_str().unwrap().to_owned();
+    let claims = jwt_payload(&ticket);
+    let issued = claims["iat"].as_i64().expect("iat");
+    assert_eq!(claims["exp"].as_i64(), Some(issued + 30), "the ticket lives 30 s: {claims}");
+    assert!((issued - now_unix()).abs() <= 60, "issued now: {claims}");
+
+    // Copies of the server's own ticket (a fresh id each, as the server would issue), signed with
+    // its secret and moved back in time: without waiting 30 s, each is a ticket of that age.
+    let secret = server_secret(&app);
+    let aged = |seconds: i64| {
+        let mut claims = claims.clone();
+        claims["iat"] = json!(issued - seconds);
+        claims["exp"] = json!(issued - seconds + 30);
+        claims["jti"] = json!(uuid::Uuid::new_v4().to_string());
+        sign(&claims, &secret)
+    };
+    // (case, age in seconds, accepted): 10 s left, then one second past the 30.
+    for (case, age, accepted) in [("a ticket 20 s old", 20, true), ("a ticket 31 s old", 31, false)] {
+        let outcome = app.try_connect_ws(&format!("?ticket={}", aged(age)), &[]).await;
+        match (outcome, accepted) {
+            (Ok(_), true) => {}
+            (Err(refused), false) => assert_eq!(refused.status, 401, "{case}: {}", refused.body),
+            (Ok(client), false) => panic!("{case}: opened a socket (hello {})", client.hello),
+            (Err(refused), true) => panic!("{case}: refused with {}: {}", refused.status, refused.body),
+        }
+    }
+}
+
+#[actix_web::test]
 async fn ws_ticket_needs_a_credential_and_csrf_on_cookies() {
     let app = spawn_app().await;
     let user = app.register_user().await;
@@ -1088,5 +1121,42 @@ async fn logout_without_a_valid_access_cookie_still_clears_the_refresh_cookie() 
     assert!(
         set_cookie(&response, "sb_access").is_some_and(|c| c.contains("Max-Age=0")),
         "sb_access is cleared"
+    );
+}
+
+#[actix_web::test]
+async fn a_ws_ticket_bought_with_an_api_key_dies_with_the_key() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let ticket = |key: String| {
+        let app = app.clone();
+        async move {
+            let response = app.request(Method::POST, "/api/ws-ticket").bearer_auth(key).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "a ticket for the API key");
+            response.json::<Value>().await.unwrap()["ticket"].as_str().unwrap().to_owned()
+        }
+    };
+    let old_ticket = ticket(user.api_key.clone()).await;
+    let spare_ticket = ticket(user.api_key.clone()).await;
+    let regenerated = app
+        .request(Method::POST, "/api/me/api-key")
+        .bearer_auth(&user.api_key)
+        .json(&json!({"current_password": user.password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(regenerated.status(), StatusCode::OK, "the key is regenerated");
+    let new_key = regenerated.json::<Value>().await.unwrap()["api_key"].as_str().unwrap().to_owned();
+    for (case, ticket) in
+        [("a ticket of the old key", &old_ticket), ("another ticket of the old key", &spare_ticket)]
+    {
+        let refused = app.try_connect_ws(&format!("?ticket={ticket}"), &[]).await;
+        let refused = refused.err().unwrap_or_else(|| panic!("{case}: the upgrade was accepted"));
+        assert_eq!(refused.status, 401, "{case}: {}", refused.body);
+    }
+    let fresh = ticket(new_key).await;
+    assert!(
+        app.try_connect_ws(&format!("?ticket={fresh}"), &[]).await.is_ok(),
+        "a ticket of the new key opens"
     );
 }

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::spawn_app_with;
+use crate::support::app::spawn_app_with;
 use crate::support::process::ServerProcess;
 use tempfile::TempDir;
 
@@ -220,4 +220,44 @@ async fn plain_http_connections_per_ip_are_capped_and_others_are_served() {
         assert!(Instant::now() < deadline, "a closed connection frees its place: {answer:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[actix_web::test]
+async fn a_hundred_parallel_upgrades_open_exactly_as_many_sessions_as_the_cap() {
+    let app = spawn_app_with(&["--ws-max-sessions-per-user", "32"]).await;
+    let (_, token) = app.user_with_token().await;
+    let url = app.ws_url(&format!("?token={token}"));
+    let attempts = (0..100).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { tokio_tungstenite::connect_async(url).await })
+    });
+    let mut opened = Vec::new();
+    let mut refused = Vec::new();
+    for attempt in futures_util::future::join_all(attempts).await {
+        match attempt.unwrap() {
+            Ok((stream, _)) => opened.push(stream),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                refused.push(response.status().as_u16())
+            }
+            Err(e) => panic!("an upgrade failed without an HTTP answer: {e}"),
+        }
+    }
+    assert_eq!(opened.len(), 32, "sessions opened by 100 parallel upgrades with a cap of 32");
+    assert!(refused.iter().all(|s| *s == 429), "every other upgrade is 429: {refused:?}");
+
+    // Every refusal gave its reservation back: closing one session frees exactly one place.
+    drop(opened.pop());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match tokio_tungstenite::connect_async(url.clone()).await {
+            Ok((stream, _)) => {
+                opened.push(stream);
+                break;
+            }
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("the freed place was not given back within 3 s: {e}"),
+        }
+    }
+    let over = tokio_tungstenite::connect_async(url).await;
+    assert!(over.is_err(), "the cap holds again once the freed place is taken");
 }

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestStore, test_store};
+use crate::support::app::PASSWORD;
 use crate::support::ferret::{Ferret, ferretdb_binary};
 use crate::support::process::ServerProcess;
 use crate::support::redis::RedisServer;
 use crate::support::store::mongo_env;
-use crate::ws_helpers::WsClient;
+use crate::support::store::{TestStore, test_store};
+use crate::support::ws::WsClient;
 
 /// The nodes' WebSocket heartbeat: a dead node leaves presence within three of them.
 const HEARTBEAT_MS: u64 = 2_000;
@@ -44,8 +45,7 @@ impl Cluster {
         let (ferret, store_uri) = match test_store() {
             TestStore::Mongo(uri) => (None, uri),
             TestStore::Sqlite => {
-                let binary =
-                    ferretdb_binary().expect("the cluster tests need FerretDB (SWITCHBOARD_TEST_FERRETDB)");
+                let binary = ferretdb_binary();
                 let ferret = Ferret::start(binary).await;
                 let uri = ferret.uri();
                 (Some(ferret), uri)

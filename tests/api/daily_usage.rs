@@ -5,7 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::app::*;
 
 /// Today's UTC date as `YYYY-MM-DD`.
 fn today() -> String {

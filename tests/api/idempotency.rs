@@ -9,10 +9,10 @@ use futures_util::future::join;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::crash::{Deployment, connect_ws, login, register};
-use crate::helpers::{PASSWORD, TestApp, assert_generations, spawn_app_sharing_store, spawn_app_with};
-use crate::support::assistant::fake_assistant;
-use crate::ws_helpers::WsClient;
+use crate::crash::Deployment;
+use crate::support::app::{PASSWORD, TestApp, assert_generations, spawn_app_sharing_store, spawn_app_with};
+use crate::support::upstream::fake_assistant;
+use crate::support::ws::WsClient;
 
 /// Frames until the one that ends request `id` (`chat.done`, `image.created` or `error` with
 /// `reply_to` = `id`; a failed reply's `chat.done` is followed by its `unavailable`, which ends
@@ -192,10 +192,10 @@ async fn an_image_retry_after_a_restart_is_answered_with_the_stored_image_and_ch
     let deployment = Deployment::new(&[]);
     let mut server = deployment.start().await;
     let email = format!("images-{}@example.com", uuid::Uuid::new_v4().simple());
-    register(&server, &email).await;
-    let token = login(&server, &email).await["access_token"].as_str().unwrap().to_owned();
+    server.register(&email).await;
+    let token = server.login_body(&email).await["access_token"].as_str().unwrap().to_owned();
     let request = |id: &str| json!({"type": "image.generate", "id": id, "prompt": "a lighthouse", "width": 256, "idempotency_key": "img-1"});
-    let mut ws = connect_ws(&server, &token).await;
+    let mut ws = server.connect_ws(&token).await;
     ws.send(request("first")).await;
     let (created, _) = answer(&mut ws, "first").await;
     assert_eq!(created["type"], "image.created", "{created}");
@@ -203,7 +203,7 @@ async fn an_image_retry_after_a_restart_is_answered_with_the_stored_image_and_ch
 
     server.stop_with("TERM").await;
     let server = deployment.start().await;
-    let mut ws = connect_ws(&server, &token).await;
+    let mut ws = server.connect_ws(&token).await;
     ws.send(request("retry")).await;
     let (replayed, _) = answer(&mut ws, "retry").await;
     assert_eq!(replayed["type"], "image.created", "the key outlives the restart: {replayed}");

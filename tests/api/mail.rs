@@ -1,161 +1,66 @@
-//! Password-reset mail over real SMTP. Each test starts an aiosmtpd server
-//! (`tests/support/smtp_sink.py`, Python 3 + `pip install aiosmtpd`) on a free port and reads
-//! the messages it received; a missing Python or aiosmtpd fails the test, never skips it.
+//! Password-reset mail over real SMTP: each test starts an SMTP server of its own
+//! (`support::smtp`, aiosmtpd) and reads the messages it received.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard::config::Config;
 use tempfile::TempDir;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
-use crate::helpers::{PASSWORD, TestApp, reset_token_from_mail, spawn_app_with, unique_email};
+use crate::support::app::{PASSWORD, TestApp, reset_token_from_mail, spawn_app_with, unique_email};
 use crate::support::free_port;
-use crate::support::process::{ChildGuard, ServerProcess, run_server_to_exit};
+use crate::support::process::{ServerProcess, run_server_to_exit};
+use crate::support::smtp::{Delivered, SmtpSink};
+use crate::support::store::store_env;
 
-const SINK_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
-const INSTALL_HINT: &str = "these tests need a real SMTP server: Python 3 with aiosmtpd \
-                            (install it with `python3 -m pip install aiosmtpd`)";
 const PUBLIC_URL: &str = "https://switchboard.example";
 const FROM: &str = "Switchboard Test <mailer@switchboard.example>";
 const FROM_ADDRESS: &str = "mailer@switchboard.example";
 const NEW_PASSWORD: &str = "amber-compass-meadow-77";
-
-/// One message as the SMTP server received it.
-#[derive(Debug, Deserialize)]
-struct Delivered {
-    mail_from: String,
-    rcpt_tos: Vec<String>,
-    auth_login: Option<String>,
-    /// The raw message, headers and encoded body, exactly as sent.
-    content: String,
-    /// Header names and decoded values, in order.
-    headers: Vec<(String, String)>,
-    /// The decoded text/plain body.
-    text: Option<String>,
-}
-
-impl Delivered {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> &str {
-        self.text.as_deref().unwrap_or_else(|| panic!("no text/plain body in:\n{}", self.content))
-    }
-}
-
-/// A running aiosmtpd server, killed by its PID when dropped.
-struct SmtpSink {
-    process: ChildGuard,
-    port: u16,
-    mail_dir: PathBuf,
-    _dir: TempDir,
-}
-
-impl SmtpSink {
-    /// A server that takes mail from anyone.
-    fn start() -> SmtpSink {
-        SmtpSink::start_with(None)
-    }
-
-    /// A server that takes mail only after AUTH with `user:password`.
-    fn start_with(login: Option<&str>) -> SmtpSink {
-        let dir = TempDir::new().expect("sink dir");
-        let mail_dir = dir.path().join("mail");
-        let port = free_port();
-        let mut command = Command::new("python3");
-        command
-            .arg(SINK_SCRIPT)
-            .arg(port.to_string())
-            .arg(&mail_dir)
-            .args(login)
-            // The script exits when its stdin closes, so it cannot outlive this process.
-            .stdin(Stdio::piped());
-        let mut process = ChildGuard::try_spawn(command, dir.path(), "sink")
-            .unwrap_or_else(|e| panic!("could not run python3 ({e}); {INSTALL_HINT}"));
-
-        // The script prints "ready" as its first line once it accepts connections.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let exited = process.exit_status().is_some();
-            let stdout = process.stdout();
-            if stdout.contains('\n') || exited {
-                let line = stdout.lines().next().unwrap_or_default();
-                if line.trim() == "ready" {
-                    return SmtpSink { process, port, mail_dir, _dir: dir };
-                }
-                panic!(
-                    "the SMTP sink did not start (said {line:?}); {INSTALL_HINT}\nits stderr:\n{}",
-                    process.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the SMTP sink was not ready after 30 s; {INSTALL_HINT}\nits stderr:\n{}",
-                process.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.process.stderr()
-    }
-
-    /// `smtp://127.0.0.1:<port>`.
-    fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
-
-    /// Every message received so far, oldest first.
-    fn messages(&self) -> Vec<Delivered> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.mail_dir)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.retain(|p| p.extension().is_some_and(|e| e == "json"));
-        files.sort();
-        files
-            .iter()
-            .map(|p| {
-                let text = std::fs::read_to_string(p).expect("read a delivered message");
-                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-            })
-            .collect()
-    }
-
-    /// Waits (up to 10 s) until `count` messages arrived and returns them.
-    async fn wait_for(&self, count: usize) -> Vec<Delivered> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let messages = self.messages();
-            if messages.len() >= count {
-                return messages;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "expected {count} messages at the SMTP sink, got {}; sink stderr:\n{}",
-                    messages.len(),
-                    self.stderr()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
 
 /// A server that sends its mail to `smtp_url`, with links from [`PUBLIC_URL`].
 async fn spawn_app_mailing_to(smtp_url: &str) -> TestApp {
     spawn_app_with(&["--smtp-url", smtp_url, "--smtp-from", FROM, "--public-url", PUBLIC_URL]).await
 }
 
+/// The messages the sink received before a fence: waits for `count` messages, then has a reset
+/// mailed to a new user and waits for that one. Each request starts its send as it is answered,
+/// so a second message from the requests before (a duplicate, a stray) was under way before the
+/// fence was even asked for and has had all the time the fence took; returns the messages the
+/// sink holds besides the fence's.
+async fn delivered_with_fence(app: &TestApp, sink: &SmtpSink, count: usize) -> Vec<Delivered> {
+    sink.wait_for(count).await;
+    let fence = app.register_user().await;
+    assert_eq!(forgot(app, &fence.email).await.status(), StatusCode::ACCEPTED, "the fence request");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut messages = sink.messages();
+        if messages.iter().any(|m| m.rcpt_tos == [fence.email.clone()]) {
+            messages.retain(|m| m.rcpt_tos != [fence.email.clone()]);
+            return messages;
+        }
+        assert!(std::time::Instant::now() < deadline, "the fence mail never came: {messages:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn forgot(app: &TestApp, email: &str) -> reqwest::Response {
     app.post_json("/api/password/forgot", &json!({"email": email})).await
+}
+
+/// The environment of a server process that mails through `smtp_url` and logs JSON, on the store
+/// under test.
+fn smtp_env(smtp_url: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> =
+        [("SMTP_URL", smtp_url), ("SMTP_FROM", FROM), ("SWITCHBOARD_LOG_FORMAT", "json")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+    env.extend(store_env());
+    env
 }
 
 fn assert_outbox_unused(app: &TestApp) {
@@ -188,9 +93,7 @@ async fn forgot_delivers_one_message_over_smtp_with_a_link_from_the_public_url()
         .unwrap();
 
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    sink.wait_for(1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let messages = sink.messages();
+    let messages = delivered_with_fence(&app, &sink, 1).await;
     assert_eq!(messages.len(), 1, "exactly one message: {messages:#?}");
     let mail = &messages[0];
     assert_eq!(mail.mail_from, FROM_ADDRESS, "envelope sender is SMTP_FROM");
@@ -233,9 +136,8 @@ async fn the_mailed_token_resets_the_password_and_a_notice_without_a_token_follo
         app.post_json("/api/password/reset", &json!({"token": token, "new_password": NEW_PASSWORD})).await;
 
     assert_eq!(reset.status(), StatusCode::NO_CONTENT, "the token from the delivered mail works");
-    let messages = sink.wait_for(2).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(sink.messages().len(), 2, "one reset mail and one notice");
+    let messages = delivered_with_fence(&app, &sink, 2).await;
+    assert_eq!(messages.len(), 2, "one reset mail and one notice: {messages:#?}");
     let notice = &messages[1];
     assert_eq!(notice.rcpt_tos, vec![email.clone()], "the notice goes to the user");
     assert_eq!(notice.mail_from, FROM_ADDRESS);
@@ -266,12 +168,11 @@ async fn forgot_for_an_unknown_email_sends_nothing_over_smtp() {
     let response = forgot(&app, &unique_email()).await;
 
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(sink.messages().is_empty(), "no message for an unknown email: {:#?}", sink.messages());
-    // The same server does deliver for a known address, so the silence above means something.
+    // The same server delivers for a known address asked after it, so the silence means something.
     assert_eq!(forgot(&app, &user.email).await.status(), StatusCode::ACCEPTED);
     let messages = sink.wait_for(1).await;
-    assert_eq!(messages[0].rcpt_tos, vec![user.email.clone()]);
+    let recipients: Vec<&Vec<String>> = messages.iter().map(|m| &m.rcpt_tos).collect();
+    assert_eq!(recipients, [&vec![user.email.clone()]], "only the known address got mail");
     assert_outbox_unused(&app);
 }
 
@@ -293,41 +194,53 @@ async fn a_server_that_requires_login_gets_the_credentials_from_smtp_url() {
 
 #[actix_web::test]
 async fn a_down_smtp_server_changes_nothing_for_the_requester() {
-    // A port with nothing listening: every connection is refused.
-    let app = spawn_app_mailing_to(&format!("smtp://127.0.0.1:{}", free_port())).await;
-    let user = app.register_user().await;
+    // A port with nothing listening: every connection is refused. The real binary, so that its
+    // log shows when the send has failed.
+    let data_dir = TempDir::new().unwrap();
+    let server =
+        ServerProcess::start(data_dir.path(), &smtp_env(&format!("smtp://127.0.0.1:{}", free_port()))).await;
+    let email = unique_email();
+    server.register(&email).await;
 
-    let known = forgot(&app, &user.email).await;
-    let unknown = forgot(&app, &unique_email()).await;
+    let known = server.post("/api/password/forgot", &json!({"email": email})).await;
+    let unknown = server.post("/api/password/forgot", &json!({"email": unique_email()})).await;
 
     assert_eq!(known.status(), StatusCode::ACCEPTED, "known email");
     assert_eq!(unknown.status(), StatusCode::ACCEPTED, "unknown email");
     assert_eq!(known.bytes().await.unwrap(), unknown.bytes().await.unwrap(), "the same body");
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let health = app.request(Method::GET, "/healthz").send().await.unwrap();
-    assert_eq!(health.status(), StatusCode::OK, "the server keeps working");
-    assert_eq!(app.post_login(&user.email, PASSWORD).await.status(), StatusCode::OK, "login still works");
-    assert_eq!(forgot(&app, &user.email).await.status(), StatusCode::ACCEPTED, "forgot still answers");
-    assert_outbox_unused(&app);
+    server.wait_for_log("could not send mail").await;
+    assert_eq!(server.status_of("/healthz").await, StatusCode::OK, "the server keeps working");
+    assert!(server.login(&email).await.is_ok(), "login still works");
+    let again = server.post("/api/password/forgot", &json!({"email": email})).await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED, "forgot still answers");
+    assert!(!data_dir.path().join("outbox").exists(), "nothing falls back to the outbox");
 }
 
 #[actix_web::test]
 async fn a_wrong_smtp_password_is_only_logged() {
     let sink = SmtpSink::start_with(Some("mailer:right-password"));
-    let url = format!("smtp://mailer:wrong-password@127.0.0.1:{}", sink.port);
-    let app = spawn_app_mailing_to(&url).await;
-    let user = app.register_user().await;
+    let data_dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(
+        data_dir.path(),
+        &smtp_env(&format!("smtp://mailer:wrong-password@127.0.0.1:{}", sink.port)),
+    )
+    .await;
+    let email = unique_email();
+    server.register(&email).await;
 
-    assert_eq!(forgot(&app, &user.email).await.status(), StatusCode::ACCEPTED);
+    let response = server.post("/api/password/forgot", &json!({"email": email})).await;
 
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(sink.messages().is_empty(), "refused by the server: {:#?}", sink.messages());
-    assert_eq!(
-        app.post_login(&user.email, PASSWORD).await.status(),
-        StatusCode::OK,
-        "the server keeps working"
-    );
-    assert_outbox_unused(&app);
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "the requester is told nothing");
+    server.wait_for_log("could not send mail").await;
+    let log = server.output();
+    let line = log.lines().find(|l| l.contains("could not send mail")).unwrap();
+    let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("a JSON log line ({e}): {line}"));
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert!(line["error"].as_str().is_some_and(|e| !e.is_empty()), "the cause is logged: {line}");
+    assert!(!log.contains("wrong-password"), "the password is not in the log:\n{log}");
+    assert!(sink.messages().is_empty(), "refused by the SMTP server: {:#?}", sink.messages());
+    assert!(!data_dir.path().join("outbox").exists(), "nothing falls back to the outbox");
+    assert!(server.login(&email).await.is_ok(), "the server keeps working");
 }
 
 // ---------------------------------------------------------------- the binary: settings and logs
@@ -356,11 +269,13 @@ async fn the_log_never_holds_the_reset_token_or_the_smtp_password() {
     let reset = json!({"token": token, "new_password": NEW_PASSWORD});
     assert_eq!(server.post("/api/password/reset", &reset).await.status(), StatusCode::NO_CONTENT);
     sink.wait_for(2).await;
-    server.wait_for_log("mail sent over SMTP").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.output().matches("mail sent over SMTP").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "both sends are logged:\n{}", server.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let log = server.output();
-    assert_eq!(log.matches("mail sent over SMTP").count(), 2, "both sends are logged:\n{log}");
     for (what, needle) in [
         ("the reset token", token.as_str()),
         ("a reset link", "reset-password?token"),

@@ -1,30 +1,31 @@
-//! Black-box tests: each starts the real server on a free port and talks HTTP to it.
-//! One test binary keeps link time down.
+//! Black-box tests: each starts the real server on a free port and talks HTTP and WebSocket to it.
+//! One test binary keeps link time down. Every file is one feature; the harness they share is
+//! `support/`.
 
 mod admin;
-mod audit;
+mod api_key;
 mod auth;
 mod caps;
+mod chats_and_images;
 mod cluster;
 mod crash;
 mod daily_usage;
-mod helpers;
-mod hostile;
 mod idempotency;
-mod library;
+mod lifecycle;
 mod mail;
+mod malformed_requests;
 mod metering;
 mod metrics;
 mod mongo_store;
+mod openapi;
 mod operations;
 mod outage;
-mod process;
+mod passwords;
 mod profile;
 mod seam_contract;
 mod security;
 mod sessions;
 mod store_contract;
 mod support;
-mod ws_helpers;
 mod ws_protocol;
 mod ws_realtime;

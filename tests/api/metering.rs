@@ -12,9 +12,9 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::*;
-use crate::support::upstream::{Script, Upstream};
-use crate::ws_helpers::WsClient;
+use crate::support::app::*;
+use crate::support::scripted_upstream::{Script, Upstream};
+use crate::support::ws::WsClient;
 
 /// Credits a new user starts with in these tests.
 const START: i64 = 1_000;

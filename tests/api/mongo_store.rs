@@ -8,15 +8,15 @@ use switchboard::store::mongo::MongoStore;
 use switchboard::store::*;
 use time::Duration;
 
-use crate::helpers::{TestStore, fresh_database_name, test_store};
 use crate::support::ferret::{Ferret, ferretdb_binary};
+use crate::support::store::{TestStore, fresh_database_name, test_store};
 
 /// A MongoDB of the pass (or a FerretDB of the test's own), its URI and a fresh database name.
 async fn mongo() -> (Option<Ferret>, String, String) {
     let (ferret, uri) = match test_store() {
         TestStore::Mongo(uri) => (None, uri),
         TestStore::Sqlite => {
-            let binary = ferretdb_binary().expect("these tests need FerretDB (SWITCHBOARD_TEST_FERRETDB)");
+            let binary = ferretdb_binary();
             let ferret = Ferret::start(binary).await;
             let uri = ferret.uri();
             (Some(ferret), uri)

@@ -1,7 +1,9 @@
-//! Storage failures as a WebSocket client and an operator see them: MongoDB killed under open
-//! sessions (storage-needing requests answer `unavailable`, pings go on, nothing is charged
-//! without its work, and all recovers without a restart), and an embedded data dir that cannot
-//! be used (one line and exit 2 at start-up; `unavailable` at run time, never a panic).
+//! Storage failures as a WebSocket client and an operator see them: MongoDB unreachable at start-up
+//! (one line, exit 2) or killed under a running server (REST answers 503 and WebSocket requests
+//! `unavailable`, pings go on, nothing is charged without its work, and all recovers without a
+//! restart), and an embedded data dir that cannot be used (one line and exit 2 at start-up;
+//! `unavailable` when the disk fills, never a panic). Each test brings its own FerretDB or file
+//! system (`support::ferret`, `support::mount`), so all of them run on both passes.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -10,13 +12,14 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::crash::{connect_ws, login, register};
-use crate::helpers::{TestStore, assert_generations, test_store};
+use crate::support::app::assert_generations;
 use crate::support::ferret::{Ferret, ferretdb_binary};
 use crate::support::free_port;
+use crate::support::mount::Tmpfs;
 use crate::support::process::{ServerProcess, run_to_exit, server_command};
+use crate::support::store::fresh_database_name;
 use crate::support::store::mongo_env;
-use crate::ws_helpers::WsClient;
+use crate::support::ws::WsClient;
 
 /// The frame answering request `id`, skipping others (pushed events, pongs of other requests).
 async fn answer(ws: &mut WsClient, id: &str, frame: Value) -> Value {
@@ -36,20 +39,13 @@ async fn answer(ws: &mut WsClient, id: &str, frame: Value) -> Value {
 
 #[actix_web::test]
 async fn with_mongodb_down_websocket_requests_answer_unavailable_pings_go_on_and_all_recovers() {
-    let Some(binary) = ferretdb_binary() else {
-        if matches!(test_store(), TestStore::Mongo(_)) {
-            panic!("the MongoDB pass needs FerretDB: set SWITCHBOARD_TEST_FERRETDB or put ferretdb on PATH");
-        }
-        eprintln!("skipped: no FerretDB (set SWITCHBOARD_TEST_FERRETDB) for the WebSocket outage test");
-        return;
-    };
-    let mut ferret = Ferret::start(binary).await;
+    let mut ferret = Ferret::start(ferretdb_binary()).await;
     let data_dir = TempDir::new().unwrap();
     let server = ServerProcess::start(data_dir.path(), &mongo_env(&ferret.uri())).await;
     let email = format!("outage-{}@example.com", uuid::Uuid::new_v4().simple());
-    register(&server, &email).await;
-    let token = login(&server, &email).await["access_token"].as_str().unwrap().to_owned();
-    let mut ws = connect_ws(&server, &token).await;
+    server.register(&email).await;
+    let token = server.login_body(&email).await["access_token"].as_str().unwrap().to_owned();
+    let mut ws = server.connect_ws(&token).await;
     let chat = answer(&mut ws, "c", json!({"type": "chat.create"})).await;
     let chat_id = chat["chat"]["id"].as_str().expect("chat created").to_owned();
 
@@ -102,14 +98,8 @@ async fn an_unusable_data_dir_stops_start_up_with_one_line_and_exit_2() {
     // A read-only file system (root ignores permission bits, so a mount it is), where allowed.
     let read_only = parent.path().join("read-only");
     std::fs::create_dir(&read_only).unwrap();
-    let mounted =
-        Command::new("mount").args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"]).arg(&read_only).status();
-    let _unmount = Unmount(read_only.clone());
-    if mounted.is_ok_and(|s| s.success()) {
-        cases.push(("a read-only file system", read_only.clone()));
-    } else {
-        eprintln!("read-only case skipped: mount is not permitted here");
-    }
+    let _mounted = Tmpfs::mount(&read_only, "ro,size=1m");
+    cases.push(("a read-only file system", read_only.clone()));
     for (case, dir) in cases {
         let mut command = server_command();
         command
@@ -127,34 +117,17 @@ async fn an_unusable_data_dir_stops_start_up_with_one_line_and_exit_2() {
     }
 }
 
-/// Unmounts a test's mount point when dropped (a no-op when nothing is mounted there).
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).stderr(std::process::Stdio::null()).status();
-    }
-}
-
 #[actix_web::test]
 async fn a_full_disk_under_the_embedded_store_answers_unavailable_and_recovers_when_space_returns() {
-    if !matches!(test_store(), TestStore::Sqlite) {
-        return;
-    }
     let parent = TempDir::new().unwrap();
     let dir = parent.path().join("small");
     std::fs::create_dir(&dir).unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"]).arg(&dir).status();
-    let _unmount = Unmount(dir.clone());
-    if !mounted.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: mount is not permitted here, so no small file system to fill");
-        return;
-    }
+    let _mounted = Tmpfs::mount(&dir, "size=8m");
     let server = ServerProcess::start(&dir, &[]).await;
     let email = format!("full-{}@example.com", uuid::Uuid::new_v4().simple());
-    register(&server, &email).await;
-    let token = login(&server, &email).await["access_token"].as_str().unwrap().to_owned();
-    let mut ws = connect_ws(&server, &token).await;
+    server.register(&email).await;
+    let token = server.login_body(&email).await["access_token"].as_str().unwrap().to_owned();
+    let mut ws = server.connect_ws(&token).await;
     let chat = answer(&mut ws, "c", json!({"type": "chat.create"})).await;
     let chat_id = chat["chat"]["id"].as_str().expect("chat created").to_owned();
 
@@ -208,4 +181,80 @@ async fn a_full_disk_under_the_embedded_store_answers_unavailable_and_recovers_w
         100 - done["credits"].as_i64().unwrap(),
         "only the turns that were answered were charged"
     );
+}
+
+#[actix_web::test]
+async fn an_unreachable_mongodb_at_start_up_stops_the_server_with_one_line_and_no_password() {
+    let data_dir = TempDir::new().unwrap();
+    let closed_port = free_port();
+    let mut command = server_command();
+    command
+        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{}", free_port()))
+        .env("SWITCHBOARD_DATA_DIR", data_dir.path())
+        .env("MONGODB_URI", format!("mongodb://operator:hunter2-db-password@127.0.0.1:{closed_port}/"))
+        .env("MONGODB_DB", fresh_database_name());
+    let started = Instant::now();
+    let (status, _, stderr) = run_to_exit(command, "unreachable MongoDB").await;
+    assert_eq!(status.code(), Some(2), "exit code; stderr:\n{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "gave up within 10 s");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "exactly one line on stderr, got:\n{stderr}");
+    assert!(
+        lines[0].contains("storage") || lines[0].contains("MONGODB_URI"),
+        "the line says storage failed: {:?}",
+        lines[0]
+    );
+    assert!(
+        !stderr.contains("hunter2-db-password"),
+        "the line does not show the database password: {stderr}"
+    );
+}
+
+#[actix_web::test]
+async fn the_server_answers_503_while_mongodb_is_down_and_recovers_by_itself() {
+    let mut ferret = Ferret::start(ferretdb_binary()).await;
+    let data_dir = TempDir::new().unwrap();
+    let mut server = ServerProcess::start(data_dir.path(), &mongo_env(&ferret.uri())).await;
+    let (_, token) = server.user_with_token().await;
+    assert_eq!(server.get_with("/api/me", &token).await.0, StatusCode::OK, "GET /api/me while storage is up");
+
+    ferret.kill();
+
+    let started = Instant::now();
+    let (status, body) = server.get_with("/api/me", &token).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "GET /api/me answered within 10 s, not after {took:?}");
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!("unavailable")),
+        "GET /api/me: {body}"
+    );
+    let started = Instant::now();
+    assert_eq!(
+        server.status_of("/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "/readyz while storage is down"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "/readyz answered within 10 s");
+    assert!(server.process.is_running(), "the server is still running; stderr:\n{}", server.process.stderr());
+    assert_eq!(server.status_of("/healthz").await, StatusCode::OK, "/healthz stays up while storage is down");
+
+    ferret.restart().await;
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (mut ready, mut me) = (StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE);
+    while Instant::now() < deadline {
+        ready = server.status_of("/readyz").await;
+        me = server.get_with("/api/me", &token).await.0;
+        if ready == StatusCode::OK && me == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        (ready, me),
+        (StatusCode::OK, StatusCode::OK),
+        "/readyz and GET /api/me within 15 s of FerretDB's return"
+    );
+    assert!(server.process.is_running(), "the server never stopped");
 }

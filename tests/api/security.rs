@@ -12,7 +12,7 @@ mod throttle;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::support::app::*;
 
 /// The value of a response header as text.
 fn header(response: &Response, name: &str) -> Option<String> {

@@ -1,11 +1,19 @@
 //! Login sessions over REST (docs/API.md §4): the user's live sessions with where each came from and
 //! its open sockets, ending one (its tokens fail, its sockets close 4001), ending every other one,
-//! and an admin's view of a user's sessions with the power to end one.
+//! an admin's view of a user's sessions with the power to end one, and sockets still opening
+//! when their session is revoked, which are closed too.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::*;
+use crate::support::app::*;
+use crate::support::ws::WsClient;
 
 /// Logs `user` in with a `User-Agent`; the login body.
 async fn login_as(app: &TestApp, user: &TestUser, user_agent: &str) -> Value {
@@ -248,4 +256,126 @@ async fn an_admin_lists_a_users_sessions_and_ends_one() {
         StatusCode::OK,
         "others are untouched"
     );
+}
+
+// ---------------------------------------------------------------- sockets still opening
+
+/// A socket that opened, and when: sent is when its upgrade request went out, opened when the
+/// `101` came back.
+struct Opened {
+    client: WsClient,
+    sent: Instant,
+    opened: Instant,
+}
+
+/// Opens sockets with `?token=` from six tasks until `stop`, counting them in `count` as they
+/// open; returns every one that opened.
+async fn open_sockets_until(
+    app: &TestApp,
+    query: String,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+) -> Vec<Opened> {
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (url, stop, count) = (app.ws_url(&query), stop.clone(), count.clone());
+            tokio::spawn(async move {
+                let mut opened = Vec::new();
+                while !stop.load(Ordering::Acquire) {
+                    let sent = Instant::now();
+                    if let Ok((stream, _)) = tokio_tungstenite::connect_async(&url).await {
+                        let client = WsClient { stream, hello: Value::Null };
+                        opened.push(Opened { client, sent, opened: Instant::now() });
+                        count.fetch_add(1, Ordering::Release);
+                    }
+                }
+                opened
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all
+}
+
+/// How a socket that must be revoked ended: `Ok` for close 4001, else what was seen instead.
+async fn revoked_within(client: &mut WsClient, limit: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, client.stream.next()).await {
+            Err(_) => return Err(format!("still open after {limit:?}")),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                let code = frame.map(|f| u16::from(f.code));
+                return if code == Some(4001) { Ok(()) } else { Err(format!("closed with {code:?}")) };
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => return Err(format!("connection error {e}")),
+            Ok(None) => return Err("dropped without a close frame".into()),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn sockets_that_were_opening_while_their_session_was_revoked_are_closed_too() {
+    let app = spawn_app_with(&["--ws-max-sessions-per-user", "10000"]).await;
+    let user = app.register_user().await;
+    // A socket whose `101` came back after the revocation was answered passed its credential
+    // check before the revocation took hold (a check after it fails, 401) and was still opening
+    // when it did: the case under test. Trials go on until enough of them were caught in flight.
+    let (mut in_flight, mut trial) = (0, 0);
+    while trial < 4 || in_flight < 3 {
+        assert!(
+            trial < 40,
+            "in {trial} trials only {in_flight} upgrades were still opening when a revocation was answered"
+        );
+        let revocation = if trial % 2 == 0 { "logout" } else { "password change" };
+        let case = format!("trial {trial} ({revocation})");
+        trial += 1;
+        let login = app.login(&user).await;
+        let token = login["access_token"].as_str().unwrap().to_owned();
+        let (stop, count) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let opening = {
+            let (app, stop, count, query) =
+                (app.clone(), stop.clone(), count.clone(), format!("?token={token}"));
+            tokio::spawn(async move { open_sockets_until(&app, query, stop, count).await })
+        };
+        // Revoke once upgrades are flowing: a few have opened.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count.load(Ordering::Acquire) < 3 {
+            assert!(Instant::now() < deadline, "{case}: no sockets opened in 30 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let sent = Instant::now();
+        let status = match revocation {
+            "logout" => {
+                app.request(Method::POST, "/api/logout").bearer_auth(&token).send().await.unwrap().status()
+            }
+            _ => {
+                let body = json!({"current_password": PASSWORD, "new_password": PASSWORD});
+                app.post_json_with("/api/me/password", &token, &body).await.status()
+            }
+        };
+        let answered = Instant::now();
+        assert_eq!(status, StatusCode::NO_CONTENT, "{case}: the revocation succeeds");
+        // Upgrades under way finish; no new one starts.
+        stop.store(true, Ordering::Release);
+        let mut sockets = opening.await.unwrap();
+        in_flight += sockets.iter().filter(|s| s.sent < answered && s.opened > answered).count();
+        let mut survivors = Vec::new();
+        for (i, socket) in sockets.iter_mut().enumerate() {
+            if let Err(seen) = revoked_within(&mut socket.client, Duration::from_secs(30)).await {
+                let when = if socket.opened > answered { "after" } else { "before" };
+                survivors.push(format!("socket {i} (opened {when} the answer): {seen}"));
+            }
+        }
+        assert!(
+            survivors.is_empty(),
+            "{case}: {} of {} sockets survived (revocation sent {:?} after the first opened): {survivors:?}",
+            survivors.len(),
+            sockets.len(),
+            sent.duration_since(sockets.iter().map(|s| s.opened).min().unwrap_or(sent)),
+        );
+    }
 }

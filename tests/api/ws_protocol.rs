@@ -2,7 +2,8 @@
 //! upgrade and every refusal (401, 403, 429), the `hello` frame, the request/answer envelope and
 //! its `reply_to`, every kind of bad frame (answered with `invalid_message`, never closing the
 //! connection), the 64 KiB limit (close 1009), the heartbeat (server pings, close 4003 after three
-//! silent intervals), slow consumers, revocation (close 4001 after logout or a password change)
+//! silent intervals), slow consumers (the one counter read here comes from a server process of the
+//! test's own: `support/metrics.rs`), revocation (close 4001 after logout or a password change)
 //! and shutdown of the real binary by SIGTERM (close 1001, exit 0).
 //!
 //! Chat, image, credit and presence semantics are in `ws_realtime.rs`.
@@ -23,12 +24,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-use crate::helpers::{
-    PASSWORD, TestApp, TestStore, fresh_database_name, spawn_app, spawn_app_with, test_store, unique_email,
-};
+use crate::support::app::{PASSWORD, TestApp, spawn_app, spawn_app_process, spawn_app_with, unique_email};
 use crate::support::free_port;
+use crate::support::metrics::scrape;
 use crate::support::process::{ServerProcess, server_command};
-use crate::ws_helpers::{Refused, WsClient};
+use crate::support::store::{TestStore, fresh_database_name, test_store};
+use crate::support::ws::{Refused, WsClient};
 
 /// Largest frame the server accepts (docs/API.md §5).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -1066,7 +1067,8 @@ async fn raw_frames(client: &mut WsClient, limit: Duration) -> (Vec<(u8, Vec<u8>
 
 #[actix_web::test]
 async fn a_client_that_stops_reading_is_closed_and_never_slows_another_user() {
-    let app = spawn_app_with(&[
+    // A process of its own, so that `ws_outbound_dropped_total` counts this test's frames only.
+    let (app, _server) = spawn_app_process(&[
         "--ws-outbound-bytes",
         "16384",
         "--starting-credits",
@@ -1082,6 +1084,8 @@ async fn a_client_that_stops_reading_is_closed_and_never_slows_another_user() {
     let chat = slow.request("create", json!({"type": "chat.create", "title": "flood"})).await;
     assert_eq!(chat["type"], "chat.created", "{chat}");
     let chat_id = chat["chat"]["id"].as_str().unwrap().to_owned();
+    let slow_consumer = [r#"reason="slow_consumer""#];
+    let dropped_before = scrape(&app).await.value("ws_outbound_dropped_total", &slow_consumer);
 
     // Each message is echoed word by word: about 2 000 chat.delta frames per message.
     const MESSAGES: usize = 30;
@@ -1123,12 +1127,8 @@ async fn a_client_that_stops_reading_is_closed_and_never_slows_another_user() {
         read < requested / 10,
         "the server stopped streaming: {read} frames read of {requested} requested"
     );
-    let scrape = app.request(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    let dropped = scrape
-        .lines()
-        .find(|l| l.starts_with(r#"ws_outbound_dropped_total{reason="slow_consumer"}"#))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
-    assert!(dropped > Some(0.0), "the frames never sent are counted: {dropped:?}");
+    let dropped = scrape(&app).await.value("ws_outbound_dropped_total", &slow_consumer) - dropped_before;
+    assert!(dropped > 0.0, "the frames never sent are counted: {dropped}");
 
     // Its place is freed and the user can connect again (once the replies it asked for are
     // written, so the new socket is not flooded with the rest of them).

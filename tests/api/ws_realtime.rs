@@ -10,16 +10,14 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use switchboard::test_support::{Recorded, read_request};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::*;
-use crate::ws_helpers::{FRAME_TIMEOUT, WsClient};
+use crate::support::app::*;
+use crate::support::store::{TestStore, test_store};
+use crate::support::upstream::{SSE_HEAD, fake_upstream, server_error, sse_delta};
+use crate::support::ws::{FRAME_TIMEOUT, WsClient};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -281,56 +279,6 @@ fn assert_race_totals(tallies: &[Tally], charged: usize, insufficient: usize, ca
     let replies: HashSet<String> = tallies.iter().flat_map(|t| t.replies.iter().cloned()).collect();
     assert_eq!(replies.len(), charged, "{case}: every reply has its own id");
     replies
-}
-
-/// A fake HTTP/1.1 server on 127.0.0.1 that answers every request with `parts` (written one at a
-/// time) and then closes the connection.
-struct FakeUpstream {
-    /// `http://127.0.0.1:<port>`.
-    base: String,
-    /// The requests, in arrival order.
-    requests: mpsc::UnboundedReceiver<Recorded>,
-}
-
-async fn fake_upstream(parts: Vec<Vec<u8>>) -> FakeUpstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("fake upstream binds");
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (sender, requests) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let (sender, parts) = (sender.clone(), parts.clone());
-            tokio::spawn(async move {
-                let _ = sender.send(read_request(&mut socket).await);
-                for part in parts {
-                    if socket.write_all(&part).await.is_err() {
-                        return;
-                    }
-                    let _ = socket.flush().await;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
-    FakeUpstream { base, requests }
-}
-
-const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
-
-fn sse_delta(text: &str) -> Vec<u8> {
-    format!("data: {}\n\n", json!({"choices": [{"delta": {"content": text}}]})).into_bytes()
-}
-
-fn server_error() -> Vec<Vec<u8>> {
-    let body = r#"{"error":{"message":"upstream exploded"}}"#;
-    vec![
-        format!(
-            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes(),
-    ]
 }
 
 /// A server started with a configured admin; returns it and the admin's email.
@@ -1199,4 +1147,35 @@ async fn a_normal_user_cannot_subscribe_to_presence() {
     assert_ws_error(&answer, "forbidden", "sub", "presence.subscribe by a normal user");
     let pong = ws.request("p", json!({"type": "ping"})).await;
     assert_eq!(pong["type"], "pong", "the refusal does not close the connection: {pong}");
+}
+
+#[actix_web::test]
+async fn free_requests_are_rate_limited_per_user_and_chats_are_capped() {
+    let app = spawn_app_with(&["--ws-free-per-minute", "5", "--max-chats-per-user", "3"]).await;
+    let (_, token) = app.user_with_token().await;
+    let mut ws = app.connect_ws(&token).await;
+    for i in 0..3 {
+        let created = ws.request(&format!("c{i}"), json!({"type": "chat.create"})).await;
+        assert_eq!(created["type"], "chat.created", "chat {i} of 3: {created}");
+    }
+    let refused = ws.request("c3", json!({"type": "chat.create"})).await;
+    assert_eq!(refused["type"], "error", "a fourth chat: {refused}");
+    assert_eq!(refused["code"], "quota_exceeded", "a fourth chat: {refused}");
+    assert!(refused["message"].as_str().unwrap().contains('3'), "the message names the cap: {refused}");
+
+    // Four free requests so far; the fifth fits, the sixth is refused with a retry time.
+    let listed = ws.request("l1", json!({"type": "chat.list"})).await;
+    assert_eq!(listed["chats"].as_array().map(Vec::len), Some(3), "the cap kept the list at 3: {listed}");
+    let limited = ws.request("l2", json!({"type": "credits.get"})).await;
+    assert_eq!(limited["code"], "rate_limited", "the sixth free request in a minute: {limited}");
+    assert!(limited["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "a retry time: {limited}");
+    let message = limited["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("Too many requests; retry in "), "it names the free budget: {limited}");
+    assert!(!message.contains("paid"), "a free request is not told about paid messages: {limited}");
+    let pong = ws.request("p", json!({"type": "ping"})).await;
+    assert_eq!(pong["type"], "pong", "pings are never limited: {pong}");
+    let (_, other) = app.user_with_token().await;
+    let mut other = app.connect_ws(&other).await;
+    let answer = other.request("o", json!({"type": "chat.list"})).await;
+    assert_eq!(answer["type"], "chat.list", "another user has their own budget: {answer}");
 }

@@ -190,7 +190,7 @@ fn serve_reads(conn: Connection, queue: &Mutex<Receiver<ReadJob>>) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::future::Future as _;
 
     use super::*;
 
@@ -256,33 +256,40 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         let (writer, readers) = connections(dir.path(), 1);
         let workers = Arc::new(Workers::start_with_queue(writer, readers, 2).unwrap());
-        // One slow write occupies the writer; two more fill the queue; the next is refused.
-        let slow = {
+        // One write holds the writer until released; two more fill the queue; the next is refused.
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let blocking = {
             let workers = workers.clone();
             tokio::spawn(async move {
                 workers
-                    .write(|_| {
-                        std::thread::sleep(Duration::from_millis(300));
+                    .write(move |_| {
+                        started_tx.send(()).unwrap();
+                        released.recv().unwrap();
                         Ok(())
                     })
                     .await
             })
         };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let queued: Vec<_> = (0..2)
-            .map(|n| {
-                let workers = workers.clone();
-                tokio::spawn(async move {
-                    workers.write(move |c| c.execute("INSERT INTO t (id) VALUES (?1)", [n]).map(drop)).await
-                })
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let refused = workers.write(|c| c.execute("INSERT INTO t (id) VALUES (9)", []).map(drop)).await;
-        assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
-        slow.await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || started.recv().unwrap()).await.unwrap();
+        // A write is queued when its future is first polled; poll each once, then keep it.
+        let mut queued = Vec::new();
+        for n in 0..2 {
+            let mut write =
+                Box::pin(workers.write(move |c| c.execute("INSERT INTO t (id) VALUES (?1)", [n]).map(drop)));
+            let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+            assert!(first.is_pending(), "write {n} waits in the queue: {first:?}");
+            queued.push(write);
+        }
+        // Refused at once: the first poll answers (were it queued, it would wait for the writer).
+        let mut refused =
+            Box::pin(workers.write(|c| c.execute("INSERT INTO t (id) VALUES (9)", []).map(drop)));
+        let refused = std::future::poll_fn(|cx| std::task::Poll::Ready(refused.as_mut().poll(cx))).await;
+        assert!(matches!(refused, std::task::Poll::Ready(Err(StoreError::Unavailable(_)))), "{refused:?}");
+        release.send(()).unwrap();
+        blocking.await.unwrap().unwrap();
         for write in queued {
-            write.await.unwrap().unwrap();
+            write.await.unwrap();
         }
     }
 }

@@ -15,13 +15,10 @@ use switchboard::store::{
     ServiceType, now,
 };
 use tempfile::TempDir;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::helpers::PASSWORD;
+use crate::support::app::PASSWORD;
 use crate::support::process::{ServerProcess, run_to_exit, server_command};
 use crate::support::store::store_env;
-use crate::ws_helpers::WsClient;
 
 /// One deployment's store and settings, outliving the server processes started on it.
 pub struct Deployment {
@@ -84,33 +81,6 @@ impl Deployment {
     }
 }
 
-/// Logs in with [`PASSWORD`]; the login body.
-pub async fn login(server: &ServerProcess, email: &str) -> Value {
-    let response = server.post("/api/login", &json!({"email": email, "password": PASSWORD})).await;
-    assert_eq!(response.status(), StatusCode::OK, "{email} logs in");
-    response.json().await.expect("login body")
-}
-
-/// Registers a user; its id.
-pub async fn register(server: &ServerProcess, email: &str) -> String {
-    let body = json!({"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"});
-    let response = server.post("/api/register", &body).await;
-    assert_eq!(response.status(), StatusCode::CREATED, "{email} registers");
-    let body: Value = response.json().await.expect("register body");
-    body["user"]["id"].as_str().expect("user id").to_owned()
-}
-
-/// Opens `/ws` on `server` with a bearer token and reads `hello`.
-pub async fn connect_ws(server: &ServerProcess, token: &str) -> WsClient {
-    let mut request = format!("ws://127.0.0.1:{}/ws", server.port).into_client_request().unwrap();
-    request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
-    let (stream, _) = tokio_tungstenite::connect_async(request).await.expect("upgrade accepted");
-    let mut client = WsClient { stream, hello: Value::Null };
-    client.hello = client.recv().await;
-    assert_eq!(client.hello["type"], "hello", "first frame is hello");
-    client
-}
-
 /// The balance as every view shows it, each labelled: `/api/me`, `/api/me/stats`, the admin's
 /// user view and user list, and a new WebSocket's `hello` and `credits.get`.
 pub async fn every_view_of_the_balance(
@@ -125,7 +95,7 @@ pub async fn every_view_of_the_balance(
     let (_, admin_view) = server.get_with(&format!("/api/admin/users/{user_id}"), admin_token).await;
     let (_, list) = server.get_with(&format!("/api/admin/users?q={email}"), admin_token).await;
     let listed = list["users"].as_array().and_then(|u| u.iter().find(|u| u["id"] == user_id)).cloned();
-    let mut ws = connect_ws(server, token).await;
+    let mut ws = server.connect_ws(token).await;
     let hello = ws.hello["credits"].clone();
     let credits = ws.request("bal", json!({"type": "credits.get"})).await;
     let _ = ws.stream.close(None).await;
@@ -166,10 +136,10 @@ async fn a_cached_balance_behind_the_ledger_is_never_shown_and_check_ledger_repa
     let deployment = Deployment::new(&[]);
     let server = deployment.start().await;
     let admin_token =
-        login(&server, &deployment.admin_email).await["access_token"].as_str().unwrap().to_owned();
+        server.login_body(&deployment.admin_email).await["access_token"].as_str().unwrap().to_owned();
     let email = format!("stale-{}@example.com", uuid::Uuid::new_v4().simple());
-    let user_id = register(&server, &email).await;
-    let token = login(&server, &email).await["access_token"].as_str().unwrap().to_owned();
+    let user_id = server.register(&email).await;
+    let token = server.login_body(&email).await["access_token"].as_str().unwrap().to_owned();
     let grant = json!({"amount": 7, "reason": "before the crash window"});
     let response = server
         .client
@@ -217,7 +187,7 @@ async fn check_ledger_reports_gaps_broken_chains_and_negative_balances_as_damage
     let server = deployment.start().await;
     let mut users = Vec::new();
     for case in ["gap", "chain", "negative", "sound"] {
-        users.push(register(&server, &format!("{case}-{}@example.com", uuid::Uuid::new_v4().simple())).await);
+        users.push(server.register(&format!("{case}-{}@example.com", uuid::Uuid::new_v4().simple())).await);
     }
     let store = deployment.open_store().await;
     let (gap, chain, negative, sound) = (&users[0], &users[1], &users[2], &users[3]);
@@ -257,8 +227,8 @@ async fn check_ledger_reports_a_hold_left_open_and_repair_settles_it_and_ends_it
     let deployment = Deployment::new(&[("STARTING_CREDITS", "100")]);
     let server = deployment.start().await;
     let email = format!("held-{}@example.com", uuid::Uuid::new_v4().simple());
-    let user_id = register(&server, &email).await;
-    let token = login(&server, &email).await["access_token"].as_str().unwrap().to_owned();
+    let user_id = server.register(&email).await;
+    let token = server.login(&email).await.expect("logs in");
     let store = deployment.open_store().await;
 
     // What a node that died mid-reply leaves: the reply stored as streaming with its text so far,

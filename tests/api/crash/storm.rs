@@ -14,11 +14,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Deployment, connect_ws, every_view_of_the_balance, login, register};
-use crate::helpers::PASSWORD;
-use crate::support::assistant::{REPLY, fake_assistant};
+use super::{Deployment, every_view_of_the_balance};
+use crate::support::app::PASSWORD;
 use crate::support::process::ServerProcess;
-use crate::ws_helpers::WsClient;
+use crate::support::upstream::{REPLY, fake_assistant};
+use crate::support::ws::WsClient;
 
 const USERS: usize = 4;
 const SESSIONS_PER_USER: usize = 3;
@@ -122,18 +122,18 @@ async fn a_server_killed_during_a_storm_of_paid_requests_and_grants_restarts_exa
         Deployment::new(&[("ASSISTANT_URL", assistant.as_str()), ("STARTING_CREDITS", starting.as_str())]);
     let mut server = deployment.start().await;
     let admin_token =
-        login(&server, &deployment.admin_email).await["access_token"].as_str().unwrap().to_owned();
+        server.login_body(&deployment.admin_email).await["access_token"].as_str().unwrap().to_owned();
     let mut users = Vec::new();
     for n in 0..USERS {
         let email = format!("storm{n}-{}@example.com", uuid::Uuid::new_v4().simple());
-        let id = register(&server, &email).await;
-        let token = login(&server, &email).await["access_token"].as_str().unwrap().to_owned();
+        let id = server.register(&email).await;
+        let token = server.login_body(&email).await["access_token"].as_str().unwrap().to_owned();
         users.push(StormUser { id, email, token });
     }
     let mut storms = Vec::new();
     for (u, user) in users.iter().enumerate() {
         for s in 0..SESSIONS_PER_USER {
-            let mut ws = connect_ws(&server, &user.token).await;
+            let mut ws = server.connect_ws(&user.token).await;
             let created = ws.request("c", json!({"type": "chat.create", "title": "storm"})).await;
             let chat_id = created["chat"]["id"].as_str().expect("chat created").to_owned();
             storms.push(tokio::spawn(session_storm(ws, format!("u{u}s{s}"), chat_id)));
@@ -270,7 +270,7 @@ async fn a_server_killed_during_a_storm_of_paid_requests_and_grants_restarts_exa
     }
     let registered = registered.lock().unwrap().clone();
     for email in &registered {
-        login(&server, email).await;
+        server.login_body(email).await;
     }
     assert_registered_users_are_whole(&server, &admin_token).await;
 }
@@ -430,6 +430,6 @@ async fn assert_registered_users_are_whole(server: &ServerProcess, admin_token: 
         for field in ["id", "email", "first_name", "last_name", "role", "api_key_prefix", "created_at"] {
             assert!(user[field].as_str().is_some_and(|v| !v.is_empty()), "{field} of {user}");
         }
-        login(server, user["email"].as_str().unwrap()).await;
+        server.login_body(user["email"].as_str().unwrap()).await;
     }
 }

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::{PASSWORD, reset_token_from_mail, unique_email};
+use crate::support::app::{PASSWORD, reset_token_from_mail, unique_email};
 use crate::support::process::ServerProcess;
 use crate::support::store::store_env;
 
@@ -70,10 +70,10 @@ impl Server {
         request.send().await.unwrap().status()
     }
 
-    /// The newest mail in the outbox, waiting up to 5 s for `count` of them.
+    /// The newest mail in the outbox, waiting up to 30 s for `count` of them.
     async fn mail(&self, count: usize) -> String {
         let dir = self.data_dir.path().join("outbox");
-        for _ in 0..100 {
+        for _ in 0..600 {
             let mut files: Vec<_> =
                 std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
             files.sort();
@@ -162,8 +162,12 @@ async fn no_secret_reaches_the_log_and_security_events_carry_user_and_client_ip(
     let jwt_secret = std::fs::read_to_string(server.data_dir.path().join("jwt_secret")).unwrap();
     secrets.push(("JWT secret", jwt_secret.trim().into()));
 
-    // Give the background work (mail, logging) a moment, then read the whole log.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait for the background work, then for a request sent last: the reset notice in the outbox,
+    // and the access line of a path of its own (access lines are written once the answer is out).
+    server.mail(2).await;
+    let fence = format!("/fence-{}", uuid::Uuid::new_v4().simple());
+    assert_eq!(server.get(&fence, &access).await, StatusCode::NOT_FOUND, "the fence request");
+    server.server_process.wait_for_log(&fence).await;
     let log = server.log();
     assert!(log.contains("/api/me"), "the access log is on (else the check below proves nothing):\n{log}");
     let leaked: Vec<&str> =

@@ -1,16 +1,21 @@
 //! The REST rate limit: per user when authenticated, else per client IP; `RateLimit-*` headers on
 //! every `/api/*` answer; 429 with `Retry-After` over the limit; probes, metrics, pages and `/ws`
-//! are not counted.
+//! are not counted. The test that reads `rate_limited_total` runs its server as a process of its
+//! own, so the refusals it counts are its own (`support/metrics.rs`).
 
 use std::time::Instant;
 
 use reqwest::{Method, StatusCode};
 
 use super::*;
+use crate::support::metrics::scrape;
 
 #[actix_web::test]
 async fn the_61st_request_within_a_minute_is_429_and_another_user_is_unaffected() {
-    let app = spawn_app_with(&["--rate-limit-per-minute", "60"]).await;
+    // A process of its own, so that its `rate_limited_total` counts this test's refusals only.
+    let (app, _server) = spawn_app_process(&["--rate-limit-per-minute", "60"]).await;
+    let rest = [r#"scope="rest""#];
+    let refused_before = scrape(&app).await.value("rate_limited_total", &rest);
     let (alice, alice_token) = app.user_with_token().await;
     let (_, bob_token) = app.user_with_token().await;
 
@@ -43,11 +48,8 @@ async fn the_61st_request_within_a_minute_is_429_and_another_user_is_unaffected(
     let bob = app.get_with("/api/me", &bob_token).await;
     assert_eq!(bob.status(), StatusCode::OK, "bob has a budget of his own");
     assert_eq!(number(&bob, "ratelimit-remaining", "bob"), 59);
-    let metrics = app.request(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    assert!(
-        metrics.lines().any(|l| l.starts_with("rate_limited_total{scope=\"rest\"}") && !l.ends_with(" 0")),
-        "rate_limited_total{{scope=\"rest\"}} counted the refusal"
-    );
+    let refused = scrape(&app).await.value("rate_limited_total", &rest) - refused_before;
+    assert_eq!(refused, 2.0, "rate_limited_total{{scope=\"rest\"}} counted alice's two refusals");
 }
 
 #[actix_web::test]

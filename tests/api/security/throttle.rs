@@ -1,6 +1,7 @@
 //! Brute-force throttles: login failures per account and per IP with growing delays that a
 //! success resets, parallel guesses, password-reset requests per email and per IP, reset-token
-//! guessing, and registration bursts.
+//! guessing, and registration bursts. The test that reads the throttle counters runs its server as
+//! a process of its own, so the attempts it counts are its own (`support/metrics.rs`).
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::*;
+use crate::support::metrics::{Scrape, scrape};
 
 const WRONG: &str = "not-the-right-passphrase";
 
@@ -23,7 +25,12 @@ async fn login_from(app: &TestApp, client_ip: &str, email: &str, password: &str)
 
 #[actix_web::test]
 async fn login_failures_of_one_account_get_growing_delays_and_a_success_starts_afresh() {
-    let app = spawn_app_with(&["--login-failures-per-account", "3"]).await;
+    // A process of its own, so that its counters move with this test's logins only.
+    let (app, _server) = spawn_app_process(&["--login-failures-per-account", "3"]).await;
+    let series =
+        [("auth_logins_total", r#"result="throttled""#), ("rate_limited_total", r#"scope="login_account""#)];
+    let counts = |s: &Scrape| series.map(|(name, label)| s.value(name, &[label]));
+    let before = counts(&scrape(&app).await);
     let user = app.register_user().await;
     let bystander = app.register_user().await;
 
@@ -66,9 +73,9 @@ async fn login_failures_of_one_account_get_growing_delays_and_a_success_starts_a
             "after the success, failure {attempt} is free"
         );
     }
-    let metrics = app.request(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    for series in ["auth_logins_total{result=\"throttled\"}", "rate_limited_total{scope=\"login_account\"}"] {
-        assert!(metrics.lines().any(|l| l.starts_with(series) && !l.ends_with(" 0")), "{series} counted");
+    let after = counts(&scrape(&app).await);
+    for ((name, label), (after, before)) in series.iter().zip(after.iter().zip(before)) {
+        assert_eq!(after - before, 2.0, "{name}{{{label}}} counted the two throttled attempts");
     }
 }
 

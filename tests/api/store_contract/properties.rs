@@ -15,8 +15,8 @@ use switchboard::services::paging::{Page, PageLimit};
 use switchboard::store::*;
 
 use super::{change, insert_new_user};
-use crate::helpers::{TestStore, test_store};
 use crate::support::store::open_test_store;
+use crate::support::store::{TestStore, test_store};
 
 /// One generated change: which writer makes it, what kind, how much.
 #[derive(Debug, Clone)]

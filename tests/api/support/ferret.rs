@@ -12,8 +12,18 @@ use super::{clean_command, free_port};
 
 /// The FerretDB binary: `SWITCHBOARD_TEST_FERRETDB`, else what `scripts/install-ferretdb` installs
 /// (`ferretdb-1.24.2` in Go's bin directory, `$GOPATH/bin` or `~/go/bin`), else `ferretdb` on PATH.
-pub fn ferretdb_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("SWITCHBOARD_TEST_FERRETDB") {
+/// A test that needs it and finds none fails, naming the fix: it never passes untested.
+pub fn ferretdb_binary() -> PathBuf {
+    find_ferretdb().unwrap_or_else(|| {
+        panic!(
+            "this test needs FerretDB: run scripts/install-ferretdb (it installs ferretdb-1.24.2 in \
+             ~/go/bin) or set SWITCHBOARD_TEST_FERRETDB to the binary"
+        )
+    })
+}
+
+fn find_ferretdb() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SWITCHBOARD_TEST_FERRETDB").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(path));
     }
     let go_bins = [

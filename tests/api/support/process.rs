@@ -11,9 +11,10 @@ use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use super::app::{PASSWORD, unique_email};
 use super::store::store_env;
+use super::ws::WsClient;
 use super::{clean_command, free_port, http_client};
-use crate::helpers::{PASSWORD, unique_email};
 
 /// The server binary cargo built for this test run.
 const SERVER_BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -258,6 +259,31 @@ impl ServerProcess {
         assert_eq!(response.status(), StatusCode::CREATED, "registration succeeds");
         let token = self.login(&email).await.expect("login succeeds");
         (email, token)
+    }
+
+    /// Registers a user with [`PASSWORD`]; its id.
+    pub async fn register(&self, email: &str) -> String {
+        let body =
+            json!({"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"});
+        let response = self.post("/api/register", &body).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "{email} registers");
+        let body: Value = response.json().await.expect("register body");
+        body["user"]["id"].as_str().expect("user id").to_owned()
+    }
+
+    /// Logs in with [`PASSWORD`], asserting success; the login body (tokens and user).
+    pub async fn login_body(&self, email: &str) -> Value {
+        let response = self.post("/api/login", &json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(response.status(), StatusCode::OK, "{email} logs in");
+        response.json().await.expect("login body")
+    }
+
+    /// Opens `/ws` with a bearer token and reads `hello`.
+    pub async fn connect_ws(&self, token: &str) -> WsClient {
+        let url = format!("ws://127.0.0.1:{}/ws", self.port);
+        WsClient::try_connect(&url, &[("authorization", &format!("Bearer {token}"))])
+            .await
+            .unwrap_or_else(|refused| panic!("upgrade refused: {refused:?}"))
     }
 
     /// Logs in with [`PASSWORD`]; the access token, or the status when refused.

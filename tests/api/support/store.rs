@@ -8,7 +8,30 @@ use switchboard::store::mongo::MongoStore;
 use switchboard::store::sqlite::SqliteStore;
 use tempfile::TempDir;
 
-use crate::helpers::{TestStore, fresh_database_name, test_store};
+/// Which store the suite runs against.
+pub enum TestStore {
+    /// The embedded SQLite store.
+    Sqlite,
+    /// MongoDB (FerretDB in CI) at this URI.
+    Mongo(String),
+}
+
+/// The store chosen by the environment; a missing MongoDB URI is an error, never a silent skip.
+pub fn test_store() -> TestStore {
+    match std::env::var("SWITCHBOARD_TEST_STORE").as_deref() {
+        Ok("mongo") => TestStore::Mongo(
+            std::env::var("SWITCHBOARD_TEST_MONGODB_URI")
+                .expect("SWITCHBOARD_TEST_STORE=mongo needs SWITCHBOARD_TEST_MONGODB_URI"),
+        ),
+        Ok("sqlite") | Err(_) => TestStore::Sqlite,
+        Ok(other) => panic!("unknown SWITCHBOARD_TEST_STORE {other:?}"),
+    }
+}
+
+/// A database name no other test uses.
+pub fn fresh_database_name() -> String {
+    format!("sb_test_{}", uuid::Uuid::new_v4().simple())
+}
 
 /// Opens an empty store of the selected kind; the temp dir (SQLite only) must outlive the store.
 pub async fn open_test_store() -> (DynStore, Option<TempDir>) {

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use crate::helpers::TestApp;
+use super::app::TestApp;
 
 /// How long a test waits for one frame before failing.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);

@@ -4,9 +4,9 @@
 //! The store is chosen by `SWITCHBOARD_TEST_STORE` (`sqlite`, the default, or `mongo` with
 //! `SWITCHBOARD_TEST_MONGODB_URI`); `scripts/test` runs the suite once for each.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use crate::support::http_client;
 use clap::Parser;
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
@@ -15,28 +15,12 @@ use switchboard::startup::Application;
 use switchboard::store::DynStore;
 use tempfile::TempDir;
 
+use super::process::{ServerProcess, server_command};
+use super::store::{TestStore, fresh_database_name, test_store};
+use super::{free_port, http_client};
+
 /// A password that passes every rule.
 pub const PASSWORD: &str = "violet-harbour-lantern-42";
-
-/// Which store the suite runs against.
-pub enum TestStore {
-    /// The embedded SQLite store.
-    Sqlite,
-    /// MongoDB (FerretDB in CI) at this URI.
-    Mongo(String),
-}
-
-/// The store chosen by the environment; a missing MongoDB URI is an error, never a silent skip.
-pub fn test_store() -> TestStore {
-    match std::env::var("SWITCHBOARD_TEST_STORE").as_deref() {
-        Ok("mongo") => TestStore::Mongo(
-            std::env::var("SWITCHBOARD_TEST_MONGODB_URI")
-                .expect("SWITCHBOARD_TEST_STORE=mongo needs SWITCHBOARD_TEST_MONGODB_URI"),
-        ),
-        Ok("sqlite") | Err(_) => TestStore::Sqlite,
-        Ok(other) => panic!("unknown SWITCHBOARD_TEST_STORE {other:?}"),
-    }
-}
 
 /// Limits and throttles set out of reach, so tests that send many requests from 127.0.0.1 are not
 /// refused; a test of a limit passes its own value, which replaces the one here.
@@ -59,34 +43,50 @@ fn relaxed_limits(extra: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Flags for a fresh server: port 0, a new data dir, a new database.
-pub fn test_args(data_dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "switchboard",
-        "--bind",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-        "--hash-concurrency",
-        "2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if let TestStore::Mongo(uri) = test_store() {
-        args.extend(["--mongodb-uri".into(), uri, "--mongodb-db".into(), fresh_database_name()]);
+/// Flags for a server listening on `bind` with `data_dir`, on the MongoDB database `mongodb` names
+/// (URI and database) or else the embedded store, and `extra` over [`RELAXED_LIMITS`].
+fn server_args(
+    bind: &str,
+    data_dir: &Path,
+    mongodb: Option<(String, String)>,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["switchboard", "--bind", bind, "--data-dir", data_dir.to_str().unwrap(), "--hash-concurrency", "2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    if let Some((uri, db)) = mongodb {
+        args.extend(["--mongodb-uri".into(), uri, "--mongodb-db".into(), db]);
     }
     args.extend(relaxed_limits(extra));
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
 
-/// A database name no other test uses.
-pub fn fresh_database_name() -> String {
-    format!("sb_test_{}", uuid::Uuid::new_v4().simple())
+/// A fresh database of the MongoDB under test, or `None` on the embedded store.
+fn fresh_mongodb() -> Option<(String, String)> {
+    match test_store() {
+        TestStore::Mongo(uri) => Some((uri, fresh_database_name())),
+        TestStore::Sqlite => None,
+    }
 }
 
-/// A running server and a client for it.
+/// The settings `args` give, checked as the binary checks them.
+fn parse_config(args: &[String]) -> Config {
+    let config = Config::try_parse_from(args).expect("test config");
+    config.check().expect("test config is consistent");
+    config
+}
+
+/// A client that follows no redirects and keeps no cookies: each test says which credential it
+/// sends.
+fn test_client() -> Client {
+    http_client().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// A running server and a client for it; a clone is a second handle on the same server.
+#[derive(Clone)]
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
     pub address: String,
@@ -126,18 +126,33 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
 
 /// Starts a server on an existing data dir (to test restarts).
 pub async fn spawn_app_in(data_dir: Arc<TempDir>, extra: &[&str]) -> TestApp {
-    let config = Config::try_parse_from(test_args(data_dir.path(), extra)).expect("test config");
-    config.check().expect("test config is consistent");
+    let config = parse_config(&server_args("127.0.0.1:0", data_dir.path(), fresh_mongodb(), extra));
     let app = Application::build(config.clone()).await.expect("server builds");
     let port = app.port();
     actix_web::rt::spawn(app.run());
-    TestApp {
+    TestApp { address: format!("http://127.0.0.1:{port}"), port, client: test_client(), data_dir, config }
+}
+
+/// Starts the real binary in a process of its own, with the flags [`spawn_app_with`] would use,
+/// and returns a [`TestApp`] for it with the process (killed by its PID when dropped). Its
+/// Prometheus recorder is its own, while every in-process server of the test binary shares one:
+/// a test that reads exact counter changes uses this, so no other test can move its counters.
+pub async fn spawn_app_process(extra: &[&str]) -> (TestApp, ServerProcess) {
+    let data_dir = Arc::new(TempDir::new().expect("temp dir"));
+    let port = free_port();
+    let args = server_args(&format!("127.0.0.1:{port}"), data_dir.path(), fresh_mongodb(), extra);
+    let config = parse_config(&args);
+    let mut command = server_command();
+    command.args(&args[1..]);
+    let server = ServerProcess::start_command(command, port).await;
+    let app = TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        client: http_client().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        client: test_client(),
         data_dir,
         config,
-    }
+    };
+    (app, server)
 }
 
 /// A unique email for one test.
@@ -234,9 +249,9 @@ impl TestApp {
         files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
     }
 
-    /// Waits (up to 5 s) for the outbox to hold `count` mails and returns them.
+    /// Waits (up to 30 s) for the outbox to hold `count` mails and returns them.
     pub async fn wait_for_mail(&self, count: usize) -> Vec<String> {
-        for _ in 0..100 {
+        for _ in 0..600 {
             let mails = self.outbox();
             if mails.len() >= count {
                 return mails;
@@ -262,6 +277,25 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str, ca
     body
 }
 
+/// Asserts a 422 whose `fields` names `field` (and only known fields); returns the body.
+pub async fn assert_invalid_field(response: Response, field: &str, case: &str) -> Value {
+    let body = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", case).await;
+    let fields = body["fields"].as_object().unwrap_or_else(|| panic!("{case}: fields object in {body}"));
+    let problems = fields.get(field).unwrap_or_else(|| panic!("{case}: fields names {field:?} in {body}"));
+    assert!(
+        problems
+            .as_array()
+            .is_some_and(|p| !p.is_empty() && p.iter().all(|s| s.as_str().is_some_and(|s| !s.is_empty()))),
+        "{case}: a non-empty list of problems for {field:?} in {body}"
+    );
+    body
+}
+
+/// `GET /api/me` with the API key in `X-API-Key`.
+pub async fn get_me_with_x_api_key(app: &TestApp, key: &str) -> Response {
+    app.request(Method::GET, "/api/me").header("X-API-Key", key).send().await.expect("request")
+}
+
 /// The value of a Set-Cookie named `name`, with its attributes.
 pub fn set_cookie(response: &Response, name: &str) -> Option<String> {
     response
@@ -281,31 +315,15 @@ pub fn cookie_value(set_cookie: &str) -> String {
 /// Starts a second server on `app`'s data dir and, under MongoDB, on its database too, so start-up
 /// work on existing data (restarts, the admin bootstrap) can be tested with either store.
 pub async fn spawn_app_sharing_store(app: &TestApp, extra: &[&str]) -> TestApp {
-    let data_dir = app.data_dir.path().to_str().unwrap();
-    let mut args: Vec<String> =
-        ["switchboard", "--bind", "127.0.0.1:0", "--data-dir", data_dir, "--hash-concurrency", "2"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-    if let Some(uri) = &app.config.mongodb_uri {
-        args.extend([
-            "--mongodb-uri".into(),
-            uri.clone(),
-            "--mongodb-db".into(),
-            app.config.mongodb_db.clone(),
-        ]);
-    }
-    args.extend(relaxed_limits(extra));
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let config = Config::try_parse_from(args).expect("test config");
-    config.check().expect("test config is consistent");
+    let mongodb = app.config.mongodb_uri.clone().map(|uri| (uri, app.config.mongodb_db.clone()));
+    let config = parse_config(&server_args("127.0.0.1:0", app.data_dir.path(), mongodb, extra));
     let server = Application::build(config.clone()).await.expect("server builds");
     let port = server.port();
     actix_web::rt::spawn(server.run());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        client: http_client().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        client: test_client(),
         data_dir: app.data_dir.clone(),
         config,
     }

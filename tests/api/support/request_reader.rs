@@ -1,5 +1,6 @@
-//! Test helpers shared by the crate's unit tests and the black-box tests in `tests/api`: a
-//! one-request HTTP/1.1 reader for the small servers that stand in for OpenAI-compatible services.
+//! A one-request HTTP/1.1 reader for the small servers that stand in for OpenAI-compatible
+//! services. The crate's own unit tests (`src/assistant.rs`, `src/images.rs`) include this file
+//! by path as `crate::test_support`, so it uses nothing but tokio.
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;

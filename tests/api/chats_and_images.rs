@@ -5,8 +5,8 @@
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-use crate::ws_helpers::WsClient;
+use crate::support::app::*;
+use crate::support::ws::WsClient;
 
 async fn patch(app: &TestApp, path: &str, bearer: &str, body: &Value) -> Response {
     app.request(Method::PATCH, path).bearer_auth(bearer).json(body).send().await.unwrap()
@@ -155,7 +155,7 @@ async fn an_image_is_deleted_with_its_png_by_its_owner_or_an_admin_only() {
 
 #[actix_web::test]
 async fn a_chat_deleted_while_its_reply_streams_leaves_no_message_behind() {
-    let assistant = crate::support::assistant::fake_assistant(std::time::Duration::from_millis(1500)).await;
+    let assistant = crate::support::upstream::fake_assistant(std::time::Duration::from_millis(1500)).await;
     let app = spawn_app_with(&["--assistant-url", &assistant]).await;
     let (_, token) = app.user_with_token().await;
     let mut ws = app.connect_ws(&token).await;
