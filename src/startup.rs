@@ -22,7 +22,7 @@ use crate::seams::redis::RedisLink;
 use crate::seams::throttle::Backoff;
 use crate::services::accounts::throttles::AuthThrottles;
 use crate::services::accounts::{AccountSeams, AccountService, AccountSettings};
-use crate::services::conversation::{ConversationService, Models};
+use crate::services::conversation::{ConversationService, Generations, Models};
 use crate::services::credits::CreditService;
 use crate::services::overview::OverviewService;
 use crate::state::AppState;
@@ -218,12 +218,19 @@ fn assemble(
     );
     let notify = Arc::new(Frames::unrequested(realtime.bus.clone()));
     let credits = Arc::new(CreditService::new(store.clone(), notify));
+    let generations = Generations::default();
+    let running = generations.clone();
+    let stops = seams.stops(Arc::new(move |user_id: &str, message_id: &str| {
+        running.stop(user_id, message_id);
+    }));
     let conversation = ConversationService::new(
         store.clone(),
         credits.clone(),
         Models::new(catalogue),
         seams.limiter("ws", config.ws_rate_limit_per_minute, minute),
         i64::from(config.max_chats_per_user),
+        generations,
+        stops,
     );
     let overview = OverviewService::new(
         store.clone(),

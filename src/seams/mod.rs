@@ -15,6 +15,7 @@ pub mod limiter;
 pub mod presence;
 pub mod redis;
 pub mod session_cap;
+pub mod stops;
 pub mod throttle;
 
 use std::sync::Arc;
@@ -62,6 +63,15 @@ impl Seams {
                     session_cap: cap,
                 }
             }
+        }
+    }
+
+    /// The relay of `chat.stop` to the node running a generation; `on_stop` is what this node
+    /// does with a stop relayed to it.
+    pub fn stops(&self, on_stop: stops::OnStop) -> Arc<dyn stops::StopRelay> {
+        match &self.redis {
+            None => Arc::new(stops::LocalStops),
+            Some(link) => Arc::new(redis::RedisStops::start(link.clone(), on_stop)),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::support::app::PASSWORD;
 use crate::support::ferret::{Ferret, ferretdb_binary};
 use crate::support::process::ServerProcess;
 use crate::support::redis::RedisServer;
+use crate::support::scripted_upstream::{Script, Upstream};
 use crate::support::store::mongo_env;
 use crate::support::store::{TestStore, test_store};
 use crate::support::ws::WsClient;
@@ -479,5 +480,39 @@ async fn wait_for_redis_state(node: &ServerProcess, state: &str) -> Value {
         }
         assert!(Instant::now() < deadline, "/readyz never said redis {state}: {body}\n{}", node.output());
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_stop_sent_to_another_node_stops_the_reply_and_its_upstream_request() {
+    let words: Vec<String> = (0..200).map(|n| format!(" word{n}")).collect();
+    let script =
+        Script { deltas: words, pause: Duration::from_millis(50), usage: None, fail: None, gated: false };
+    let upstream = Upstream::start(script).await;
+    let cluster = Cluster::start(&[("ASSISTANT_URL", &upstream.base), ("ASSISTANT_MODEL", "slow")]).await;
+    let (_, token) = cluster.node(0).user_with_token().await;
+    let mut on_a = cluster.connect(0, &token).await;
+    let mut on_b = cluster.connect(1, &token).await;
+    let chat_id = new_chat(&mut on_a).await;
+
+    on_a.send(json!({"type": "chat.send", "id": "long", "chat_id": chat_id, "content": "Count slowly"}))
+        .await;
+    let (started, _) = on_b.recv_until("chat.started").await;
+    let reply_id = started["message_id"].as_str().expect("the reply's id").to_owned();
+    on_b.recv_until("chat.delta").await;
+    let stopped_at = Instant::now();
+    on_b.send(json!({"type": "chat.stop", "id": "stop", "message_id": reply_id})).await;
+
+    let calls =
+        upstream.wait_for(Duration::from_secs(5), "the client go away", |c| c[0].went_away.is_some()).await;
+    let dropped_after = calls[0].went_away.unwrap().saturating_duration_since(stopped_at);
+    assert!(
+        dropped_after < Duration::from_secs(1),
+        "node A dropped the upstream request within 1 s: {dropped_after:?}"
+    );
+    for (node, ws) in [("A", &mut on_a), ("B", &mut on_b)] {
+        let (done, _) = ws.recv_until("chat.done").await;
+        assert_eq!(done["message"]["id"], reply_id.as_str(), "node {node}: {done}");
+        assert_eq!(done["message"]["status"], "stopped", "node {node} hears the stop: {done}");
     }
 }

@@ -19,6 +19,7 @@ mod bus;
 mod limits;
 mod presence;
 mod session_cap;
+mod stops;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,7 @@ pub use self::bus::RedisBus;
 pub use self::limits::{RedisFailureThrottle, RedisLimiter};
 pub use self::presence::RedisPresence;
 pub use self::session_cap::RedisSessionCap;
+pub use self::stops::RedisStops;
 use crate::metrics::names::{CLUSTER_MESSAGES_TOTAL, CLUSTER_PUBSUB_UP, CLUSTER_REDIS_UP};
 
 /// How long one command may take before the node treats Redis as unreachable for that call.

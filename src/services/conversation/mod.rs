@@ -32,6 +32,7 @@ use super::paging::{Page, PageError, PageLimit};
 use super::text::ChatTitle;
 use crate::catalogue::ModelRefused;
 use crate::seams::limiter::Limiter;
+use crate::seams::stops::StopRelay;
 use crate::store::{Chat, ChatMessage, DynStore, Role, StoreError};
 
 /// The title of a chat created without one.
@@ -153,28 +154,24 @@ pub struct ConversationService {
     max_chats: i64,
     idempotency: Idempotency,
     generations: Generations,
+    stops: Arc<dyn StopRelay>,
 }
 
 impl ConversationService {
     /// The service over the models of `models`; `paid_limit` counts paid requests per user,
-    /// `max_chats` caps chats per user.
+    /// `max_chats` caps chats per user; `generations` is this node's registry of running ones and
+    /// `stops` relays a stop to the node running a generation.
     pub fn new(
         store: DynStore,
         credits: Arc<CreditService>,
         models: Models,
         paid_limit: Arc<dyn Limiter>,
         max_chats: i64,
+        generations: Generations,
+        stops: Arc<dyn StopRelay>,
     ) -> ConversationService {
         let idempotency = Idempotency::new(store.clone());
-        ConversationService {
-            store,
-            credits,
-            models,
-            paid_limit,
-            max_chats,
-            idempotency,
-            generations: Generations::default(),
-        }
+        ConversationService { store, credits, models, paid_limit, max_chats, idempotency, generations, stops }
     }
 
     /// The models and their prices.

@@ -98,8 +98,9 @@ impl ConversationService {
     }
 
     /// Stops the user's reply `message_id`: if it runs here, its upstream request is dropped and
-    /// its own `chat.done` (status `stopped`) follows; an ended reply answers with its `chat.done`
-    /// again; anything else is `NotFound`.
+    /// its own `chat.done` (status `stopped`) follows; if it is stored as streaming but runs
+    /// elsewhere, the stop is relayed to the other nodes and the running one's `chat.done`
+    /// follows; an ended reply answers with its `chat.done` again; anything else is `NotFound`.
     pub async fn stop(
         &self,
         caller: Caller<'_>,
@@ -109,11 +110,11 @@ impl ConversationService {
             return Ok(None);
         }
         match self.store.message(message_id).await? {
-            Some(message)
-                if message.user_id == caller.user_id
-                    && message.role == MessageRole::Assistant
-                    && message.status != MessageStatus::Streaming =>
-            {
+            Some(message) if message.user_id == caller.user_id && message.role == MessageRole::Assistant => {
+                if message.status == MessageStatus::Streaming {
+                    self.stops.relay(caller.user_id, message_id);
+                    return Ok(None);
+                }
                 let credits = self.credits.balance(caller.user_id).await?;
                 Ok(Some(Event::ChatDone { chat_id: message.chat_id.clone(), message, credits }))
             }
