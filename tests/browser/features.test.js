@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
-import { ADMIN, assertNoProblems, login, newPage, rest, shoot, useBrowser, waitLive, watch } from './harness.js';
+import { ADMIN, assertNoProblems, inkedPixels, login, newPage, rest, shoot, useBrowser, waitLive, watch } from './harness.js';
 
 const env = useBrowser();
 const LIN = { email: 'lin@example.com', password: 'copper-meadow-signal-17', next: 'amber-falcon-river-88' };
@@ -56,7 +56,7 @@ test('images, charts, sessions, chats and the password, all in the browser', { t
   await step('images: the price and balance show before sending, and a new image reaches every tab', async () => {
     await waitLive(lin, '#conn-status');
     await lin.waitForSelector('#price:has-text("10 credits")');
-    await lin.waitForSelector('#balance:has-text("100")');
+    await lin.waitForSelector('#balance[data-value="100"]');
     second = watch(await lin.context().newPage());
     await second.goto('/images');
     await waitLive(second, '#conn-status');
@@ -65,8 +65,8 @@ test('images, charts, sessions, chats and the password, all in the browser', { t
     await lin.click('#generate');
     await lin.waitForSelector('#gallery li[data-image-id] img');
     await second.waitForSelector('#gallery li[data-image-id] img');
-    await lin.waitForSelector('#balance:has-text("90")');
-    await second.waitForSelector('#balance:has-text("90")');
+    await lin.waitForSelector('#balance[data-value="90"]');
+    await second.waitForSelector('#balance[data-value="90"]');
     const id = await lin.getAttribute('#gallery li[data-image-id]', 'data-image-id');
     assert.equal(await second.getAttribute('#gallery li[data-image-id]', 'data-image-id'), id, 'the same image in the other tab');
     // Loaded for real: the thumbnail has pixels.
@@ -96,12 +96,12 @@ test('images, charts, sessions, chats and the password, all in the browser', { t
 
   await step('images: running out of credits is said in words', async () => {
     await rest(env, 'POST', `/api/admin/users/${userId}/credits`, { token: adminToken, body: { amount: -80, reason: 'test' } });
-    await lin.waitForSelector('#balance:has-text("0")');
+    await lin.waitForSelector('#balance[data-value="0"]');
     await lin.fill('#prompt', 'One more');
     await lin.click('#generate');
     await lin.waitForSelector('#generate-notice[data-code="insufficient_credits"]:has-text("Not enough credits")');
     await rest(env, 'POST', `/api/admin/users/${userId}/credits`, { token: adminToken, body: { amount: 100, reason: 'back' } });
-    await lin.waitForSelector('#balance:has-text("100")');
+    await lin.waitForSelector('#balance[data-value="100"]');
   });
 
   await step('chat: replies are Markdown, the model\'s HTML stays text, and a chat is renamed and deleted', async () => {
@@ -146,6 +146,7 @@ test('images, charts, sessions, chats and the password, all in the browser', { t
   await step('profile: the 30-day chart is drawn with today\'s credits', async () => {
     await lin.goto('/profile');
     await lin.waitForSelector('#usage-chart[data-points="30"] canvas');
+    assert.ok((await inkedPixels(lin, '#usage-chart canvas')) > 0, 'the chart is drawn, not a blank canvas');
     assert.ok(Number(await lin.getAttribute('#usage-chart', 'data-total')) >= 21, 'two images and a chat message today');
     await lin.waitForSelector('#chart-total:has-text("in 30 days")');
     assertNoProblems(lin);
@@ -194,6 +195,7 @@ test('images, charts, sessions, chats and the password, all in the browser', { t
     await login(admin, ADMIN, '/admin');
     await admin.waitForURL((url) => url.pathname === '/admin');
     await admin.waitForSelector('#overview-chart[data-points="30"] canvas');
+    assert.ok((await inkedPixels(admin, '#overview-chart canvas')) > 0, 'the overview chart is drawn, not a blank canvas');
     assert.ok(Number(await admin.getAttribute('#ov-users', 'data-value')) >= 2);
     assert.ok(Number(await admin.getAttribute('#ov-image', 'data-value')) >= 20, 'image credits today');
     assert.ok(Number(await admin.getAttribute('#ov-signups', 'data-value')) >= 1);
@@ -214,6 +216,11 @@ test('images, charts, sessions, chats and the password, all in the browser', { t
   });
 
   await step('password: the rules show as it is typed, and afterwards every session ends', async () => {
+    // Another browser of the same user, open on the chat: the change must end it too.
+    const elsewhere = await newPage(env);
+    await login(elsewhere, LIN, '/chat');
+    await elsewhere.waitForURL((url) => url.pathname === '/chat');
+    await waitLive(elsewhere, '#conn-status');
     await lin.goto('/profile');
     await lin.waitForSelector('#whoami:not(:empty)');
     await lin.fill('#current-password', LIN.password);
@@ -230,6 +237,7 @@ test('images, charts, sessions, chats and the password, all in the browser', { t
     await lin.click('#change-password');
     await lin.waitForURL((url) => url.pathname === '/login');
     await lin.waitForSelector('#login-notice:has-text("Your password was changed")');
+    await elsewhere.waitForURL((url) => url.pathname === '/login');
     await login(lin, { email: LIN.email, password: LIN.password });
     await lin.waitForSelector('#login-error:has-text("Invalid email or password")');
     await login(lin, { email: LIN.email, password: LIN.next });

@@ -125,6 +125,16 @@ export async function waitLive(page, selector) {
   await page.waitForSelector(`${selector}[data-state="open"]`);
 }
 
+/** How many pixels of the canvas in `selector` are not transparent: 0 for a chart never drawn. */
+export async function inkedPixels(page, selector) {
+  return page.$eval(selector, (canvas) => {
+    const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+    let inked = 0;
+    for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) inked += 1;
+    return inked;
+  });
+}
+
 /**
  * Runs axe-core on the page (WCAG 2.x A and AA and best practices) and returns its violations;
  * the caller fails on serious and critical ones.
