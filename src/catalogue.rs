@@ -14,6 +14,10 @@ use serde::Deserialize;
 use crate::config::Config;
 use crate::store::Role;
 
+/// The smallest width or height the built-in generator draws.
+pub const MIN_SIZE: u32 = 256;
+/// The largest width or height the built-in generator draws.
+pub const MAX_SIZE: u32 = 1024;
 /// The largest width or height an upstream image model may be priced for.
 const MAX_UPSTREAM_SIZE: u32 = 4096;
 /// Highest price of anything, credits: far from any overflow of the cost arithmetic.
@@ -249,11 +253,7 @@ impl Catalogue {
                 name: if image_upstream == Upstream::BuiltIn { "Sketch".into() } else { image_id.clone() },
                 id: image_id,
                 upstream: image_upstream,
-                pricing: ImagePricing::Flat {
-                    price: config.price_image,
-                    min: crate::images::MIN_SIZE,
-                    max: crate::images::MAX_SIZE,
-                },
+                pricing: ImagePricing::Flat { price: config.price_image, min: MIN_SIZE, max: MAX_SIZE },
                 roles: everyone,
             }],
         }
@@ -456,7 +456,7 @@ impl ImageEntry {
         check_id(&self.id)?;
         let upstream = upstream(self.url, self.api_key_env, env)?;
         let (min, max) = match upstream {
-            Upstream::BuiltIn => (crate::images::MIN_SIZE, crate::images::MAX_SIZE),
+            Upstream::BuiltIn => (MIN_SIZE, MAX_SIZE),
             Upstream::OpenAi { .. } => (1, MAX_UPSTREAM_SIZE),
         };
         if self.prices.is_empty() {

@@ -7,13 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use crate::catalogue::{ImageModel, Upstream};
+use crate::catalogue::{ImageModel, MAX_SIZE, MIN_SIZE, Upstream};
 use crate::openai::{OpenAiClient, OpenAiError};
 
-/// The smallest width or height the built-in generator draws.
-pub const MIN_SIZE: u32 = 256;
-/// The largest width or height the built-in generator draws.
-pub const MAX_SIZE: u32 = 1024;
 /// The width and height used when a client names none.
 pub const DEFAULT_SIZE: u32 = 512;
 

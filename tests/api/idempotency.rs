@@ -124,8 +124,9 @@ async fn a_retry_while_the_first_runs_waits_for_it_on_the_same_or_another_node()
     let chat_id = create_chat(&mut on_a).await;
 
     on_a.send(send("first", &chat_id, "slow reply", "key-3")).await;
-    // Both retries are sent while the assistant is still thinking.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Both retries are sent while the assistant is still thinking: once the first has started
+    // (its hold made, its upstream request under way), not after a guessed pause.
+    on_a.recv_until("chat.started").await;
     also_on_a.send(send("same-node", &chat_id, "slow reply", "key-3")).await;
     on_b.send(send("other-node", &chat_id, "slow reply", "key-3")).await;
     let (first, _) = answer(&mut on_a, "first").await;
