@@ -10,9 +10,10 @@ use actix_web::web::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use libfuzzer_sys::fuzz_target;
 use switchboard::services::paging::PageLimit;
+use switchboard::ws::error::RequestError;
 use switchboard::ws::frame_guard::FrameGuard;
 use switchboard::ws::protocol::{
-    self, ClientMessage, ErrorCode, MAX_ID_CHARS, MAX_MESSAGE_BYTES, ServerMessage,
+    self, ClientMessage, MAX_ID_CHARS, MAX_MESSAGE_BYTES, ServerMessage,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -33,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
             }
             ServerMessage::Pong.encode(id.as_deref())
         }
-        Err(bad) => ServerMessage::error(ErrorCode::InvalidMessage, bad.problem).encode(bad.id.as_deref()),
+        Err(bad) => RequestError::Invalid(bad.problem).frame().encode(bad.id.as_deref()),
     };
     // `encode` answers an empty string if serialisation ever failed: the client would get nothing.
     let echoed: serde_json::Value = serde_json::from_str(&frame).expect("the answer frame is JSON");
